@@ -1,0 +1,100 @@
+"""Schema checks: a catalogue is checked against what the chosen preset needs before any work.
+
+What is checked, and what happens:
+
+=====================================  ==============================================================
+problem                                handling
+=====================================  ==============================================================
+empty table                            SchemaError
+a required column is missing           SchemaError naming the column(s), the file, and near names
+non-numeric text in a numeric column   SchemaError naming the column, a bad value and its row
+a feature column null in every row     SchemaError naming the column
++/-inf in a numeric column             treated as missing (set to NaN), counted per column
+duplicate (source, detection) rows     identical duplicates: all but the first dropped, counted;
+                                       duplicates that differ: SchemaError listing the first keys
+=====================================  ==============================================================
+
+The counts are returned in a :class:`CheckReport` and go into the run's manifest.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import SchemaError
+
+
+@dataclass
+class CheckReport:
+    rows_in: int
+    rows_out: int
+    duplicates_dropped: int = 0
+    infinite_to_missing: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"rows_in": self.rows_in, "rows_out": self.rows_out,
+                "duplicates_dropped": self.duplicates_dropped,
+                "infinite_to_missing": dict(self.infinite_to_missing)}
+
+
+def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] = (),
+                  features: list[str] = (), key: list[str] = (), source: str = "catalogue"
+                  ) -> tuple[pd.DataFrame, CheckReport]:
+    """Check ``df`` and return it cleaned (infinities to NaN, identical duplicates dropped) with a report.
+
+    ``required``: columns that must exist; ``numeric``: columns that must hold numbers;
+    ``features``: numeric columns that must not be null in every row; ``key``: columns
+    that identify one row (e.g. ``["name", "obsid"]``); ``source``: the file name
+    used in messages.
+    """
+    if len(df) == 0:
+        raise SchemaError(f"{source}: the table is empty; expected at least one detection")
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        hints = []
+        for c in missing:
+            near = difflib.get_close_matches(c, [str(x) for x in df.columns], n=1)
+            hints.append(f"{c!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        raise SchemaError(f"{source}: missing column{'s' if len(missing) > 1 else ''} "
+                          f"{', '.join(hints)}; the preset needs {', '.join(required)}")
+    report = CheckReport(rows_in=len(df), rows_out=len(df))
+    df = df.copy()
+    for col in dict.fromkeys(list(numeric) + list(features)):
+        series = df[col]
+        if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
+            converted = pd.to_numeric(series, errors="coerce")
+            bad = converted.isna() & series.notna()
+            if bad.any():
+                i = int(np.flatnonzero(bad.to_numpy())[0])
+                raise SchemaError(f"{source}: column {col!r} must be numeric but row {i} holds "
+                                  f"{series.iloc[i]!r} ({int(bad.sum())} such value(s))")
+            series = converted
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        inf = np.isinf(values)
+        if inf.any():
+            report.infinite_to_missing[col] = int(inf.sum())
+            values = np.where(inf, np.nan, values)
+        df[col] = values
+    for col in features:
+        if df[col].isna().all():
+            raise SchemaError(f"{source}: feature column {col!r} is null in every row; "
+                              "expected measured values")
+    if key:
+        dup = df.duplicated(subset=list(key), keep=False)
+        if dup.any():
+            exact = df.duplicated(keep="first")
+            conflicting = df[dup].drop_duplicates()
+            if conflicting.duplicated(subset=list(key), keep=False).any():
+                keys = conflicting.loc[conflicting.duplicated(subset=list(key), keep=False), list(key)]
+                shown = "; ".join(", ".join(str(v) for v in row) for row in
+                                  keys.drop_duplicates().head(5).itertuples(index=False))
+                raise SchemaError(f"{source}: {len(keys.drop_duplicates())} ({', '.join(key)}) key(s) "
+                                  f"appear on rows with different values, e.g. {shown}; "
+                                  "expected one row per detection")
+            report.duplicates_dropped = int(exact.sum())
+            df = df[~exact].reset_index(drop=True)
+    report.rows_out = len(df)
+    return df, report
