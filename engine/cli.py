@@ -7,7 +7,9 @@ exposes three names:
 ``add_cli_arguments``   ``(parser) -> None``: declares its options (every option has a help text)
 ``run_cli``             ``(args) -> int``: does the work, returns the exit code
 
-and is listed once in ``COMMANDS`` below. Options common to every command
+and is listed once in ``COMMANDS`` below. A module owning several commands is
+listed as ``"module:prefix"`` and exposes ``{prefix}_help``, ``add_{prefix}_arguments``
+and ``run_{prefix}`` instead. Options common to every command
 (``--scheduler``, ``--device``, ``--precision``, ``--config``) are declared
 here once. Errors a user can act on are raised as :class:`engine.errors.XsiftError`
 and printed as one message, never as a traceback.
@@ -42,6 +44,16 @@ def _common_options() -> argparse.ArgumentParser:
     return common
 
 
+def _command_functions(target: str):
+    """(help, add_arguments, run) of a COMMANDS entry ``module`` or ``module:prefix``."""
+    module_name, _, prefix = target.partition(":")
+    module = importlib.import_module(module_name)
+    if prefix:
+        return (getattr(module, f"{prefix}_help"), getattr(module, f"add_{prefix}_arguments"),
+                getattr(module, f"run_{prefix}"))
+    return module.CLI_HELP, module.add_cli_arguments, module.run_cli
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xsift",
@@ -53,13 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xsift {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = _common_options()
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=module.CLI_HELP, description=module.CLI_HELP,
+    for name, target in COMMANDS.items():
+        help_text, add_arguments, run = _command_functions(target)
+        p = sub.add_parser(name, help=help_text, description=help_text,
                            parents=[common],
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-        module.add_cli_arguments(p)
-        p.set_defaults(_run=module.run_cli)
+        add_arguments(p)
+        p.set_defaults(_run=run)
     return parser
 
 
