@@ -1,0 +1,258 @@
+"""Binned 1-D Gaussian kernel density estimates of many (property, class) pairs at once.
+
+A naive-Bayes classifier needs one 1-D density per (property, class) pair and
+evaluates each of them at every source. Direct evaluation costs ``n_train``
+kernel terms per point; here each density is instead
+
+1. **linearly binned** onto a regular grid of ``G`` nodes spanning
+   ``[min - cut*h, max + cut*h]`` (each training point's weight is split
+   between its two neighbouring nodes in proportion to proximity, which keeps
+   the mean of the mass exact),
+2. **convolved** with the Gaussian kernel on that grid by FFT (zero-padded to
+   ``2G`` so the discrete convolution is exact, not circular),
+3. **evaluated** at any points by linear interpolation between nodes, in
+   fixed-size row chunks (``lax.map`` over chunks padded to a static shape),
+   so 10 million evaluations never hold more than one chunk of temporaries.
+
+All pairs are handled by one batched call with static shapes: training sets of
+different sizes are padded to a common length with weight 0.
+
+Error bound (documented and tested)
+-----------------------------------
+Let ``f(x) = sum_i w_i phi_h(x - x_i)`` with ``sum_i w_i = 1`` be the exact KDE,
+``phi_h`` the Gaussian of standard deviation ``h`` and ``delta`` the grid step.
+Since ``|phi_h''| <= phi(0) / h**3`` with ``phi(0) = 1/sqrt(2 pi)``:
+
+* linear binning moves each point's kernel by an interpolation of
+  ``g -> phi_h(x - g)`` between two nodes: error at a node
+  ``<= delta**2 / 8 * phi(0) / h**3``;
+* linear interpolation of the node values between nodes adds at most
+  ``delta**2 / 8 * max|f''| <= delta**2 / 8 * phi(0) / h**3``;
+
+so inside the grid ``|f_grid(x) - f(x)| <= (delta / h)**2 / (4 sqrt(2 pi) h)``
+(i.e. a relative error of ``(delta/h)**2 / 4`` of the kernel's peak height
+``1/(sqrt(2 pi) h)``), plus floating-point round-off of the FFT
+(about ``eps * G`` times the peak). :func:`kde_error_bound` returns this bound per
+pair. With the default ``G = 2048`` and Scott bandwidths of a few thousand
+points, ``delta/h`` is about 0.01-0.05, i.e. relative errors of 3e-5 to 6e-4.
+
+Outside the grid (farther than ``cut`` bandwidths from every training point)
+the density is continued in log space by the Gaussian tail of the nearest
+training extreme, ``log f(edge) - ((x - x_ext)**2 - (cut h)**2) / (2 h**2)``,
+which is exact up to the factor contributed by the other training points and
+never underflows (the log-density is returned, so far-away points still rank
+the classes). Densities that round to 0 or below inside the grid (FFT
+round-off in empty gaps) are floored at the dtype's smallest normal number.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["KDEGrid", "scott_bandwidth", "fit_binned_kde", "evaluate_log_kde",
+           "evaluate_kde", "kde_error_bound", "exact_log_kde", "fit_cv_bandwidth"]
+
+_INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
+
+
+class KDEGrid(NamedTuple):
+    """Binned KDEs of ``m`` pairs on grids of ``G`` nodes.
+
+    lo:        (m,)    position of node 0
+    step:      (m,)    grid spacing ``delta``
+    bandwidth: (m,)    Gaussian kernel standard deviation ``h``
+    density:   (m, G)  density at the nodes (integrates to ~1 over the grid)
+    cut:       ()      the grid extends ``cut`` bandwidths beyond the data
+    """
+    lo: jax.Array
+    step: jax.Array
+    bandwidth: jax.Array
+    density: jax.Array
+    cut: jax.Array
+
+
+def _normalised_weights(x, w, dtype):
+    x = jnp.asarray(x, dtype)
+    w = jnp.asarray(w, dtype)
+    w = jnp.where(jnp.isfinite(x), w, 0.0)
+    x = jnp.where(jnp.isfinite(x), x, 0.0)
+    total = jnp.sum(w, axis=-1, keepdims=True)
+    return x, w / jnp.where(total > 0, total, 1.0)
+
+
+@partial(jax.jit, static_argnames=("dtype",))
+def scott_bandwidth(x, w, dtype=jnp.float64):
+    """Scott's rule bandwidth per pair, as ``scipy.stats.gaussian_kde`` computes it.
+
+    x: (m, n) training values (padding arbitrary), w: (m, n) weights (0 = padding).
+    Returns (m,) ``h = neff**(-1/5) * std`` with ``neff = (sum w)**2 / sum w**2`` and the
+    weighted variance with scipy's (numpy.cov ``aweights``) bias correction.
+    """
+    x, w = _normalised_weights(x, w, dtype)
+    mean = jnp.sum(w * x, axis=-1, keepdims=True)
+    sum_w2 = jnp.sum(w * w, axis=-1)
+    var = jnp.sum(w * (x - mean) ** 2, axis=-1) / jnp.maximum(1.0 - sum_w2, jnp.finfo(dtype).eps)
+    neff = 1.0 / jnp.maximum(sum_w2, jnp.finfo(dtype).tiny)
+    return (neff ** (-0.2) * jnp.sqrt(var)).astype(dtype)
+
+
+@partial(jax.jit, static_argnames=("n_grid", "dtype"))
+def fit_binned_kde(x, w, bandwidth, n_grid: int = 2048, cut: float = 6.0, dtype=jnp.float64) -> KDEGrid:
+    """Bin and smooth ``m`` weighted 1-D samples at once.
+
+    x: (m, n) training values; NaN or any value with weight 0 is ignored (padding).
+    w: (m, n) non-negative weights, normalised per pair inside.
+    bandwidth: (m,) kernel standard deviation per pair (must be > 0).
+    Returns a :class:`KDEGrid` with ``density: (m, n_grid)``.
+    """
+    x, w = _normalised_weights(x, w, dtype)
+    h = jnp.asarray(bandwidth, dtype)
+    cut = jnp.asarray(cut, dtype)
+    big = jnp.asarray(jnp.finfo(dtype).max, dtype)
+    xmin = jnp.min(jnp.where(w > 0, x, big), axis=-1)
+    xmax = jnp.max(jnp.where(w > 0, x, -big), axis=-1)
+    xmin = jnp.where(xmin <= xmax, xmin, 0.0)   # empty pair: harmless grid
+    xmax = jnp.where(xmin <= xmax, xmax, 0.0)
+    lo = xmin - cut * h
+    step = (xmax - xmin + 2.0 * cut * h) / (n_grid - 1)
+
+    # linear binning: split each weight between the two neighbouring nodes
+    t = (x - lo[:, None]) / step[:, None]
+    i0 = jnp.clip(jnp.floor(t).astype(jnp.int32), 0, n_grid - 2)
+    frac = jnp.clip(t - i0, 0.0, 1.0)
+    rows = jnp.broadcast_to(jnp.arange(x.shape[0])[:, None], x.shape)
+    binned = jnp.zeros((x.shape[0], n_grid), dtype)
+    binned = binned.at[rows, i0].add(w * (1.0 - frac))
+    binned = binned.at[rows, i0 + 1].add(w * frac)
+
+    # exact (non-circular) discrete convolution with the sampled Gaussian by FFT
+    length = 2 * n_grid
+    offsets = jnp.arange(length)
+    offsets = jnp.where(offsets < n_grid, offsets, offsets - length).astype(dtype)   # 0..G-1, -G..-1
+    u = offsets[None, :] * step[:, None] / h[:, None]
+    kernel = jnp.exp(-0.5 * u * u) * (_INV_SQRT_2PI / h[:, None])
+    smooth = jnp.fft.irfft(jnp.fft.rfft(binned, length, axis=-1) * jnp.fft.rfft(kernel, length, axis=-1),
+                           length, axis=-1)[:, :n_grid]
+    return KDEGrid(lo=lo, step=step, bandwidth=h, density=smooth.astype(dtype), cut=cut)
+
+
+def kde_error_bound(grid: KDEGrid, dtype=jnp.float64):
+    """Documented absolute error bound of :func:`evaluate_kde` inside the grid, per pair (m,).
+
+    ``(delta/h)**2 / (4 sqrt(2 pi) h)`` (binning + interpolation) plus FFT round-off
+    ``8 * eps * sqrt(G) / (sqrt(2 pi) h)``.
+    """
+    h = jnp.asarray(grid.bandwidth, dtype)
+    r = jnp.asarray(grid.step, dtype) / h
+    peak = _INV_SQRT_2PI / h
+    n_grid = grid.density.shape[-1]
+    return r * r / 4.0 * peak + 8.0 * jnp.finfo(dtype).eps * np.sqrt(n_grid) * peak
+
+
+def _log_kde_chunk(grid: KDEGrid, xc, dtype):
+    """xc: (c, m) one chunk of evaluation points, column j for pair j. Returns (c, m) log-density."""
+    m, n_grid = grid.density.shape
+    lo, step, h = grid.lo.astype(dtype), grid.step.astype(dtype), grid.bandwidth.astype(dtype)
+    dens = grid.density.astype(dtype)
+    t = (xc - lo) / step
+    i0 = jnp.clip(jnp.floor(t), 0, n_grid - 2).astype(jnp.int32)
+    frac = t - i0
+    cols = jnp.arange(m)[None, :]
+    f0 = dens[cols, i0]
+    f1 = dens[cols, i0 + 1]
+    value = f0 * (1.0 - frac) + f1 * frac
+    tiny = jnp.finfo(dtype).tiny
+    log_inside = jnp.log(jnp.maximum(value, tiny))
+    # Gaussian-tail continuation beyond the grid edges (see module docstring)
+    cut_h = grid.cut.astype(dtype) * h
+    hi = lo + step * (n_grid - 1)
+    log_lo = jnp.log(jnp.maximum(dens[:, 0], tiny))
+    log_hi = jnp.log(jnp.maximum(dens[:, -1], tiny))
+    d_lo = (lo + cut_h) - xc            # distance below the smallest training value
+    d_hi = xc - (hi - cut_h)            # distance above the largest
+    tail_lo = log_lo - (d_lo * d_lo - cut_h * cut_h) / (2.0 * h * h)
+    tail_hi = log_hi - (d_hi * d_hi - cut_h * cut_h) / (2.0 * h * h)
+    out = jnp.where(xc < lo, tail_lo, jnp.where(xc > hi, tail_hi, log_inside))
+    return jnp.where(jnp.isnan(xc), jnp.nan, out)
+
+
+@partial(jax.jit, static_argnames=("chunk_rows", "dtype"))
+def evaluate_log_kde(grid: KDEGrid, X, columns, chunk_rows: int = 65536, dtype=jnp.float64):
+    """Log-density of every pair at the rows of a table, in fixed-size row chunks.
+
+    grid: a :class:`KDEGrid` of ``m`` pairs.
+    X: (N, d) evaluation table (NaN = missing -> NaN out).
+    columns: (m,) int, the column of ``X`` at which pair ``j`` is evaluated.
+    Returns (N, m) log-densities. Memory of temporaries is O(chunk_rows * m).
+    """
+    X = jnp.asarray(X, dtype)
+    columns = jnp.asarray(columns, jnp.int32)
+    n = X.shape[0]
+    n_chunks = max(1, -(-n // chunk_rows))
+    pad = n_chunks * chunk_rows - n
+    Xp = jnp.pad(X, ((0, pad), (0, 0)), constant_values=jnp.nan).reshape(n_chunks, chunk_rows, X.shape[1])
+    out = jax.lax.map(lambda xc: _log_kde_chunk(grid, xc[:, columns], dtype), Xp)
+    return out.reshape(n_chunks * chunk_rows, -1)[:n]
+
+
+def evaluate_kde(grid: KDEGrid, X, columns, chunk_rows: int = 65536, dtype=jnp.float64):
+    """Density (not log) of :func:`evaluate_log_kde`; same shapes."""
+    return jnp.exp(evaluate_log_kde(grid, X, columns, chunk_rows=chunk_rows, dtype=dtype))
+
+
+@partial(jax.jit, static_argnames=("dtype",))
+def exact_log_kde(x, w, bandwidth, points, dtype=jnp.float64):
+    """Exact (direct-sum) log-density, the reference the grid approximates.
+
+    x, w: (m, n) training values and weights; bandwidth: (m,); points: (m, k).
+    Returns (m, k). Cost O(m n k): use for tests and small problems only.
+    """
+    x, w = _normalised_weights(x, w, dtype)
+    h = jnp.asarray(bandwidth, dtype)[:, None, None]
+    points = jnp.asarray(points, dtype)
+    u = (points[:, :, None] - x[:, None, :]) / h
+    logw = jnp.log(jnp.where(w > 0, w, 1.0))[:, None, :] + jnp.where(w > 0, 0.0, -jnp.inf)[:, None, :]
+    return jax.scipy.special.logsumexp(logw - 0.5 * u * u, axis=-1) - jnp.log(h[:, :, 0]) - 0.5 * jnp.log(2 * jnp.pi)
+
+
+def fit_cv_bandwidth(x, w, key, *, n_steps: int = 200, learning_rate: float = 0.05,
+                     holdout: float = 0.25, dtype=jnp.float64):
+    """Per-pair bandwidth maximising the held-out log-likelihood (``bandwidth="cv"``), with optax.
+
+    x, w: (m, n). A random ``holdout`` share of each pair's points is held out; the
+    bandwidth ``h = exp(s)`` of a KDE of the rest is fitted by Adam on the held-out
+    mean log-density (exact sums, so keep ``n`` to a few thousand). Starts at Scott's rule.
+    Returns (m,) bandwidths.
+    """
+    import optax
+
+    x = jnp.asarray(x, dtype)
+    w = jnp.where(jnp.isfinite(x), jnp.asarray(w, dtype), 0.0)
+    held = jax.random.uniform(key, x.shape) < holdout
+    w_train = jnp.where(held, 0.0, w)
+    w_test = jnp.where(held, w, 0.0)
+    w_test = w_test / jnp.maximum(jnp.sum(w_test, axis=-1, keepdims=True), jnp.finfo(dtype).tiny)
+    x_clean = jnp.where(jnp.isfinite(x), x, 0.0)
+
+    def loss(s):
+        logf = exact_log_kde(x_clean, w_train, jnp.exp(s), x_clean, dtype=dtype)
+        return -jnp.sum(jnp.where(w_test > 0, w_test * logf, 0.0))
+
+    opt = optax.adam(learning_rate)
+    s0 = jnp.log(scott_bandwidth(x, w, dtype=dtype))
+
+    @jax.jit
+    def run(s):
+        def step(carry, _):
+            s, state = carry
+            g = jax.grad(loss)(s)
+            updates, state = opt.update(g, state, s)
+            return (optax.apply_updates(s, updates), state), None
+        (s, _), _ = jax.lax.scan(step, (s, opt.init(s)), None, length=n_steps)
+        return s
+
+    return jnp.exp(run(s0)).astype(dtype)
