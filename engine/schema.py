@@ -72,6 +72,9 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
                 raise SchemaError(f"{source}: column {col!r} must be numeric but row {i} holds "
                                   f"{series.iloc[i]!r} ({int(bad.sum())} such value(s))")
             series = converted
+        if pd.api.types.is_integer_dtype(series.dtype) and not series.isna().any():
+            df[col] = series  # integers cannot be infinite: keep their dtype
+            continue
         values = series.to_numpy(dtype=np.float64, na_value=np.nan)
         inf = np.isinf(values)
         if inf.any():

@@ -1,0 +1,69 @@
+"""Schema checks: every bad input gets a clear message naming the file and the column."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from engine.errors import SchemaError
+from engine.schema import check_catalog
+
+KEY = ["name", "obsid"]
+
+
+def good():
+    return pd.DataFrame({"name": ["a", "a", "b"], "obsid": [1, 2, 1], "hard_hs": [0.1, 0.2, -0.3],
+                         "bb_kt": [1.0, 2.0, 3.0]})
+
+
+def check(df):
+    return check_catalog(df, required=KEY + ["hard_hs", "bb_kt"], numeric=["obsid"],
+                         features=["hard_hs", "bb_kt"], key=KEY, source="cat.csv")
+
+
+def test_good_table_passes_unchanged():
+    df, report = check(good())
+    pd.testing.assert_frame_equal(df, good().astype({"hard_hs": float, "bb_kt": float}))
+    assert report.as_dict() == {"rows_in": 3, "rows_out": 3, "duplicates_dropped": 0, "infinite_to_missing": {}}
+
+
+def test_missing_column_names_file_column_and_near_name():
+    with pytest.raises(SchemaError, match=r"cat.csv: missing column 'bb_kt' \(did you mean 'bb_k'\?\)"):
+        check(good().rename(columns={"bb_kt": "bb_k"}))
+
+
+def test_non_numeric_value_names_column_row_and_value():
+    df = good().astype({"hard_hs": object})
+    df.loc[1, "hard_hs"] = "0.2?"
+    with pytest.raises(SchemaError, match=r"cat.csv: column 'hard_hs' must be numeric but row 1 holds '0.2\?'"):
+        check(df)
+    # numbers stored as text are accepted
+    df.loc[1, "hard_hs"] = "0.2"
+    out, _ = check(df)
+    assert out["hard_hs"].tolist() == [0.1, 0.2, -0.3]
+
+
+def test_all_null_feature_column():
+    with pytest.raises(SchemaError, match="feature column 'bb_kt' is null in every row"):
+        check(good().assign(bb_kt=np.nan))
+
+
+def test_empty_table():
+    with pytest.raises(SchemaError, match="cat.csv: the table is empty"):
+        check(good().iloc[:0])
+
+
+def test_infinities_become_missing_and_are_counted():
+    df = good()
+    df.loc[0, "bb_kt"] = np.inf
+    df.loc[2, "hard_hs"] = -np.inf
+    out, report = check(df)
+    assert np.isnan(out.loc[0, "bb_kt"]) and np.isnan(out.loc[2, "hard_hs"])
+    assert report.infinite_to_missing == {"hard_hs": 1, "bb_kt": 1}
+
+
+def test_duplicates_identical_dropped_conflicting_refused():
+    df = pd.concat([good(), good().iloc[[1]]], ignore_index=True)
+    out, report = check(df)
+    assert report.duplicates_dropped == 1 and len(out) == 3
+    df.loc[3, "bb_kt"] = 99.0
+    with pytest.raises(SchemaError, match=r"1 \(name, obsid\) key\(s\) appear on rows with different values, e.g. a, 2"):
+        check(df)
