@@ -1,0 +1,53 @@
+"""The command line as a user meets it: every command and option is described."""
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from engine.cli import COMMANDS, build_parser, main
+
+
+def _subparsers(parser):
+    import argparse
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices
+    return {}
+
+
+def _all_parsers(parser, prefix="xsift"):
+    yield prefix, parser
+    for name, sub in _subparsers(parser).items():
+        yield from _all_parsers(sub, f"{prefix} {name}")
+
+
+def test_every_command_and_option_has_help():
+    parser = build_parser()
+    assert set(_subparsers(parser)) == set(COMMANDS)
+    for where, p in _all_parsers(parser):
+        assert p.description or where == "xsift", where
+        for action in p._actions:
+            if action.dest in ("help", "version") or action.help == "==SUPPRESS==":
+                continue
+            assert action.help and len(action.help) > 10, f"{where}: option {action.option_strings or action.dest} has no help"
+
+
+def test_console_script_help():
+    exe = pathlib.Path(sys.executable).with_name("xsift")
+    assert exe.exists(), "the xsift console script should be installed (pip install -e .)"
+    out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, check=True).stdout
+    for name in COMMANDS:
+        assert name in out
+    out = subprocess.run([str(exe), "simulate", "--help"], capture_output=True, text=True, check=True).stdout
+    for option in ("--detections", "--shards", "--out", "--seed", "--scheduler", "--device", "--precision"):
+        assert option in out
+
+
+def test_user_error_is_one_line_not_a_traceback(tmp_path, capsys):
+    code = main(["demo", "--config", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o"),
+                 "--detections", "2000"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "missing.toml" in err and "Traceback" not in err
