@@ -472,7 +472,8 @@ def _classify_shard(path: str, run_dir: str, model, model_hash: str, columns: li
     return record
 
 
-def _prepare_run(run_dir: pathlib.Path, model_hash: str, model_dir, catalog, force: bool) -> None:
+def _prepare_run(run_dir: pathlib.Path, model_hash: str, model_dir, catalog, force: bool,
+                 classes: list[str], aggregation: dict) -> None:
     record_path = run_dir / RUN_RECORD
     if record_path.exists():
         try:
@@ -490,7 +491,8 @@ def _prepare_run(run_dir: pathlib.Path, model_hash: str, model_dir, catalog, for
             (run_dir / "vote.json").unlink(missing_ok=True)
     from engine.io import write_json
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json({"model_hash": model_hash, "model": str(model_dir), "catalog": str(catalog)}, record_path)
+    write_json({"model_hash": model_hash, "model": str(model_dir), "catalog": str(catalog),
+                "classes": list(classes), "aggregation": dict(aggregation)}, record_path)
 
 
 def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.PathLike,
@@ -506,7 +508,8 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
     run = pathlib.Path(run_dir)
     model = ClusterLabelModel.load(model_dir)
     model_hash = model.hash
-    _prepare_run(run, model_hash, model_dir, catalog, force)
+    _prepare_run(run, model_hash, model_dir, catalog, force, model.classes,
+                 model.preset.get("classes", {}).get("aggregation", {}))
     (run / OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
     (run / LEDGER_DIR).mkdir(parents=True, exist_ok=True)
     pending = [f for f in files if not shard_done(run, f, model_hash)]
@@ -562,36 +565,31 @@ def _vote_partition(part: pd.DataFrame, index: int, out_root: str, classes, aggr
     from engine.voting import master_classes
     root = pathlib.Path(out_root)
     name = f"part-{index:05d}.parquet"
+    L = len(classes)
     if len(part) == 0:
-        return {"sources": 0, "uniquely": 0, "ambiguous": 0, "pairs": []}
+        return {"sources": 0, "uniquely": 0, "ambiguous": 0, "votes": np.zeros((L, L), np.int64)}
     part = part.reset_index(drop=True)
     uniquely, ambiguous, _ = master_classes(part, classes, aggregation)
     write_table(uniquely.reset_index(drop=True), root / UNIQUE_DIR / name)
     write_table(ambiguous.reset_index(drop=True), root / AMBIGUOUS_DIR / name)
-    pairs = ([(c, c) for c in uniquely["master_class"].astype(str)]
-             + list(zip(ambiguous["hard_master_class"].astype(str), ambiguous["soft_master_class"].astype(str))))
+    class_index = {c: i for i, c in enumerate(classes)}
+    votes = np.zeros((L, L), np.int64)      # (hard vote, soft vote) counts, for Cohen's kappa
+    u = np.array([class_index[c] for c in uniquely["master_class"].astype(str)], dtype=np.int64)
+    np.add.at(votes, (u, u), 1)
+    h = np.array([class_index[c] for c in ambiguous["hard_master_class"].astype(str)], dtype=np.int64)
+    s = np.array([class_index[c] for c in ambiguous["soft_master_class"].astype(str)], dtype=np.int64)
+    np.add.at(votes, (h, s), 1)
     return {"sources": len(uniquely) + len(ambiguous), "uniquely": len(uniquely),
-            "ambiguous": len(ambiguous), "pairs": pairs}
+            "ambiguous": len(ambiguous), "votes": votes}
 
 
-def cohen_kappa(pairs: list[tuple[str, str]]) -> float:
-    """Cohen's kappa between the hard and the soft vote from (hard, soft) pairs."""
-    try:
-        from engine.metrics import cohen_kappa as _kappa  # the project's one definition, when present
-        hard = np.array([p[0] for p in pairs], dtype=object)
-        soft = np.array([p[1] for p in pairs], dtype=object)
-        return float(_kappa(hard, soft))
-    except ImportError:
-        pass
-    if not pairs:
-        return float("nan")
-    hard = pd.Series([p[0] for p in pairs])
-    soft = pd.Series([p[1] for p in pairs])
-    po = float((hard.to_numpy() == soft.to_numpy()).mean())
-    ph = hard.value_counts(normalize=True)
-    ps = soft.value_counts(normalize=True)
-    pe = float(sum(ph.get(c, 0.0) * ps.get(c, 0.0) for c in set(ph.index) | set(ps.index)))
-    return 1.0 if pe == 1.0 else (po - pe) / (1.0 - pe)
+def _kappa_of_table(table: np.ndarray) -> float:
+    """Cohen's kappa between the hard and the soft vote from their (hard, soft) count table (L, L)."""
+    from engine.metrics import cohen_kappa
+    L = table.shape[0]
+    hard = np.repeat(np.repeat(np.arange(L), L), table.ravel())
+    soft = np.repeat(np.tile(np.arange(L), L), table.ravel())
+    return cohen_kappa(hard, soft, L) if len(hard) else float("nan")
 
 
 def vote_shards(client, run_dir: str | os.PathLike, *, classes: list[str], aggregation: dict,
@@ -621,11 +619,11 @@ def vote_shards(client, run_dir: str | os.PathLike, *, classes: list[str], aggre
     futures = client.compute(tasks)
     _show_progress(futures)
     results = client.gather(futures)
-    pairs = [pair for r in results for pair in r["pairs"]]
+    table = sum(r["votes"] for r in results)
     summary = {"sources": int(sum(r["sources"] for r in results)),
                "uniquely_classified": int(sum(r["uniquely"] for r in results)),
                "ambiguous": int(sum(r["ambiguous"] for r in results)),
-               "kappa": cohen_kappa(pairs), "partitions": n_partitions,
+               "cohen_kappa_hard_soft": _kappa_of_table(table), "partitions": n_partitions,
                "seconds": time.perf_counter() - t0}
     # swap the new vote in as a whole
     for sub in (UNIQUE_DIR, AMBIGUOUS_DIR):
