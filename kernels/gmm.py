@@ -1,0 +1,723 @@
+"""Full-covariance Gaussian mixture fitted by EM, in JAX, numerically equal to scikit-learn.
+
+The maths is scikit-learn's ``GaussianMixture(covariance_type="full")``
+(``sklearn/mixture/_gaussian_mixture.py`` and ``_base.py``), reshaped so that one
+EM iteration is a few large matrix products over fixed-size row chunks:
+
+E-step (per chunk ``X: (c, d)``)
+    all components' whitening in ONE product ``X @ W`` with ``W: (d, K*d)`` the
+    precision Cholesky factors side by side; ``log N(x | mu_k, Sigma_k) =
+    -1/2 (d log 2pi + |x P_k - mu_k P_k|^2) + log det P_k``; responsibilities by
+    log-sum-exp.
+Statistics (per chunk)
+    ``Xa = [X, 1]: (c, d+1)``; ONE product ``(r (x) Xa)^T @ Xa`` gives, for every
+    component, ``sum r``, ``sum r x`` and ``sum r x x^T`` at once
+    (:class:`SuffStats`), plus ``sum log p(x)`` over valid rows. Statistics of
+    chunks add up, so the same jitted :func:`sufficient_statistics` serves an
+    in-memory scan over chunks and a Dask map over partitions.
+M-step (:func:`m_step`, from summed statistics)
+    ``nk = sum r + 10 eps`` (as scikit-learn), ``mu = sum r x / nk``,
+    ``Sigma = sum r (x - mu)(x - mu)^T / nk + reg_covar I`` (expanded from the raw
+    moments), ``w = nk / sum nk``, ``P = chol(Sigma)^{-T}`` (upper triangular, as
+    scikit-learn's ``precisions_cholesky_``).
+
+Iteration order and lower bound (identical to scikit-learn's ``fit``)::
+
+    lb = -inf
+    for it in 1..max_iter:
+        stats = sum over chunks of sufficient_statistics(params, X_chunk, mask_chunk)
+        new_lb = stats.loglik / stats.n        # E-step with the params BEFORE the M-step
+        params = m_step(stats, reg_covar)
+        converged = |new_lb - lb| < tol ; lb = new_lb
+        if converged: break
+
+so ``lower_bound`` is the mean log-likelihood of the parameters *entering* the
+last iteration, and the returned parameters are those *after* its M-step.
+``fit_gmm(X, K, init=params, max_iter=n, tol=0)`` performs exactly ``n``
+iterations; an external loop ``params -> sum(stats) -> m_step`` reproduces it to
+float rounding **provided it works on the same shifted data**: ``fit_gmm``
+subtracts the column means of ``X`` (computed in float64) before fitting and
+adds them back to the means at the end. A translation changes nothing in exact
+arithmetic; it keeps the float32 raw second moments well-conditioned (a
+constant column becomes exactly 0). A float64 external loop on unshifted data
+agrees to ~1e-12 relative anyway.
+
+Degenerate cases: an emptied component is *kept*, exactly as scikit-learn does:
+``nk = 10 eps`` gives ``mu = 0`` (in the shifted frame, i.e. the data mean) and
+``Sigma = reg_covar I``, a finite component with a negligible weight; nothing
+turns into NaN. If a covariance is still not positive definite (reg_covar = 0
+on collapsed data) :func:`fit_gmm` raises ``ValueError`` like scikit-learn.
+
+Batched fits: ``n_init`` restarts are one ``vmap`` over initialisations;
+:func:`bic_sweep` pads all K to a common component count with an ``active``
+mask (inactive components have weight exactly 0 and log-weight -inf) and runs
+every (K, repeat) fit of a group in one vmapped program.
+"""
+from __future__ import annotations
+
+import math
+from functools import partial
+from typing import Any, NamedTuple
+
+import numpy as np
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+__all__ = [
+    "GMMParams", "GMMResult", "SuffStats", "BICCurve",
+    "fit_gmm", "sufficient_statistics", "m_step", "e_step",
+    "predict_proba", "predict", "score_samples", "bic", "aic", "n_parameters",
+    "bic_sweep", "choose_k", "CHOOSE_K_THRESHOLD", "DEFAULT_CHUNK_SIZE",
+]
+
+DEFAULT_CHUNK_SIZE = 16384
+# memory budget (elements) of one chunk's (rows x components x (d+1)) work array
+# across a batch of fits in bic_sweep
+_SWEEP_CHUNK_ELEMENTS = 1 << 22
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+class GMMParams(NamedTuple):
+    """weights (K,), means (K, d), covariances (K, d, d), precisions_cholesky (K, d, d)."""
+    weights: Any
+    means: Any
+    covariances: Any
+    precisions_cholesky: Any
+
+
+class GMMResult(NamedTuple):
+    """A fitted mixture: the four :class:`GMMParams` arrays plus the EM outcome.
+
+    lower_bound: mean log-likelihood per sample computed in the last E-step (as
+    scikit-learn's ``lower_bound_``); n_iter: EM iterations run; converged: the
+    change of the lower bound fell below ``tol``.
+    """
+    weights: Any
+    means: Any
+    covariances: Any
+    precisions_cholesky: Any
+    lower_bound: Any
+    n_iter: Any
+    converged: Any
+
+
+class SuffStats(NamedTuple):
+    """Statistics that add up across chunks.
+
+    nk (K,) = sum r; sx (K, d) = sum r x; sxx (K, d, d) = sum r x x^T;
+    loglik () = sum of log p(x) over valid rows; n () = number of valid rows.
+    """
+    nk: Any
+    sx: Any
+    sxx: Any
+    loglik: Any
+    n: Any
+
+
+class BICCurve(NamedTuple):
+    """Result of :func:`bic_sweep`. ks (m,), bic_mean (m,), bic_std (m,) (population std
+    over repeats), bic (m, repeats), lower_bound (m, repeats), n_iter (m, repeats),
+    converged (m, repeats)."""
+    ks: np.ndarray
+    bic_mean: np.ndarray
+    bic_std: np.ndarray
+    bic: np.ndarray
+    lower_bound: np.ndarray
+    n_iter: np.ndarray
+    converged: np.ndarray
+
+
+# ----------------------------------------------------------------------------
+# small pure pieces (traceable; shapes in docstrings)
+# ----------------------------------------------------------------------------
+
+def _stable_sum(v):
+    """Sum of a 1-d array (n,) in two levels (blocks of 256) to limit float32 rounding."""
+    n = v.shape[0]
+    block = 256
+    if n <= block:
+        return jnp.sum(v)
+    pad = (-n) % block
+    v = jnp.pad(v, (0, pad))
+    return jnp.sum(jnp.sum(v.reshape(-1, block), axis=1))
+
+
+def _log_det_cholesky(prec_chol):
+    """prec_chol (K, d, d) -> (K,) log det of each factor (= -1/2 log det Sigma)."""
+    return jnp.sum(jnp.log(jnp.diagonal(prec_chol, axis1=1, axis2=2)), axis=1)
+
+
+def _log_gaussian_prob(X, means, prec_chol):
+    """X (n, d), means (K, d), prec_chol (K, d, d) -> (n, K) log N(x | mu_k, Sigma_k).
+
+    All K whitenings in one (n, d) @ (d, K*d) product.
+    """
+    n, d = X.shape
+    K = means.shape[0]
+    W = jnp.transpose(prec_chol, (1, 0, 2)).reshape(d, K * d)       # W[:, k*d+j] = P_k[:, j]
+    shift = jnp.einsum("ki,kij->kj", means, prec_chol)              # mu_k P_k  (K, d)
+    Y = (X @ W).reshape(n, K, d) - shift[None, :, :]
+    maha = jnp.sum(Y * Y, axis=2)
+    return -0.5 * (d * _LOG_2PI + maha) + _log_det_cholesky(prec_chol)[None, :]
+
+
+def _log_weights(weights, active):
+    """weights (K,), active (K,) bool -> (K,) log weights, -inf for inactive components."""
+    safe = jnp.where(active, weights, 1.0)
+    return jnp.where(active, jnp.log(safe), -jnp.inf)
+
+
+def _e_step_chunk(weights, means, prec_chol, X, active):
+    """-> log_resp (n, K), log_norm (n,) = log p(x)."""
+    wlp = _log_gaussian_prob(X, means, prec_chol) + _log_weights(weights, active)[None, :]
+    m = jnp.max(wlp, axis=1, keepdims=True)
+    m = jnp.where(jnp.isfinite(m), m, 0.0)
+    log_norm = jnp.log(jnp.sum(jnp.exp(wlp - m), axis=1)) + m[:, 0]
+    return wlp - log_norm[:, None], log_norm
+
+
+def _moment_stats(resp, X, mask):
+    """resp (n, K), X (n, d), mask (n,) -> (nk (K,), sx (K, d), sxx (K, d, d)) in one product."""
+    n, d = X.shape
+    K = resp.shape[1]
+    resp = jnp.where(mask[:, None], resp, 0.0)
+    Xa = jnp.concatenate([X, jnp.ones((n, 1), X.dtype)], axis=1)      # (n, d+1)
+    RX = (resp[:, :, None] * Xa[:, None, :]).reshape(n, K * (d + 1))
+    M = lax.dot_general(RX, Xa, (((0,), (0,)), ((), ()))).reshape(K, d + 1, d + 1)
+    return M[:, d, d], M[:, :d, d], M[:, :d, :d]
+
+
+def _chunk_stats(weights, means, prec_chol, X, mask, active):
+    """One chunk's E-step reduced to :class:`SuffStats`."""
+    X = X.astype(means.dtype)
+    log_resp, log_norm = _e_step_chunk(weights, means, prec_chol, X, active)
+    resp = jnp.exp(log_resp)
+    nk, sx, sxx = _moment_stats(resp, X, mask)
+    loglik = _stable_sum(jnp.where(mask, log_norm, 0.0))
+    return SuffStats(nk, sx, sxx, loglik, jnp.sum(mask).astype(X.dtype))
+
+
+def _add_stats(a, b):
+    return SuffStats(*(x + y for x, y in zip(a, b)))
+
+
+def _precision_cholesky(cov):
+    """cov (K, d, d) -> (K, d, d) upper-triangular P with P P^T = Sigma^{-1} (= chol(Sigma)^{-T})."""
+    L = jnp.linalg.cholesky(cov)
+    eye = jnp.broadcast_to(jnp.eye(cov.shape[-1], dtype=cov.dtype), cov.shape)
+    Linv = lax.linalg.triangular_solve(L, eye, left_side=True, lower=True)
+    return jnp.swapaxes(Linv, -1, -2)
+
+
+def _m_step(stats, reg_covar, active):
+    nk_raw = stats.nk
+    dtype = nk_raw.dtype
+    d = stats.sx.shape[1]
+    nk = nk_raw + 10.0 * jnp.finfo(dtype).eps
+    means = stats.sx / nk[:, None]
+    # sum r (x - mu)(x - mu)^T, expanded from the raw moments
+    centred = (stats.sxx
+               - means[:, :, None] * stats.sx[:, None, :]
+               - stats.sx[:, :, None] * means[:, None, :]
+               + nk_raw[:, None, None] * means[:, :, None] * means[:, None, :])
+    cov = centred / nk[:, None, None]
+    cov = 0.5 * (cov + jnp.swapaxes(cov, 1, 2))
+    cov = cov + jnp.asarray(reg_covar, dtype) * jnp.eye(d, dtype=dtype)
+    nk_active = jnp.where(active, nk, 0.0)
+    weights = nk_active / jnp.sum(nk_active)
+    return GMMParams(weights, means, cov, _precision_cholesky(cov))
+
+
+def _data_stats(weights, means, prec_chol, Xc, maskc, active):
+    """Xc (n_chunks, c, d), maskc (n_chunks, c) -> summed SuffStats via a scan over chunks."""
+    K, d = means.shape
+    dtype = means.dtype
+    zero = SuffStats(jnp.zeros((K,), dtype), jnp.zeros((K, d), dtype),
+                     jnp.zeros((K, d, d), dtype), jnp.zeros((), dtype), jnp.zeros((), dtype))
+
+    def body(acc, chunk):
+        x, m = chunk
+        return _add_stats(acc, _chunk_stats(weights, means, prec_chol, x, m, active)), None
+
+    total, _ = lax.scan(body, zero, (Xc, maskc))
+    return total
+
+
+def _em(params, Xc, maskc, active, max_iter, tol, reg_covar):
+    """EM loop (a lax.while_loop) from ``params``; scikit-learn's iteration order."""
+    dtype = params.means.dtype
+    minus_inf = jnp.asarray(-jnp.inf, dtype)
+
+    def cond(carry):
+        _, _, n_iter, converged = carry
+        return (n_iter < max_iter) & jnp.logical_not(converged)
+
+    def body(carry):
+        p, lb, n_iter, _ = carry
+        stats = _data_stats(p.weights, p.means, p.precisions_cholesky, Xc, maskc, active)
+        new_lb = stats.loglik / stats.n
+        new_p = _m_step(stats, reg_covar, active)
+        converged = jnp.abs(new_lb - lb) < tol
+        return new_p, new_lb, n_iter + 1, converged
+
+    carry = (params, minus_inf, jnp.asarray(0, jnp.int32), jnp.asarray(False))
+    p, lb, n_iter, converged = lax.while_loop(cond, body, carry)
+    return GMMResult(p.weights, p.means, p.covariances, p.precisions_cholesky, lb, n_iter, converged)
+
+
+# ----------------------------------------------------------------------------
+# initialisation: k-means (k-means++ seeding + Lloyd), random responsibilities
+# ----------------------------------------------------------------------------
+
+def _sq_dist_to_centres(X, centres, active):
+    """X (n, d), centres (K, d) -> (n, K) squared distances, +inf for inactive centres."""
+    d2 = (jnp.sum(X * X, axis=1)[:, None] - 2.0 * X @ centres.T
+          + jnp.sum(centres * centres, axis=1)[None, :])
+    d2 = jnp.maximum(d2, 0.0)
+    return jnp.where(active[None, :], d2, jnp.inf)
+
+
+def _kmeans_plusplus(key, X, mask, active):
+    """Greedy k-means++ seeding (as scikit-learn: 2 + log K local trials per centre).
+
+    X (n, d) all rows, mask (n,) valid rows, active (K,) -> centres (K, d).
+    Inactive centres are filled but never used.
+    """
+    n, d = X.shape
+    K = active.shape[0]
+    n_trials = 2 + int(math.log(K))
+    key, k0 = jax.random.split(key)
+    first = jax.random.categorical(k0, jnp.where(mask, 0.0, -jnp.inf))
+    centres = jnp.zeros((K, d), X.dtype).at[0].set(X[first])
+    closest = jnp.where(mask, jnp.sum((X - X[first]) ** 2, axis=1), 0.0)
+
+    def step(i, carry):
+        centres, closest, key = carry
+        key, kc = jax.random.split(key)
+        logits = jnp.where(mask & (closest > 0), jnp.log(jnp.where(closest > 0, closest, 1.0)), -jnp.inf)
+        # all-zero potential (duplicates only): fall back to uniform over valid rows
+        logits = jnp.where(jnp.any(jnp.isfinite(logits)), logits, jnp.where(mask, 0.0, -jnp.inf))
+        cand = jax.random.categorical(kc, logits, shape=(n_trials,))
+        cd = jnp.sum((X[:, None, :] - X[cand][None, :, :]) ** 2, axis=2)      # (n, trials)
+        new_closest = jnp.minimum(closest[:, None], cd)
+        pot = jnp.sum(jnp.where(mask[:, None], new_closest, 0.0), axis=0)
+        best = jnp.argmin(pot)
+        use = active[i]
+        centres = jnp.where(use, centres.at[i].set(X[cand[best]]), centres)
+        closest = jnp.where(use, jnp.where(mask, new_closest[:, best], 0.0), closest)
+        return centres, closest, key
+
+    centres, _, _ = lax.fori_loop(1, K, step, (centres, closest, key))
+    return centres
+
+
+def _kmeans_labels(key, Xc, maskc, active, max_iter=300, tol=1e-4):
+    """Lloyd's algorithm over chunks -> labels (n_chunks, c) int32.
+
+    Stops when the summed squared centre shift is <= tol * mean feature variance
+    (scikit-learn's criterion) or after max_iter; empty clusters keep their centre.
+    """
+    nc, c, d = Xc.shape
+    K = active.shape[0]
+    X = Xc.reshape(nc * c, d)
+    mask = maskc.reshape(nc * c)
+    nvalid = jnp.sum(mask)
+    mean = jnp.sum(jnp.where(mask[:, None], X, 0.0), axis=0) / nvalid
+    var = jnp.sum(jnp.where(mask[:, None], (X - mean) ** 2, 0.0), axis=0) / nvalid
+    tol_abs = tol * jnp.mean(var)
+    centres0 = _kmeans_plusplus(key, X, mask, active)
+
+    def sums(centres):
+        def body(acc, chunk):
+            x, m = chunk
+            lab = jnp.argmin(_sq_dist_to_centres(x, centres, active), axis=1)
+            oh = jax.nn.one_hot(lab, K, dtype=x.dtype) * m[:, None]
+            return (acc[0] + oh.T @ x, acc[1] + jnp.sum(oh, axis=0)), None
+        (s, cnt), _ = lax.scan(body, (jnp.zeros((K, d), X.dtype), jnp.zeros((K,), X.dtype)), (Xc, maskc))
+        return s, cnt
+
+    def cond(carry):
+        _, shift, it = carry
+        return (it < max_iter) & (shift > tol_abs)
+
+    def body(carry):
+        centres, _, it = carry
+        s, cnt = sums(centres)
+        new = jnp.where((cnt > 0)[:, None], s / jnp.maximum(cnt, 1.0)[:, None], centres)
+        new = jnp.where(active[:, None], new, centres)
+        shift = jnp.sum((new - centres) ** 2)
+        return new, shift, it + 1
+
+    centres, _, _ = lax.while_loop(cond, body, (centres0, jnp.asarray(jnp.inf, X.dtype), 0))
+    return lax.map(lambda x: jnp.argmin(_sq_dist_to_centres(x, centres, active), axis=1).astype(jnp.int32), Xc)
+
+
+def _init_from_resp_fn(resp_fn, Xc, maskc, active, reg_covar):
+    """Sum moment statistics of responsibilities resp_fn(chunk_index, x) over chunks -> M-step."""
+    K = active.shape[0]
+    nc, c, d = Xc.shape
+    dtype = Xc.dtype
+    zero = (jnp.zeros((K,), dtype), jnp.zeros((K, d), dtype), jnp.zeros((K, d, d), dtype))
+
+    def body(acc, chunk):
+        i, x, m = chunk
+        r = resp_fn(i, x)
+        nk, sx, sxx = _moment_stats(r, x, m)
+        return (acc[0] + nk, acc[1] + sx, acc[2] + sxx), None
+
+    (nk, sx, sxx), _ = lax.scan(body, zero, (jnp.arange(nc), Xc, maskc))
+    stats = SuffStats(nk, sx, sxx, jnp.zeros((), dtype), jnp.sum(maskc).astype(dtype))
+    return _m_step(stats, reg_covar, active)
+
+
+def _init_params(kind, key, Xc, maskc, active, reg_covar):
+    K = active.shape[0]
+    dtype = Xc.dtype
+    if kind == "kmeans":
+        labels = _kmeans_labels(key, Xc, maskc, active)
+        return _init_from_resp_fn(lambda i, x: jax.nn.one_hot(labels[i], K, dtype=dtype),
+                                  Xc, maskc, active, reg_covar)
+    if kind == "random":
+        def resp_fn(i, x):
+            u = jax.random.uniform(jax.random.fold_in(key, i), (x.shape[0], K), dtype)
+            u = jnp.where(active[None, :], u, 0.0)
+            return u / jnp.sum(u, axis=1, keepdims=True)
+        return _init_from_resp_fn(resp_fn, Xc, maskc, active, reg_covar)
+    raise ValueError(f"unknown init {kind!r}")
+
+
+# ----------------------------------------------------------------------------
+# compiled programs (one compilation per shape / static choice)
+# ----------------------------------------------------------------------------
+
+def _best_of(results):
+    """results: GMMResult batched over restarts -> the one with the best lower bound."""
+    lb = jnp.where(jnp.isnan(results.lower_bound), -jnp.inf, results.lower_bound)
+    best = jnp.argmax(lb)
+    return jax.tree_util.tree_map(lambda a: a[best], results)
+
+
+@partial(jax.jit, static_argnames=("init_kind",))
+def _fit_program(keys, Xc, maskc, active, max_iter, tol, reg_covar, *, init_kind):
+    """keys (n_init, key) -> best GMMResult over the vmapped restarts."""
+    def one(key):
+        p0 = _init_params(init_kind, key, Xc, maskc, active, reg_covar)
+        return _em(p0, Xc, maskc, active, max_iter, tol, reg_covar)
+    return _best_of(jax.vmap(one)(keys))
+
+
+@jax.jit
+def _fit_from_params_program(params, Xc, maskc, active, max_iter, tol, reg_covar):
+    return _em(params, Xc, maskc, active, max_iter, tol, reg_covar)
+
+
+@jax.jit
+def _sweep_program(keys, actives, n_free, Xc, maskc, max_iter, tol, reg_covar):
+    """keys (B, key), actives (B, Kmax) bool, n_free (B,) -> per-fit (bic, lower_bound, n_iter, converged)."""
+    def one(key, active, n_params):
+        p0 = _init_params("kmeans", key, Xc, maskc, active, reg_covar)
+        res = _em(p0, Xc, maskc, active, max_iter, tol, reg_covar)
+        st = _data_stats(res.weights, res.means, res.precisions_cholesky, Xc, maskc, active)
+        b = -2.0 * st.loglik + n_params * jnp.log(st.n)
+        return b, res.lower_bound, res.n_iter, res.converged
+    return jax.vmap(one)(keys, actives, n_free)
+
+
+@jax.jit
+def _e_step_program(weights, means, prec_chol, Xc):
+    active = jnp.ones(weights.shape, bool)
+    return lax.map(lambda x: _e_step_chunk(weights, means, prec_chol, x.astype(means.dtype), active), Xc)
+
+
+# ----------------------------------------------------------------------------
+# public API
+# ----------------------------------------------------------------------------
+
+@jax.jit
+def _sufficient_statistics_program(weights, means, prec, X_chunk, mask_chunk):
+    active = jnp.ones(weights.shape, bool)
+    return _chunk_stats(weights, means, prec, X_chunk, mask_chunk, active)
+
+
+def sufficient_statistics(params, X_chunk, mask_chunk) -> SuffStats:
+    """E-step of one chunk reduced to statistics that add up across chunks (jitted).
+
+    params: any object with ``weights (K,)``, ``means (K, d)``, ``precisions_cholesky
+    (K, d, d)`` (the dtype of ``means`` is the compute dtype); X_chunk (n, d);
+    mask_chunk (n,) bool, False for padded rows (they contribute nothing).
+    Returns :class:`SuffStats`; sum them over chunks and call :func:`m_step`.
+    Use a fixed chunk size (pad the last chunk, mask False) to compile once.
+    """
+    means = jnp.asarray(params.means)
+    dtype = means.dtype
+    return _sufficient_statistics_program(jnp.asarray(params.weights, dtype), means,
+                                          jnp.asarray(params.precisions_cholesky, dtype),
+                                          jnp.asarray(X_chunk, dtype), jnp.asarray(mask_chunk, bool))
+
+
+@jax.jit
+def _m_step_program(stats, reg_covar):
+    return _m_step(stats, reg_covar, jnp.ones(stats.nk.shape, bool))
+
+
+def m_step(stats: SuffStats, reg_covar) -> GMMParams:
+    """M-step from summed :class:`SuffStats` -> :class:`GMMParams` (scikit-learn's formulas, jitted)."""
+    stats = SuffStats(*(jnp.asarray(s) for s in stats))
+    return _m_step_program(stats, jnp.asarray(reg_covar, stats.nk.dtype))
+
+
+def e_step(params, X, *, chunk_size=None):
+    """(log_resp (n, K), log p(x) (n,)) for X (n, d), computed over row chunks."""
+    means = jnp.asarray(params.means)
+    dtype = means.dtype
+    Xc, _, n = _chunked(X, dtype, chunk_size)
+    log_resp, log_norm = _e_step_program(jnp.asarray(params.weights, dtype), means,
+                                         jnp.asarray(params.precisions_cholesky, dtype), Xc)
+    K = means.shape[0]
+    return log_resp.reshape(-1, K)[:n], log_norm.reshape(-1)[:n]
+
+
+def predict_proba(params, X, *, chunk_size=None):
+    """Responsibilities (n, K) of X (n, d) under params (exp of the log-sum-exp normalised log-probabilities)."""
+    return jnp.exp(e_step(params, X, chunk_size=chunk_size)[0])
+
+
+def predict(params, X, *, chunk_size=None):
+    """Component labels (n,) int: argmax of the responsibilities."""
+    return jnp.argmax(e_step(params, X, chunk_size=chunk_size)[0], axis=1)
+
+
+def score_samples(params, X, *, chunk_size=None):
+    """log p(x) (n,) under the mixture."""
+    return e_step(params, X, chunk_size=chunk_size)[1]
+
+
+def n_parameters(n_components: int, n_features: int) -> int:
+    """Free parameters of a full-covariance mixture: K d(d+1)/2 + K d + K - 1."""
+    K, d = n_components, n_features
+    return int(K * d * (d + 1) // 2 + K * d + K - 1)
+
+
+def _total_loglik(params, X, chunk_size=None):
+    ll = score_samples(params, X, chunk_size=chunk_size)
+    return float(np.sum(np.asarray(ll, dtype=np.float64))), int(ll.shape[0])
+
+
+def bic(params, X, *, chunk_size=None) -> float:
+    """Bayesian information criterion -2 log L + p log n (scikit-learn's ``bic``)."""
+    K, d = np.shape(params.means)
+    ll, n = _total_loglik(params, X, chunk_size)
+    return -2.0 * ll + n_parameters(K, d) * math.log(n)
+
+
+def aic(params, X, *, chunk_size=None) -> float:
+    """Akaike information criterion -2 log L + 2 p (scikit-learn's ``aic``)."""
+    K, d = np.shape(params.means)
+    ll, _ = _total_loglik(params, X, chunk_size)
+    return -2.0 * ll + 2 * n_parameters(K, d)
+
+
+def _resolve_dtype(X, dtype):
+    if dtype is None:
+        xd = getattr(X, "dtype", None)
+        return jnp.float32 if xd == np.float32 else jnp.float64
+    dt = jnp.dtype(dtype)
+    if dt not in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    return dt.type
+
+
+def _check_X(X, n_components=None):
+    X = jnp.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-d array (n_samples, n_features), got shape {X.shape}")
+    n, d = X.shape
+    if d == 0:
+        raise ValueError("X has 0 features (shape (n, 0)); a Gaussian mixture needs at least one feature column")
+    if n_components is not None:
+        if int(n_components) < 1:
+            raise ValueError(f"n_components must be >= 1, got {n_components}")
+        if n < n_components:
+            raise ValueError(f"X has {n} rows but n_components = {n_components}; need n_samples >= n_components")
+    if not jnp.issubdtype(X.dtype, jnp.number):
+        raise ValueError(f"X must be numeric, got dtype {X.dtype}")
+    finite = jnp.isfinite(X)
+    if not bool(jnp.all(finite)):
+        bad_rows = int(jnp.sum(~jnp.all(finite, axis=1)))
+        bad_cols = [int(j) for j in np.flatnonzero(~np.asarray(jnp.all(finite, axis=0)))]
+        raise ValueError(f"X contains non-finite values (NaN or inf) in {bad_rows} rows, columns {bad_cols}; "
+                         "drop or impute incomplete rows before fitting")
+    return X
+
+
+def _chunked(X, dtype, chunk_size, shift=None):
+    """X (n, d) -> Xc (n_chunks, c, d) of dtype, maskc (n_chunks, c), n. Rows padded with zeros."""
+    X = jnp.asarray(X)
+    n, d = X.shape
+    if shift is not None:
+        X = X.astype(jnp.float64) - shift
+    X = X.astype(dtype)
+    c = _chunk_rows(n, chunk_size)
+    nc = -(-n // c)
+    pad = nc * c - n
+    Xp = jnp.pad(X, ((0, pad), (0, 0))) if pad else X
+    mask = jnp.arange(nc * c) < n
+    return Xp.reshape(nc, c, d), mask.reshape(nc, c), n
+
+
+def _chunk_rows(n, chunk_size):
+    if chunk_size is None:
+        chunk_size = DEFAULT_CHUNK_SIZE
+    chunk_size = int(chunk_size)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if n <= chunk_size:  # one chunk, rounded up to a multiple of 8 rows
+        return max(8, -(-n // 8) * 8)
+    return chunk_size
+
+
+def _as_params(init, K, d, dtype, shift):
+    """A GMMParams-like start (weights, means and precisions_cholesky or covariances) -> GMMParams in the shifted frame."""
+    w = np.asarray(init.weights, np.float64)
+    mu = np.asarray(init.means, np.float64)
+    if w.shape != (K,) or mu.shape != (K, d):
+        raise ValueError(f"init parameters have weights {w.shape}, means {mu.shape}; expected ({K},), ({K}, {d})")
+    pc = getattr(init, "precisions_cholesky", None)
+    cov = getattr(init, "covariances", None)
+    if pc is None and cov is None:
+        raise ValueError("init parameters need precisions_cholesky or covariances")
+    if pc is None:
+        cov = np.asarray(cov, np.float64)
+        pc = np.linalg.inv(np.linalg.cholesky(cov)).transpose(0, 2, 1)
+    pc = np.asarray(pc, np.float64)
+    if cov is None:
+        prec = pc @ pc.transpose(0, 2, 1)
+        cov = np.linalg.inv(prec)
+    cov = np.asarray(cov, np.float64)
+    if pc.shape != (K, d, d) or cov.shape != (K, d, d):
+        raise ValueError(f"init covariances/precisions_cholesky must have shape ({K}, {d}, {d})")
+    mu = mu - np.asarray(shift)
+    return GMMParams(*(jnp.asarray(a, dtype) for a in (w, mu, cov, pc)))
+
+
+def _finish(res, shift, dtype, reg_covar):
+    """Shift means back, move to host, and refuse NaN like scikit-learn."""
+    res = jax.device_get(res)
+    means = (np.asarray(res.means, np.float64) + np.asarray(shift)).astype(dtype)
+    out = GMMResult(np.asarray(res.weights), means, np.asarray(res.covariances),
+                    np.asarray(res.precisions_cholesky), float(res.lower_bound), int(res.n_iter),
+                    bool(res.converged))
+    if not all(np.all(np.isfinite(a)) for a in out[:4]):
+        extra = " The numerical accuracy can also be improved by passing dtype=float64." if dtype == np.float32 else ""
+        raise ValueError("Fitting the mixture model failed because some components have ill-defined empirical "
+                         "covariance (for instance caused by singleton or collapsed samples). Try to decrease the "
+                         f"number of components, increase reg_covar (now {reg_covar}), or scale the input data." + extra)
+    return out
+
+
+def fit_gmm(X, n_components, *, seed, n_init=1, init="kmeans", max_iter=100, tol=1e-3,
+            reg_covar=1e-6, dtype=None, chunk_size=None) -> GMMResult:
+    """Fit a full-covariance Gaussian mixture to X (n, d) by EM, as scikit-learn does.
+
+    init: "kmeans" (k-means++ seeded Lloyd's -> one-hot responsibilities -> M-step, scikit-learn's
+    default), "random" (uniform random responsibilities) or a GMMParams-like object (weights, means and
+    precisions_cholesky or covariances) to start from; n_init restarts run as one vmapped program and the
+    best lower bound wins (given parameters are a single start). dtype: float64 (reference; default unless X
+    is float32) or float32 (speed). Rows are processed in chunks of ``chunk_size`` (default
+    DEFAULT_CHUNK_SIZE) padded with a mask, so memory is O(chunk * K * d).
+    Returns host NumPy arrays in a :class:`GMMResult`; ``converged`` is False if max_iter was reached.
+    """
+    K = int(n_components)
+    X = _check_X(X, K)
+    n, d = X.shape
+    dt = _resolve_dtype(X, dtype)
+    if max_iter < 0 or tol < 0 or reg_covar < 0:
+        raise ValueError("max_iter, tol and reg_covar must be >= 0")
+    shift = jnp.mean(X.astype(jnp.float64), axis=0)
+    Xc, maskc, _ = _chunked(X, dt, chunk_size, shift)
+    active = jnp.ones((K,), bool)
+    args = (jnp.asarray(max_iter, jnp.int32), jnp.asarray(tol, dt), jnp.asarray(reg_covar, dt))
+    if isinstance(init, str):
+        if init not in ("kmeans", "random"):
+            raise ValueError(f"init must be 'kmeans', 'random' or parameters, got {init!r}")
+        if int(n_init) < 1:
+            raise ValueError(f"n_init must be >= 1, got {n_init}")
+        keys = jax.random.split(jax.random.key(int(seed)), int(n_init))
+        res = _fit_program(keys, Xc, maskc, active, *args, init_kind=init)
+    else:
+        p0 = _as_params(init, K, d, dt, shift)
+        res = _fit_from_params_program(p0, Xc, maskc, active, *args)
+    return _finish(res, shift, np.dtype(dt), reg_covar)
+
+
+def bic_sweep(X, ks=range(2, 21), repeats=5, *, seed, max_iter=100, tol=1e-3, reg_covar=1e-6,
+              dtype=None, chunk_size=None, batch_size=None) -> BICCurve:
+    """BIC of k-means-initialised fits for every K in ks, ``repeats`` times each.
+
+    All (K, repeat) fits are padded to max(ks) components (inactive ones masked out: weight 0,
+    log-weight -inf) and run by ONE compiled, vmapped program; ``batch_size`` fits run side by side
+    (default: all of them, memory permitting; rows are chunked so the batch's work array stays
+    ~_SWEEP_CHUNK_ELEMENTS). Repeat r of every K uses the key fold_in(key(seed), r * 1000 + K).
+    """
+    ks = np.asarray(sorted({int(k) for k in ks}), dtype=np.int64)
+    if ks.size == 0 or ks[0] < 1:
+        raise ValueError(f"ks must be positive component counts, got {list(ks)}")
+    repeats = int(repeats)
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    kmax = int(ks[-1])
+    X = _check_X(X, kmax)
+    n, d = X.shape
+    dt = _resolve_dtype(X, dtype)
+    n_fits = ks.size * repeats
+    B = n_fits if batch_size is None else max(1, min(int(batch_size), n_fits))
+    if chunk_size is None:
+        chunk_size = max(256, (_SWEEP_CHUNK_ELEMENTS // (B * kmax * (d + 1))) // 256 * 256)
+    shift = jnp.mean(X.astype(jnp.float64), axis=0)
+    Xc, maskc, _ = _chunked(X, dt, chunk_size, shift)
+    base = jax.random.key(int(seed))
+    kk = np.repeat(ks, repeats)
+    rr = np.tile(np.arange(repeats), ks.size)
+    keys = jnp.stack([jax.random.fold_in(base, int(r) * 1000 + int(k)) for k, r in zip(kk, rr)])
+    actives = jnp.asarray(np.arange(kmax)[None, :] < kk[:, None])
+    n_free = jnp.asarray([n_parameters(int(k), d) for k in kk], dt)
+    args = (Xc, maskc, jnp.asarray(max_iter, jnp.int32), jnp.asarray(tol, dt), jnp.asarray(reg_covar, dt))
+    outs = []
+    for start in range(0, n_fits, B):   # groups of B fits; the last group is padded to B (same program)
+        idx = np.arange(start, start + B) % n_fits
+        outs.append(jax.device_get(_sweep_program(keys[idx], actives[idx], n_free[idx], *args)))
+    b, lb, it, conv = (np.concatenate([o[i] for o in outs])[:n_fits] for i in range(4))
+    shape = (ks.size, repeats)
+    b = b.astype(np.float64).reshape(shape)
+    return BICCurve(ks, b.mean(axis=1), b.std(axis=1), b, lb.astype(np.float64).reshape(shape),
+                    it.reshape(shape), conv.reshape(shape))
+
+
+# choose_k: the K just before the BIC gradient flattens. Let g = np.gradient(bic_mean, ks) (the curve
+# plotted in the paper's Fig. 1). The gradient is "flat from K_i on" when every g(K_j), j >= i, stays
+# within CHOOSE_K_THRESHOLD * (max g - min g) of g(K_i). With K_f the smallest such K, the chosen K is
+# the one before it (the paper: "a considerable change in the gradient's slope at K = 6, which then
+# converges for K >= 7" -> 6).
+CHOOSE_K_THRESHOLD = 0.1
+
+
+def choose_k(curve, threshold: float = CHOOSE_K_THRESHOLD) -> int:
+    """Elbow choice of K from a BIC curve (a BICCurve, or anything with ks and bic_mean; or a mapping)."""
+    if isinstance(curve, dict):
+        ks, y = curve["ks"], curve["bic_mean"]
+    else:
+        ks, y = curve.ks, curve.bic_mean
+    ks = np.asarray(ks, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if ks.size < 3:
+        raise ValueError("choose_k needs a BIC curve over at least 3 values of K")
+    g = np.gradient(y, ks)
+    span = float(np.max(g) - np.min(g))
+    if span == 0.0:
+        return int(ks[0])
+    band = threshold * span
+    for i in range(ks.size):
+        if np.all(np.abs(g[i:] - g[i]) <= band):
+            return int(ks[max(i - 1, 0)])
+    return int(ks[-1])  # pragma: no cover (the last point is always flat)
