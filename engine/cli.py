@@ -25,6 +25,7 @@ import sys
 COMMANDS: dict[str, str] = {
     "demo": "engine.demo",
     "simulate": "engine.simulate",
+    "nb": "engine.nbayes",
     "fit-shards": "engine.scaleout:fit_shards", "classify-shards": "engine.scaleout:classify_shards", "vote-shards": "engine.scaleout:vote_shards",
 }
 
