@@ -25,6 +25,11 @@ import sys
 COMMANDS: dict[str, str] = {
     "demo": "engine.demo",
     "simulate": "engine.simulate",
+    "fit": "engine.clusterlabel:fit",
+    "classify": "engine.clusterlabel:classify",
+    "run": "engine.clusterlabel:run",
+    "validate": "engine.validation",
+    "crossmatch": "engine.crossmatch",
     "nb": "engine.nbayes",
     "fit-shards": "engine.scaleout:fit_shards", "classify-shards": "engine.scaleout:classify_shards", "vote-shards": "engine.scaleout:vote_shards",
 }

@@ -1,0 +1,180 @@
+"""Master classes of sources from the classes of their detections (step 7 of the CSC paper's method).
+
+For each source (``name``), over its classified detections:
+
+* soft vote: the class with the highest mean probability (a tie goes to the first
+  class in the preset's class order, as ``argmax``);
+* hard vote: the most common predicted class; a tie goes to the tied class that
+  appears first in (``name``, ``obsid``) order, which is what Python's
+  ``collections.Counter(...).most_common(1)`` returns in the published code.
+
+Sources whose two votes agree form the *uniquely classified* table
+(``master_class``, ``agg_master_class``); the others the *ambiguous* table
+(``hard_master_class``, ``soft_master_class``). Both tables carry
+``detection_count``, the mean probability of each class in a column named exactly
+as the class, its population standard deviation (ddof = 0) in ``<class>_std``,
+``ra``, ``dec`` and the features of the source's first detection (in obsid order).
+Rows are sorted by ``detection_count``, largest first (as the published tables),
+then by name. :func:`published_format` turns the numeric columns into the
+paper's ``mean±std`` text columns.
+
+Detections flagged ``no_usable_class`` (their cluster had no class with enough
+references) have no probabilities; they take no part in the votes and are counted
+in the summary (a source with only such detections gets no master class).
+
+Everything is vectorised: one stable sort by (source, obsid), ``np.add.reduceat``
+over the sorted rows, ``np.bincount`` for the vote counts. The function works on
+any set of whole sources, so a distributed run can call it per partition after
+grouping rows by ``name``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from engine.errors import SchemaError
+from engine.metrics import cohen_kappa
+
+IDENTITY_COLUMNS = ("name", "obsid", "cluster", "ra", "dec", "predicted_class", "no_usable_class")
+
+
+def aggregated_class_of(classes: list[str], aggregation: dict[str, list[str]]) -> dict[str, str]:
+    """class -> aggregated class (a class not named in the aggregation keeps its own name)."""
+    out = {c: c for c in classes}
+    for agg, members in aggregation.items():
+        for m in members:
+            out[m] = agg
+    return out
+
+
+def sort_detections(names, obsids) -> tuple[np.ndarray, np.ndarray]:
+    """(order, source code of each row in sorted order): a stable order grouping each source's
+    detections together, by obsid within a source. Sources appear in order of first occurrence."""
+    codes, _ = pd.factorize(pd.Series(names), sort=False)
+    obs = np.asarray(obsids)
+    order = np.lexsort((obs, codes))
+    return order, codes[order]
+
+
+def hard_vote(source_sorted: np.ndarray, predicted_sorted: np.ndarray, n_sources: int,
+              n_classes: int) -> np.ndarray:
+    """Most common class per source; ties -> the class appearing first in row order.
+
+    source_sorted (n,) int source codes, rows grouped by source in (name, obsid) order;
+    predicted_sorted (n,) int in [0, n_classes). Returns (n_sources,) int.
+    """
+    n = len(source_sorted)
+    key = source_sorted.astype(np.int64) * n_classes + predicted_sorted
+    count = np.bincount(key, minlength=n_sources * n_classes).reshape(n_sources, n_classes)
+    first = np.full(n_sources * n_classes, n, dtype=np.int64)
+    uniq, first_row = np.unique(key, return_index=True)     # first occurrence of each (source, class)
+    first[uniq] = first_row
+    score = count.astype(np.int64) * (n + 1) - first.reshape(n_sources, n_classes)
+    return np.argmax(score, axis=1)
+
+
+def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregation: dict[str, list[str]],
+                   *, feature_columns: list[str] | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Uniquely classified and ambiguous tables, and a summary (counts, Cohen's kappa).
+
+    ``detection_level`` needs ``name``, ``obsid``, ``ra``, ``dec``, one probability column
+    per class (named as the class) and ``predicted_class``; ``no_usable_class`` is optional
+    (rows with any null probability are treated as flagged). ``feature_columns``: columns
+    reported from the first detection (default: every column that is not an identity or
+    probability column).
+    """
+    df = detection_level
+    missing = [c for c in ("name", "obsid", "ra", "dec", *classes) if c not in df.columns]
+    if missing:
+        raise SchemaError(f"detection-level table: missing column(s) {missing}; expected the output "
+                          "of classify_detections")
+    if feature_columns is None:
+        skip = set(IDENTITY_COLUMNS) | set(classes)
+        feature_columns = [c for c in df.columns if c not in skip]
+    L = len(classes)
+    probs_all = df[list(classes)].to_numpy(dtype=np.float64, na_value=np.nan)
+    usable = np.isfinite(probs_all).all(axis=1)
+    if "no_usable_class" in df.columns:
+        usable &= ~df["no_usable_class"].to_numpy(dtype=bool)
+    names_all = df["name"]
+    n_sources_all = int(pd.Series(names_all).nunique()) if len(df) else 0
+    rows = np.flatnonzero(usable)
+    probs = probs_all[rows]
+    order, src = sort_detections(names_all.to_numpy()[rows] if len(rows) else [],
+                                 df["obsid"].to_numpy()[rows])
+    rows = rows[order]
+    probs = probs[order]
+    n = len(rows)
+    if n:
+        starts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])
+    else:
+        starts = np.zeros(0, dtype=np.int64)
+    S = len(starts)
+    counts = np.diff(np.r_[starts, n]).astype(np.int64)
+    if S:
+        mean = np.add.reduceat(probs, starts, axis=0) / counts[:, None]
+        dev = probs - np.repeat(mean, counts, axis=0)
+        std = np.sqrt(np.add.reduceat(dev * dev, starts, axis=0) / counts[:, None])
+        src_code = np.repeat(np.arange(S), counts)
+        pred = np.argmax(probs, axis=1)  # the predicted class of a detection with probabilities
+        hard = hard_vote(src_code, pred, S, L)
+        soft = np.argmax(mean, axis=1)
+    else:
+        mean = std = np.zeros((0, L))
+        hard = soft = np.zeros(0, dtype=np.int64)
+    first = rows[starts]
+    agg_of = aggregated_class_of(classes, aggregation)
+    cls = np.asarray(classes, dtype=object)
+
+    base = pd.DataFrame({"name": df["name"].to_numpy()[first]})
+    base["detection_count"] = counts
+    for j, c in enumerate(classes):
+        base[c] = mean[:, j]
+    for j, c in enumerate(classes):
+        base[f"{c}_std"] = std[:, j]
+    base["ra"] = df["ra"].to_numpy(dtype=np.float64)[first]
+    base["dec"] = df["dec"].to_numpy(dtype=np.float64)[first]
+    for c in feature_columns:
+        base[c] = df[c].to_numpy()[first]
+
+    agree = hard == soft
+    uniq = base[agree].copy()
+    uniq.insert(1, "master_class", pd.array(cls[hard[agree]], dtype="str"))
+    uniq.insert(1, "agg_master_class", pd.array([agg_of[c] for c in cls[hard[agree]]], dtype="str"))
+    amb = base[~agree].copy()
+    amb.insert(1, "soft_master_class", pd.array(cls[soft[~agree]], dtype="str"))
+    amb.insert(1, "hard_master_class", pd.array(cls[hard[~agree]], dtype="str"))
+    uniq = _sorted(uniq)
+    amb = _sorted(amb)
+
+    flagged = int((~usable).sum())
+    summary = {
+        "detections": int(len(df)),
+        "detections_voted": int(n),
+        "detections_without_usable_class": flagged,
+        "sources": n_sources_all,
+        "sources_voted": int(S),
+        "sources_without_usable_class": n_sources_all - int(S),
+        "uniquely_classified": int(agree.sum()),
+        "ambiguous": int((~agree).sum()),
+        "cohen_kappa_hard_soft": cohen_kappa(hard, soft, L) if S else float("nan"),
+    }
+    return uniq, amb, summary
+
+
+def _sorted(table: pd.DataFrame) -> pd.DataFrame:
+    return table.sort_values(["detection_count", "name"], ascending=[False, True],
+                             kind="stable").reset_index(drop=True)
+
+
+def published_format(table: pd.DataFrame, classes: list[str], digits: int = 3) -> pd.DataFrame:
+    """The paper's layout: each class column holds the text ``mean±std`` (Python's ``round(x, 3)``,
+    e.g. ``0.056±0.152``, ``1.0±0.0``) and the ``<class>_std`` columns are dropped."""
+    out = table.copy()
+    for c in classes:
+        means = out[c].to_numpy(dtype=np.float64)
+        stds = out[f"{c}_std"].to_numpy(dtype=np.float64)
+        out[c] = pd.array([f"{round(float(m), digits)}±{round(float(s), digits)}"
+                           for m, s in zip(means, stds)], dtype="str")
+    return out.drop(columns=[f"{c}_std" for c in classes])
