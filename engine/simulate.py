@@ -292,19 +292,26 @@ def _name_bytes(i: np.ndarray, j: np.ndarray) -> np.ndarray:
 def _quantile_map(z: np.ndarray, cls: np.ndarray, knots_z: np.ndarray, knots_y: np.ndarray) -> np.ndarray:
     """Per-class, per-feature piecewise-linear quantile functions in normal-score space.
 
-    ``z``: (n, d) normal scores of rows of classes ``cls`` (n,); ``knots_z``: (K,) shared knots;
-    ``knots_y``: (C, d, K) values. Linear between knots and, with the outer segments' slopes,
-    beyond them (the segment index is clipped, the interpolation weight is not).
+    ``z``: (n, d) normal scores of rows of classes ``cls`` (n,); ``knots_z``: (K,) increasing knots
+    shared by all; ``knots_y``: (C, d, K) values. Linear between knots and, with the outer
+    segments' slopes, beyond them (the segment index is clipped, the interpolation weight is not).
+    The segment is found with a lookup table on a uniform grid finer than the knot spacing
+    (at most one knot per grid cell, so one comparison corrects it) instead of a binary search.
     """
     n, d = z.shape
     K = len(knots_z)
-    hi = np.clip(np.searchsorted(knots_z, z), 1, K - 1)
+    step = 0.5 * float(np.min(np.diff(knots_z)))
+    n_cells = int(np.ceil((knots_z[-1] - knots_z[0]) / step)) + 2
+    table = np.clip(np.searchsorted(knots_z, knots_z[0] + step * np.arange(n_cells), side="right"), 1, K - 1)
+    hi = table[np.clip(((z - knots_z[0]) * (1.0 / step)).astype(np.int64), 0, n_cells - 1)]
+    hi += (z >= knots_z[hi]) & (hi < K - 1)
     lo = hi - 1
-    t = (z - knots_z[lo]) / (knots_z[hi] - knots_z[lo])
-    base = (cls[:, None] * d + np.arange(d)[None, :]) * K
+    z_lo = knots_z[lo]
+    t = (z - z_lo) / (knots_z[hi] - z_lo)
+    idx = (cls[:, None] * d + np.arange(d)[None, :]) * K + lo
     flat = knots_y.reshape(-1)
-    y_lo = flat[base + lo]
-    return y_lo + t * (flat[base + hi] - y_lo)
+    y_lo = flat[idx]
+    return y_lo + t * (flat[idx + 1] - y_lo)
 
 
 def _detections_per_source(rng, cal, n_rows: int) -> np.ndarray:
@@ -517,10 +524,12 @@ def write_simulated_catalog(out_dir: str | os.PathLike, n_detections: int, *, n_
     Shard ``s`` holds rows ``[n*s//S, n*(s+1)//S)`` of the one row sequence (so a source's
     detections may straddle two shards), one row group per generation block it touches. Each
     shard is written to a hidden temporary file and renamed into place once complete; on any
-    error the temporary files are removed. Only one block is in memory at a time. Stale
+    error the temporary files are removed. At most two blocks are in memory at a time (one
+    being generated while the previous one is written by a writer thread). Stale
     ``part-*.parquet`` files of an earlier, larger run in ``out_dir`` are removed at the end.
     ``progress(rows_done, n_detections)`` is called after each block if given.
     """
+    import concurrent.futures
     import pyarrow.parquet as pq
     n, S, B = int(n_detections), int(n_shards), int(block_rows)
     _check_sizes(n, S, B)
@@ -530,33 +539,52 @@ def write_simulated_catalog(out_dir: str | os.PathLike, n_detections: int, *, n_
     paths = [shard_path(out, s) for s in range(S)]
     temps = [out / f".{p.name}.tmp-{os.getpid()}" for p in paths]
     writers: dict[int, pq.ParquetWriter] = {}
-    try:
-        shard = 0
-        for bi, rows, nb in _blocks(n, B):
-            table = simulate_block(rows, bi, seed=seed, n_blocks=nb, block_rows=B, calibration=calibration)
-            start = bi * B
-            pos = 0
-            while pos < rows:
-                end = min(rows, bounds[shard + 1] - start)
-                if shard not in writers:
-                    writers[shard] = pq.ParquetWriter(temps[shard], table.schema)
-                writers[shard].write_table(table.slice(pos, end - pos), row_group_size=B)
-                pos = end
-                if start + pos >= bounds[shard + 1]:
-                    writers.pop(shard).close()
-                    os.replace(temps[shard], paths[shard])
-                    shard += 1
-            if progress is not None:
-                progress(start + rows, n)
-    except BaseException:
-        for w in writers.values():
-            try:
-                w.close()
-            except Exception:
-                pass
-        for t in temps:
-            t.unlink(missing_ok=True)
-        raise
+    state = {"shard": 0}
+
+    def write_block(table, start: int) -> None:
+        """Append rows ``start ...`` of the catalogue to the shards they belong to, in order."""
+        rows, pos = table.num_rows, 0
+        while pos < rows:
+            shard = state["shard"]
+            end = min(rows, bounds[shard + 1] - start)
+            if shard not in writers:
+                # dictionary-encode only the two type columns: trying it on random floats
+                # costs most of the write time and makes larger files
+                writers[shard] = pq.ParquetWriter(temps[shard], table.schema, compression="snappy",
+                                                  use_dictionary=["main_type", "true_class"])
+            writers[shard].write_table(table.slice(pos, end - pos), row_group_size=B)
+            pos = end
+            if start + pos >= bounds[shard + 1]:
+                writers.pop(shard).close()
+                os.replace(temps[shard], paths[shard])
+                state["shard"] = shard + 1
+        if progress is not None:
+            progress(start + rows, n)
+
+    # block i+1 is generated while block i is written (Parquet encoding releases the GIL);
+    # writes run one at a time, in order, in the one writer thread: at most two blocks in memory
+    pending = None
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            for bi, rows, nb in _blocks(n, B):
+                table = simulate_block(rows, bi, seed=seed, n_blocks=nb, block_rows=B,
+                                       calibration=calibration)
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(write_block, table, bi * B)
+                del table
+            pending.result()
+        except BaseException:
+            if pending is not None:
+                concurrent.futures.wait([pending])
+            for w in writers.values():
+                try:
+                    w.close()
+                except Exception:
+                    pass
+            for t in temps:
+                t.unlink(missing_ok=True)
+            raise
     for stale in out.glob("part-*.parquet"):
         if stale not in paths:
             stale.unlink()
