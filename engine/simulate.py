@@ -420,8 +420,11 @@ def simulate_block(n_rows: int, block_index: int, *, seed: int, n_blocks: int,
         if len(rows):
             L = cal["chol"][c]
             z[rows] = (np.sqrt(1.0 - w) * z_src[src_of_det[rows]] + np.sqrt(w) * eps[rows]) @ L.T
+    del eps, z_src                                # keep the block's peak memory down
     feats = _quantile_map(z, det_cls, cal["knots_z"], cal["knots_y"])
+    del z
     F = {name: from_unbounded(name, feats[:, f]) for f, name in enumerate(cal["features"])}
+    del feats
 
     # raw count-rate columns consistent with the features
     rate = cal["rate"]
