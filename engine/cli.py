@@ -25,6 +25,7 @@ import sys
 COMMANDS: dict[str, str] = {
     "demo": "engine.demo",
     "simulate": "engine.simulate",
+    "bic": "engine.model_selection",
     "fit": "engine.clusterlabel:fit",
     "classify": "engine.clusterlabel:classify",
     "run": "engine.clusterlabel:run",

@@ -1,0 +1,158 @@
+"""xsift's JAX Gaussian mixture side by side with scikit-learn's GaussianMixture(covariance_type="full").
+
+Same data (a NumPy mixture of 6 Gaussians in 12-d, seeded), same starting parameters, fixed iteration
+count. Per-iteration time = (T(n2 iterations) - T(n1 iterations)) / (n2 - n1) for both libraries, so
+fixed costs (input checks, scikit-learn's final E-step, xsift's padding and host transfer) cancel.
+Then a BIC sweep K = 2..20 x repeats at N = 100k: xsift.bic_sweep (one vmapped program) against the
+equivalent scikit-learn loop (GaussianMixture(k, random_state=r).fit(X).bic(X)), both with k-means
+initialisation, tol = 1e-3, max_iter = 100.
+
+    python benchmarks/gmm.py                       # the full table (minutes: scikit-learn is slow)
+    python benchmarks/gmm.py --sizes 100000 --no-sweep
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import jax  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.mixture import GaussianMixture  # noqa: E402
+
+import kernels.gmm as G  # noqa: E402
+
+K, D = 6, 12
+
+
+def simulated_mixture(n, seed=0):
+    """n rows of a 6-component, 12-d Gaussian mixture with random full covariances."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(-1.0, 1.0, (K, D))
+    A = rng.normal(0.0, 0.08, (K, D, D)) + 0.1 * np.eye(D)
+    weights = rng.dirichlet(np.full(K, 5.0))
+    lab = rng.choice(K, n, p=weights)
+    X = np.empty((n, D))
+    for s in range(0, n, 200_000):
+        e = min(n, s + 200_000)
+        X[s:e] = np.einsum("nij,nj->ni", A[lab[s:e]], rng.normal(size=(e - s, D))) + centres[lab[s:e]]
+    return X
+
+
+def starting_parameters(X, seed=0):
+    """A rough start (one EM step from k-means on a 20k subset), shared by both libraries."""
+    rng = np.random.default_rng(seed)
+    sub = X[rng.choice(X.shape[0], min(20_000, X.shape[0]), replace=False)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm = GaussianMixture(K, covariance_type="full", max_iter=1, random_state=seed).fit(sub)
+    return G.GMMParams(gm.weights_, gm.means_, gm.covariances_, gm.precisions_cholesky_)
+
+
+def time_sklearn(X, start, n_iter):
+    prec = np.einsum("kij,klj->kil", start.precisions_cholesky, start.precisions_cholesky)
+    gm = GaussianMixture(K, covariance_type="full", max_iter=n_iter, tol=0.0,
+                         weights_init=start.weights.astype(X.dtype), means_init=start.means.astype(X.dtype),
+                         precisions_init=prec.astype(X.dtype))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t = time.perf_counter()
+        gm.fit(X)
+        return time.perf_counter() - t, gm.lower_bound_
+
+
+def time_xsift(X, start, n_iter, dtype):
+    t = time.perf_counter()
+    r = G.fit_gmm(X, K, seed=0, init=start, max_iter=n_iter, tol=0.0, dtype=dtype)
+    return time.perf_counter() - t, r.lower_bound
+
+
+def per_iteration(fn, n1, n2):
+    t1, _ = fn(n1)
+    t2, lb = fn(n2)
+    return max(t2 - t1, 1e-9) / (n2 - n1), lb
+
+
+def iteration_rows(sizes, n1, n2):
+    rows = []
+    for n in sizes:
+        X64 = simulated_mixture(n)
+        start = starting_parameters(X64)
+        lbs = {}
+        for dtype in ("float64", "float32"):
+            X = X64.astype(dtype)
+            time_xsift(X, start, n1, dtype)           # compile (n1 and n2 share one program)
+            xs, lbs[dtype] = per_iteration(lambda m: time_xsift(X, start, m, dtype), n1, n2)
+            sk, sk_lb = per_iteration(lambda m: time_sklearn(X, start, m), n1, n2)
+            rows.append((n, dtype, sk, xs, sk / xs, lbs[dtype], sk_lb))
+            print(f"  done N={n} {dtype}: sklearn {sk:.3f}s/it, xsift {xs:.4f}s/it", file=sys.stderr, flush=True)
+        rows.append((n, "f32-f64", None, None, None, lbs["float32"] - lbs["float64"], None))
+    return rows
+
+
+def sweep_row(n, ks, repeats, sk_repeats, batch_size):
+    X = simulated_mixture(n, seed=1)
+    t = time.perf_counter()
+    curve = G.bic_sweep(X, ks=ks, repeats=repeats, seed=0, batch_size=batch_size)
+    xs = time.perf_counter() - t
+    t = time.perf_counter()
+    sk_bic = np.empty((len(ks), sk_repeats))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for i, k in enumerate(ks):
+            for r in range(sk_repeats):
+                sk_bic[i, r] = GaussianMixture(k, covariance_type="full", random_state=r).fit(X).bic(X)
+    sk = (time.perf_counter() - t) * repeats / sk_repeats
+    return xs, sk, curve, sk_bic
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="row counts N")
+    ap.add_argument("--iters", type=int, nargs=2, default=[2, 6], metavar=("N1", "N2"),
+                    help="per-iteration time from the difference of runs with N1 and N2 iterations")
+    ap.add_argument("--no-sweep", action="store_true", help="skip the BIC sweep")
+    ap.add_argument("--sweep-n", type=int, default=100_000, help="rows for the BIC sweep")
+    ap.add_argument("--repeats", type=int, default=5, help="BIC sweep repeats per K")
+    ap.add_argument("--sklearn-repeats", type=int, default=5,
+                    help="repeats actually run for scikit-learn (its time is scaled to --repeats if fewer)")
+    ap.add_argument("--batch-size", type=int, default=None, help="fits side by side in bic_sweep")
+    args = ap.parse_args(argv)
+
+    print(f"# xsift GMM vs scikit-learn  |  cpu_count={os.cpu_count()}  jax.devices()={jax.devices()}  "
+          f"jax {jax.__version__}  |  d={D}, K={K}, full covariance")
+    rows = iteration_rows(args.sizes, *args.iters)
+    print("\n| N | dtype | sklearn s/iter | xsift s/iter | speed-up | xsift lower bound | sklearn lower bound |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    for n, dt, sk, xs, ratio, lb, sk_lb in rows:
+        if sk is None:
+            print(f"| {n:,} | float32 − float64 lower bound | | | | {lb:+.2e} | |")
+        else:
+            print(f"| {n:,} | {dt} | {sk:.4f} | {xs:.4f} | {ratio:.1f}× | {lb:.8f} | {sk_lb:.8f} |")
+    if not args.no_sweep:
+        ks = list(range(2, 21))
+        xs, sk, curve, sk_bic = sweep_row(args.sweep_n, ks, args.repeats, args.sklearn_repeats, args.batch_size)
+        note = "" if args.sklearn_repeats == args.repeats else \
+            f" (scikit-learn ran {args.sklearn_repeats} repeat(s), time scaled ×{args.repeats / args.sklearn_repeats:g})"
+        print(f"\n| BIC sweep K=2..20 × {args.repeats} repeats, N={args.sweep_n:,}, float64 | sklearn s | xsift s "
+              f"(incl. compile) | speed-up |")
+        print("|---|---:|---:|---:|")
+        print(f"| k-means init, tol 1e-3, max_iter 100{note} | {sk:.1f} | {xs:.1f} | {sk / xs:.1f}× |")
+        print("\n| K | xsift BIC mean | xsift BIC std | sklearn BIC mean | xsift mean n_iter |")
+        print("|---:|---:|---:|---:|---:|")
+        for i, k in enumerate(ks):
+            print(f"| {k} | {curve.bic_mean[i]:.1f} | {curve.bic_std[i]:.1f} | {sk_bic[i].mean():.1f} | "
+                  f"{curve.n_iter[i].mean():.1f} |")
+        print(f"\nchoose_k: xsift {G.choose_k(curve)}, sklearn curve "
+              f"{G.choose_k({'ks': ks, 'bic_mean': sk_bic.mean(axis=1)})}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
