@@ -159,7 +159,10 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, fmt: str | None = Non
     fmt = fmt or table_format(path)
     with atomic_write(path) as tmp:
         if fmt == "parquet":
-            df.to_parquet(tmp, index=False)
+            # dictionary-encode only the text columns: on random floats it costs time and space
+            text = [str(c) for c in df.columns if not pd.api.types.is_numeric_dtype(df[c].dtype)
+                    and not pd.api.types.is_bool_dtype(df[c].dtype)]
+            df.to_parquet(tmp, index=False, use_dictionary=text or False)
         elif fmt == "csv":
             df.to_csv(tmp, index=False)
         elif fmt in ("fits", "votable"):
