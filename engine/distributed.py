@@ -451,14 +451,14 @@ _WORKER_MODELS: dict = {}
 
 def _classify_shard(path: str, run_dir: str, model, model_hash: str, columns: list[str]) -> dict:
     """Worker: classify one shard, write its output then its ledger record (both atomic); return the record."""
-    from engine.clusterlabel import classify_detections
+    from engine.clusterlabel import classify_catalog
     from engine.io import write_json, write_table
     t0 = time.perf_counter()
     shard = pathlib.Path(path)
     run = pathlib.Path(run_dir)
     df = read_shard(shard, columns)
     try:
-        det = classify_detections(model, df)
+        det, report = classify_catalog(model, df, source=str(shard))
     except XsiftError as exc:
         raise XsiftError(f"{shard}: {exc}") from None
     except Exception as exc:
@@ -467,6 +467,8 @@ def _classify_shard(path: str, run_dir: str, model, model_hash: str, columns: li
     write_table(det.reset_index(drop=True), out)
     record = {**_input_identity(shard), "output": out.name, "model_hash": model_hash,
               "rows_in": int(len(df)), "rows_classified": int(len(det)),
+              "counts": {k: report.get(k) for k in ("complete", "dropped_incomplete", "labelled_not_classified",
+                                                    "other_type_not_classified", "no_usable_class")},
               "seconds": round(time.perf_counter() - t0, 4), "worker_pid": os.getpid()}
     write_json(record, run / LEDGER_DIR / (shard.stem + ".json"))
     return record
