@@ -11,7 +11,7 @@ Steps (the numbers are the issue's):
    Training classes are labels; null and uninformative types are *unlabelled*; any
    other type is neither a reference nor classified (counted);
 4. per (cluster, class): mean and sample covariance (ddof = 1) of the references,
-   pseudo-inverted; a class with fewer references in a cluster than there are
+   pseudo-inverted (``np.cov`` and ``np.linalg.pinv``, as the published code); a class with fewer references in a cluster than there are
    features is excluded there (probability 0);
 5.-6. every unlabelled complete detection gets the (squared, by default) Mahalanobis
    distance to each usable class of its own cluster and the log-space softmin of those
@@ -282,20 +282,37 @@ def cluster_log_resp(gmm, X: np.ndarray, dtype=None) -> np.ndarray:
     return np.asarray(e_step(params, np.asarray(X, dt))[0], dtype=np.float64)
 
 
+# NumPy's default relative cutoff of np.linalg.pinv (the published code's call)
+PINV_RCOND = 1e-15
+
+
 def class_statistics_of(X: np.ndarray, cluster: np.ndarray, labels: np.ndarray, n_clusters: int,
                         n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Step 4 for references ``labels >= 0``: (means (K, L, d), precisions (K, L, d, d),
     mask (K, L), counts (K, L)); a class with fewer references in a cluster than features is
-    excluded (mask False, zero blocks)."""
-    from kernels.mahalanobis import class_statistics, pseudo_inverse
+    excluded (mask False, zero blocks).
+
+    Computed with the published code's own calls, ``np.cov(ddof=1)`` and ``np.linalg.pinv``
+    (rcond 1e-15), on each group's references in catalogue order, so that the statistics are
+    bit-for-bit those of the published method: CSC-like classes are often ill-conditioned
+    (hardness ratios nearly collinear, condition numbers 1e7 and beyond), where any other
+    summation order would move the probabilities by ~1e-8. This runs once per fit over at
+    most K x L groups (one sort, then slices); it is not on the classify path.
+    """
     d = X.shape[1]
-    group = np.where(labels >= 0, cluster * n_classes + labels, -1)
-    counts, means, cov = class_statistics(X, group, n_clusters * n_classes)
+    G = n_clusters * n_classes
+    group = np.where(labels >= 0, cluster * n_classes + labels, G)
+    order = np.argsort(group, kind="stable")
+    counts_all = np.bincount(group, minlength=G + 1)
+    starts = np.concatenate([[0], np.cumsum(counts_all)])
+    counts = counts_all[:G]
     mask = counts >= d
-    prec = np.zeros_like(cov)
-    if mask.any():
-        prec[mask] = pseudo_inverse(cov[mask])
-    means = np.where(mask[:, None], means, 0.0)
+    means = np.zeros((G, d))
+    prec = np.zeros((G, d, d))
+    for g in np.flatnonzero(mask):
+        ref = X[order[starts[g]:starts[g + 1]]]
+        means[g] = ref.mean(axis=0)
+        prec[g] = np.linalg.pinv(np.cov(ref, rowvar=False, ddof=1), rcond=PINV_RCOND)
     return (means.reshape(n_clusters, n_classes, d), prec.reshape(n_clusters, n_classes, d, d),
             mask.reshape(n_clusters, n_classes), counts.reshape(n_clusters, n_classes))
 
@@ -397,7 +414,7 @@ def classify_catalog(model: ClusterLabelModel, df: pd.DataFrame, *, dtype=None, 
     ``no_usable_class`` and the untransformed feature columns. A catalogue without the
     reference-type column is classified whole (every detection unlabelled).
     """
-    from kernels.mahalanobis import DEFAULT_CHUNK_SIZE, classify_rows, whitening_factors
+    from kernels.mahalanobis import DEFAULT_CHUNK_SIZE, classify_rows
     preset = model.preset
     cols = preset_columns(preset)
     t0 = time.perf_counter()
@@ -413,8 +430,7 @@ def classify_catalog(model: ClusterLabelModel, df: pd.DataFrame, *, dtype=None, 
     t1 = time.perf_counter()
     cluster = np.argmax(cluster_log_resp(model.gmm, X, dtype), axis=1) if len(X) else np.zeros(0, int)
     t2 = time.perf_counter()
-    W = whitening_factors(model.class_precisions)
-    probs, pred = classify_rows(X, cluster, model.class_means, W, model.class_mask,
+    probs, pred = classify_rows(X, cluster, model.class_means, model.class_precisions, model.class_mask,
                                 squared=(model.distance == "squared"),
                                 chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, dtype=dtype)
     t3 = time.perf_counter()

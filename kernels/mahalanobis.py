@@ -1,38 +1,28 @@
-"""Cluster-wise class statistics, Mahalanobis distances and the log-space softmin.
+"""Cluster-wise Mahalanobis distances and the log-space softmin (the hot path of the
+cluster-then-label classifier of Pérez-Díaz et al., seed 000).
 
-The cluster-then-label classifier of Pérez-Díaz et al. (seed 000) describes every
-(cluster, class) pair by the mean and the pseudo-inverted sample covariance of the
-reference detections of that class in that cluster. Here those statistics are
+Each (cluster, class) pair is described by the mean and the pseudo-inverted sample
+covariance ("precision") of the reference detections of that class in that cluster,
 stacked as arrays
 
 ``means (K, L, d)``, ``precisions (K, L, d, d)``, ``mask (K, L)`` bool
 
-(K clusters, L classes, d features; ``mask`` False for a class excluded in a
-cluster), and every detection gathers its own cluster's block. No function here
-ever forms an N x N array: the published code computes ``diag(D P D^T)`` of an
-``(N, d)`` difference matrix ``D`` (an N x N product), whereas the distance of a
-row needs only its own ``d`` numbers.
+(K clusters, L classes, d features; ``mask`` False for a class excluded in a cluster).
+No function here ever forms an N x N array: the published code computes
+``diag(D P D^T)`` of an ``(N, d)`` difference matrix ``D`` (an N x N product), whereas
+the distance of a row needs only its own ``d`` numbers.
 
-How the distances are computed. Each precision (a pseudo-inverse, symmetric
-positive semi-definite) is factored once as ``P = W W^T`` (eigen-decomposition,
-negative rounding eigenvalues clipped to 0), so that
+Rows are laid out so that every fixed-size chunk holds rows of one cluster only
+(:func:`cluster_chunk_layout`, vectorised); the chunk program takes the cluster index
+as a traced argument, gathers that cluster's ``L`` blocks and computes all L distances
+in one batched product, so it compiles once per chunk shape whatever the cluster.
 
-``(x - mu)^T P (x - mu) = || (x - mu) W ||^2``,
+Functions (arrays in, arrays out; dtype-generic):
 
-and all K*L whitenings of a chunk of rows are one ``(n, d) @ (d, K*L*d)``
-product minus the precomputed ``mu W``. The row then keeps its own cluster's L
-values (``take_along_axis``). This costs K times the minimum arithmetic but is a
-single dense matrix product, which is what CPUs and GPUs run fastest; it never
-cancels large terms the way the expanded ``x^T P x - 2 mu^T P x + mu^T P mu``
-would (important in float32).
-
-Functions (arrays in, arrays out; dtype-generic; rows in fixed-size chunks):
-
-``class_statistics(X, group, n_groups)``       counts, means, covariances (ddof = 1) per group
-``pseudo_inverse(covariances)``                 batched Moore-Penrose inverse, NumPy's default cutoff
-``whitening_factors(precisions)``               W with P = W W^T
-``classify_rows(X, cluster, means, whiteners, mask)``  distances -> softmin probabilities, argmax
-``log_softmin(distances, usable)``              log p_c = -d_c - logsumexp(-d_j) over usable classes
+``classify_rows(X, cluster, means, precisions, mask)``  distances -> softmin probabilities, argmax
+``cluster_distances(X, means_k, precisions_k)``          (n, L) distances of one cluster's rows
+``log_softmin(distances, usable)``                       log p_c = -d_c - logsumexp(-d_j), usable j
+``cluster_chunk_layout(cluster, K, chunk)``              row slots so that chunks are cluster-pure
 """
 from __future__ import annotations
 
@@ -43,9 +33,6 @@ import jax.numpy as jnp
 import numpy as np
 
 DEFAULT_CHUNK_SIZE = 8192
-# NumPy's default relative cutoff for np.linalg.pinv (singular values below
-# rcond * largest are treated as zero); used so that results match the published code.
-PINV_RCOND = 1e-15
 
 
 def _dtype(dtype, default=jnp.float64):
@@ -64,96 +51,6 @@ def _pad_rows(a: np.ndarray, rows: int, fill=0) -> np.ndarray:
         return a
     pad = np.full((rows - a.shape[0],) + a.shape[1:], fill, dtype=a.dtype)
     return np.concatenate([a, pad], axis=0)
-
-
-# ----------------------------------------------------------------------------
-# class statistics (fit time)
-# ----------------------------------------------------------------------------
-
-@partial(jax.jit, static_argnames=("n_groups",))
-def _group_sums(X, group, n_groups):
-    """X (c, d), group (c,) int in [-1, G) -> counts (G,), sums (G, d). Rows of group -1 add nothing."""
-    onehot = (group[:, None] == jnp.arange(n_groups)[None, :]).astype(X.dtype)   # (c, G)
-    return onehot.sum(0), onehot.T @ X
-
-
-@partial(jax.jit, static_argnames=("n_groups",))
-def _group_scatter(X, group, means, n_groups):
-    """X (c, d), group (c,), means (G, d) -> sum over the group's rows of (x - mu)(x - mu)^T, (G, d, d)."""
-    valid = group >= 0
-    centred = X - means[jnp.where(valid, group, 0)]
-    centred = jnp.where(valid[:, None], centred, 0.0)
-    onehot = (group[:, None] == jnp.arange(n_groups)[None, :]).astype(X.dtype)   # (c, G)
-    c, d = X.shape
-    weighted = (onehot[:, :, None] * centred[:, None, :]).reshape(c, n_groups * d)   # (c, G*d)
-    return (weighted.T @ centred).reshape(n_groups, d, d)
-
-
-def class_statistics(X, group, n_groups: int, *, chunk_size: int = DEFAULT_CHUNK_SIZE, dtype=None):
-    """Per-group count, mean and sample covariance (ddof = 1), two passes over fixed-size row chunks.
-
-    X (n, d) float; group (n,) int, the group of each row in [0, n_groups) or -1 (row ignored).
-    Returns NumPy arrays counts (G,) int, means (G, d), covariances (G, d, d); a group
-    with fewer than 2 rows has NaN covariance (and a group with none NaN mean).
-    The covariance is centred on the group mean (two-pass), as ``np.cov``.
-    """
-    dt = _dtype(dtype)
-    X = np.asarray(X)
-    group = np.asarray(group, dtype=np.int32)
-    n, d = X.shape
-    c = int(min(chunk_size, max(8, -(-n // 8) * 8)))
-    n_chunks = max(1, -(-n // c))
-    counts = jnp.zeros(n_groups, dt)
-    sums = jnp.zeros((n_groups, d), dt)
-    chunks = []
-    for i in range(n_chunks):
-        Xc = jnp.asarray(_pad_rows(X[i * c:(i + 1) * c], c), dt)
-        gc = jnp.asarray(_pad_rows(group[i * c:(i + 1) * c], c, fill=-1))
-        chunks.append((Xc, gc))
-        k, s = _group_sums(Xc, gc, n_groups)
-        counts, sums = counts + k, sums + s
-    means = sums / jnp.maximum(counts, 1.0)[:, None]
-    scatter = jnp.zeros((n_groups, d, d), dt)
-    for Xc, gc in chunks:
-        scatter = scatter + _group_scatter(Xc, gc, means, n_groups)
-    counts_np = np.asarray(counts).round().astype(np.int64)
-    means_np = np.array(means, dtype=np.float64)
-    means_np[counts_np == 0] = np.nan
-    with np.errstate(invalid="ignore", divide="ignore"):
-        cov = np.asarray(scatter, dtype=np.float64) / (counts_np - 1.0)[:, None, None]
-    cov[counts_np < 2] = np.nan
-    return counts_np, means_np, cov
-
-
-@jax.jit
-def _pinv(cov):
-    return jnp.linalg.pinv(cov, rtol=PINV_RCOND)
-
-
-def pseudo_inverse(covariances):
-    """covariances (..., d, d) -> Moore-Penrose inverses (..., d, d), float64, NumPy's default cutoff
-    (singular values below 1e-15 x the largest are dropped, as ``np.linalg.pinv``). NaN blocks stay NaN."""
-    cov = np.asarray(covariances, dtype=np.float64)
-    bad = ~np.isfinite(cov).all(axis=(-2, -1))
-    out = np.array(_pinv(jnp.asarray(np.where(bad[..., None, None], 0.0, cov))), dtype=np.float64)
-    out[bad] = np.nan
-    return out
-
-
-@jax.jit
-def _whiten(prec):
-    sym = 0.5 * (prec + jnp.swapaxes(prec, -1, -2))
-    vals, vecs = jnp.linalg.eigh(sym)
-    return vecs * jnp.sqrt(jnp.clip(vals, 0.0, None))[..., None, :]
-
-
-def whitening_factors(precisions):
-    """precisions (..., d, d) symmetric PSD -> W (..., d, d) float64 with P = W W^T (NaN blocks -> 0)."""
-    prec = np.asarray(precisions, dtype=np.float64)
-    bad = ~np.isfinite(prec).all(axis=(-2, -1))
-    W = np.array(_whiten(jnp.asarray(np.where(bad[..., None, None], 0.0, prec))), dtype=np.float64)
-    W[bad] = 0.0
-    return W
 
 
 # ----------------------------------------------------------------------------
@@ -179,23 +76,25 @@ def log_softmin(distances, usable):
     return jnp.where(any_usable, logp, jnp.nan)
 
 
-def cluster_distances(X, means, whiteners, squared=True):
-    """X (n, d) rows of ONE cluster, means (L, d), whiteners (L, d, d) of that cluster
-    -> (n, L) squared Mahalanobis distances (x - mu_l)^T W_l W_l^T (x - mu_l)
-    (or their square roots if ``squared`` is False), as one (n, d) @ (d, L*d) product."""
-    n, d = X.shape
-    L = means.shape[0]
-    Wflat = jnp.transpose(whiteners, (1, 0, 2)).reshape(d, L * d)      # column (l, j) = W_l[:, j]
-    shift = jnp.einsum("li,lij->lj", means, whiteners).reshape(L * d)  # mu_l W_l
-    Z = (X @ Wflat - shift[None, :]).reshape(n, L, d)
-    d2 = jnp.sum(Z * Z, axis=2)
-    return d2 if squared else jnp.sqrt(d2)
+def cluster_distances(X, means, precisions, squared=True):
+    """X (n, d) rows of ONE cluster, means (L, d), precisions (L, d, d) of that cluster
+    -> (n, L) squared Mahalanobis distances (x - mu_l)^T P_l (x - mu_l) (or their square
+    roots if ``squared`` is False).
+
+    Evaluated as the published code does per row, ``sum_j ((x - mu) P)_j (x - mu)_j``: the
+    difference first (no cancellation of large terms, safe in float32), then one batched
+    ``(L, n, d) @ (L, d, d)`` product; never the N x N ``D P D^T``.
+    """
+    D = X[None, :, :] - means[:, None, :]                     # (L, n, d)
+    DP = jnp.matmul(D, precisions)                            # (L, n, d)
+    d2 = jnp.sum(DP * D, axis=2).T                            # (n, L)
+    return d2 if squared else jnp.sqrt(jnp.maximum(d2, 0.0))
 
 
 @partial(jax.jit, static_argnames=("squared",))
-def _classify_chunk(X, k, means, whiteners, mask, squared):
+def _classify_chunk(X, k, means, precisions, mask, squared):
     """One chunk of rows that all belong to cluster ``k`` (a traced scalar: one compile for all k)."""
-    dist = cluster_distances(X, means[k], whiteners[k], squared)
+    dist = cluster_distances(X, means[k], precisions[k], squared)
     usable = jnp.broadcast_to(mask[k][None, :], dist.shape)
     logp = log_softmin(dist, usable)
     probs = jnp.where(usable, jnp.exp(jnp.where(usable, logp, 0.0)), 0.0)
@@ -225,12 +124,12 @@ def cluster_chunk_layout(cluster, n_clusters: int, chunk_size: int):
     return slot, chunk_cluster, int(chunks_per.sum() * chunk_size)
 
 
-def classify_rows(X, cluster, means, whiteners, mask, *, squared: bool = True,
+def classify_rows(X, cluster, means, precisions, mask, *, squared: bool = True,
                   chunk_size: int = DEFAULT_CHUNK_SIZE, dtype=None):
     """Softmin class probabilities of rows over the classes of their own cluster.
 
-    X (n, d); cluster (n,) int in [0, K); means (K, L, d); whiteners (K, L, d, d)
-    (from :func:`whitening_factors`); mask (K, L) bool, False for a class excluded
+    X (n, d); cluster (n,) int in [0, K); means (K, L, d); precisions (K, L, d, d)
+    (pseudo-inverse covariances); mask (K, L) bool, False for a class excluded
     in a cluster. ``squared`` selects the squared distance (the published tables)
     or the Mahalanobis distance itself (Eq. 6).
 
@@ -240,7 +139,7 @@ def classify_rows(X, cluster, means, whiteners, mask, *, squared: bool = True,
 
     Rows are laid out so that each fixed-size chunk holds one cluster's rows
     (:func:`cluster_chunk_layout`); a chunk then needs only its cluster's L blocks,
-    one ``(chunk, d) @ (d, L*d)`` product. The chunk program compiles once per chunk
+    one batched ``(L, chunk, d) @ (L, d, d)`` product. The chunk program compiles once per chunk
     shape (the cluster index is a traced argument), chunks are dispatched
     asynchronously and gathered once at the end.
     """
@@ -258,10 +157,10 @@ def classify_rows(X, cluster, means, whiteners, mask, *, squared: bool = True,
     Xp = np.zeros((n_slots, d), dtype=np.dtype(dt))
     Xp[slot] = X
     Xp = jnp.asarray(Xp)
-    means_j = jnp.asarray(means, dt)
-    W_j = jnp.asarray(whiteners, dt)
+    means_j = jnp.asarray(np.nan_to_num(np.asarray(means, np.float64)), dt)
+    P_j = jnp.asarray(np.nan_to_num(np.asarray(precisions, np.float64)), dt)
     mask_j = jnp.asarray(mask, bool)
-    outs = [_classify_chunk(Xp[i * c:(i + 1) * c], jnp.int32(k), means_j, W_j, mask_j, squared)
+    outs = [_classify_chunk(Xp[i * c:(i + 1) * c], jnp.int32(k), means_j, P_j, mask_j, squared)
             for i, k in enumerate(chunk_cluster.tolist())]
     probs = np.concatenate([np.asarray(p) for p, _ in outs])[slot]
     pred = np.concatenate([np.asarray(k) for _, k in outs])[slot].astype(np.int64)
