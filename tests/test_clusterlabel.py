@@ -22,6 +22,9 @@ from engine.features import derive_features, feature_names, load_preset
 from engine.simulate import simulate_catalog
 from engine.voting import master_classes
 
+# the oracle GMMs run a fixed, small number of EM iterations on purpose
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 PRESET = load_preset("csc")
 CLASSES = PRESET["classes"]["training"]
 AGG = PRESET["classes"]["aggregation"]
