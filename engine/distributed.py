@@ -276,9 +276,9 @@ def partition_statistics(params, chunks) -> tuple:
     Xc, maskc = chunks
     total = None
     for x, m in zip(Xc, maskc):
-        s = sufficient_statistics(params, x, m)
-        total = s if total is None else type(s)(*(a + b for a, b in zip(total, s)))
-    return tuple(np.asarray(v, dtype=np.float64) for v in total)
+        s = tuple(np.asarray(v, dtype=np.float64) for v in sufficient_statistics(params, x, m))
+        total = s if total is None else tuple(a + b for a, b in zip(total, s))
+    return total
 
 
 def _file_statistics(params, path, preset, transform_dict, chunk_rows, dtype_name):

@@ -136,20 +136,74 @@ def test_full_data_em_equals_in_memory_fit(client, catalog, whole, preset):
     X = transform.transform(feats)
     X = X[complete_rows(X)]
     start = fit_gmm(X, 5, seed=1, max_iter=2)
-    expected = fit_gmm(X, 5, seed=1, init=start, max_iter=6, tol=0.0)
-    for persist in (True, False):
-        got = D.distributed_em(client, catalog, preset, transform, start, max_iter=6, tol=0.0,
+    for persist, iters in ((True, 6), (False, 3)):   # data kept on the workers / re-read each iteration
+        expected = fit_gmm(X, 5, seed=1, init=start, max_iter=iters, tol=0.0)
+        got = D.distributed_em(client, catalog, preset, transform, start, max_iter=iters, tol=0.0,
                                persist=persist, chunk_rows=512)
-        assert got.n_iter == 6
+        assert got.n_iter == iters
         np.testing.assert_allclose(got.weights, expected.weights, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(got.means, expected.means, rtol=1e-9, atol=1e-11)
         np.testing.assert_allclose(got.covariances, expected.covariances, rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(got.lower_bound, expected.lower_bound, rtol=1e-11)
     # run to convergence: the same number of iterations and the same answer
-    conv = fit_gmm(X, 5, seed=1, init=start, max_iter=200, tol=1e-4)
-    got = D.distributed_em(client, catalog, preset, transform, start, max_iter=200, tol=1e-4, chunk_rows=512)
+    conv = fit_gmm(X, 5, seed=1, init=start, max_iter=200, tol=1e-3)
+    got = D.distributed_em(client, catalog, preset, transform, start, max_iter=200, tol=1e-3, chunk_rows=512)
     assert got.converged and conv.converged and got.n_iter == conv.n_iter
     np.testing.assert_allclose(got.means, conv.means, rtol=1e-8, atol=1e-10)
+
+
+def _compile_counter():
+    """Worker-side: a list whose first item counts XLA backend compilations from now on."""
+    import jax.monitoring
+    box = [0]
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda name, secs, **kw: box.__setitem__(0, box[0] + (name == "/jax/core/compile/backend_compile_duration")))
+    return box
+
+
+def test_worker_compiles_em_kernel_once(client, whole, model_dir):
+    """Partitions of different sizes reuse the worker's compiled EM statistics kernel (fixed,
+    padded chunk shapes): after the first partition nothing new is compiled."""
+    from engine.clusterlabel import ClusterLabelModel
+    model = ClusterLabelModel.load(model_dir)
+    X = model.transform.transform(derive_features(whole, model.preset))
+    X = X[complete_rows(X)]
+    parts = [X[:300], X[300:2100], X[2100:2150]]
+
+    def count_compiles(gmm, parts, counter):
+        from engine.distributed import pad_chunks, partition_statistics
+        box = counter()
+        counts = []
+        for x in parts:
+            partition_statistics(gmm, pad_chunks(x, 512))
+            counts.append(box[0])
+        return counts
+
+    counts = client.submit(count_compiles, model.gmm, parts, _compile_counter, pure=False).result()
+    assert counts[1] == counts[0] and counts[2] == counts[0], f"recompiled per partition: {counts}"
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "upstream: kernels.gmm.e_step (via engine.clusterlabel.cluster_log_resp) sizes its chunks from n "
+    "and lax.maps over a variable chunk count, and kernels.mahalanobis.classify_rows shrinks its chunk "
+    "to n when n < chunk_size, so each new shard size compiles again; remove this marker once both "
+    "use one fixed chunk shape"))
+def test_worker_compiles_classify_kernels_once(client, whole, model_dir):
+    from engine.clusterlabel import ClusterLabelModel
+    model = ClusterLabelModel.load(model_dir)
+    frames = [whole.iloc[:300], whole.iloc[300:2100], whole.iloc[2100:2150]]
+
+    def count_compiles(model, frames, counter):
+        from engine.clusterlabel import classify_catalog
+        box = counter()
+        counts = []
+        for f in frames:
+            classify_catalog(model, f)
+            counts.append(box[0])
+        return counts
+
+    counts = client.submit(count_compiles, model, frames, _compile_counter, pure=False).result()
+    assert counts[1] == counts[0] and counts[2] == counts[0], f"recompiled per partition: {counts}"
 
 
 # ------------------------------------------------------------------ classification and voting
