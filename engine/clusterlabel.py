@@ -453,8 +453,8 @@ def classify_catalog(model: ClusterLabelModel, df: pd.DataFrame, *, dtype=None, 
 
 
 def _detection_table(df, feats, rows, cluster, probs, pred, classes, cols) -> pd.DataFrame:
-    out = {"name": df[cols["name"]].to_numpy()[rows],
-           "obsid": df[cols["obsid"]].to_numpy()[rows],
+    out = {"name": df[cols["name"]].iloc[rows].astype("str").reset_index(drop=True),
+           "obsid": df[cols["obsid"]].iloc[rows].reset_index(drop=True),
            "cluster": cluster.astype(np.int64),
            "ra": df[cols["ra"]].to_numpy(dtype=np.float64)[rows],
            "dec": df[cols["dec"]].to_numpy(dtype=np.float64)[rows]}
@@ -467,9 +467,7 @@ def _detection_table(df, feats, rows, cluster, probs, pred, classes, cols) -> pd
     fvals = feats.to_numpy(dtype=np.float64)[rows]
     for j, f in enumerate(feats.columns):
         out[f] = fvals[:, j]
-    table = pd.DataFrame(out)
-    table["name"] = table["name"].astype("str")
-    return table
+    return pd.DataFrame(out)
 
 
 def classify_detections(model: ClusterLabelModel, df: pd.DataFrame, **kwargs) -> pd.DataFrame:

@@ -14,16 +14,16 @@ Sources whose two votes agree form the *uniquely classified* table
 ``detection_count``, the mean probability of each class in a column named exactly
 as the class, its population standard deviation (ddof = 0) in ``<class>_std``,
 ``ra``, ``dec`` and the features of the source's first detection (in obsid order).
-Rows are sorted by ``detection_count``, largest first (as the published tables),
-then by name. :func:`published_format` turns the numeric columns into the
+Rows are sorted by ``detection_count``, largest first (as the published tables);
+sources with equal counts keep the order in which they first appear in the input. :func:`published_format` turns the numeric columns into the
 paper's ``mean±std`` text columns.
 
 Detections flagged ``no_usable_class`` (their cluster had no class with enough
 references) have no probabilities; they take no part in the votes and are counted
 in the summary (a source with only such detections gets no master class).
 
-Everything is vectorised: one stable sort by (source, obsid), ``np.add.reduceat``
-over the sorted rows, ``np.bincount`` for the vote counts. The function works on
+Everything is vectorised: source codes from one ``pd.factorize``, one stable sort
+by (source, obsid), ``np.add.reduceat`` over the sorted rows, ``np.bincount`` for the vote counts. The function works on
 any set of whole sources, so a distributed run can call it per partition after
 grouping rows by ``name``.
 """
@@ -47,13 +47,22 @@ def aggregated_class_of(classes: list[str], aggregation: dict[str, list[str]]) -
     return out
 
 
-def sort_detections(names, obsids) -> tuple[np.ndarray, np.ndarray]:
-    """(order, source code of each row in sorted order): a stable order grouping each source's
-    detections together, by obsid within a source. Sources appear in order of first occurrence."""
-    codes, _ = pd.factorize(pd.Series(names), sort=False)
+def source_codes(names) -> tuple[np.ndarray, int]:
+    """(code of each row's source, number of sources); codes follow the sources' first appearance."""
+    codes, uniques = pd.factorize(pd.Series(names), sort=False)
+    return codes.astype(np.int64), len(uniques)
+
+
+def sort_detections(codes: np.ndarray, obsids) -> np.ndarray:
+    """A stable order grouping each source's detections together (sources by code),
+    by obsid within a source. Integer obsids use one combined 64-bit key; others a lexsort."""
     obs = np.asarray(obsids)
-    order = np.lexsort((obs, codes))
-    return order, codes[order]
+    if len(obs) and np.issubdtype(obs.dtype, np.integer):
+        lo, hi = int(obs.min()), int(obs.max())
+        span = hi - lo + 1
+        if span < (1 << 62) // max(int(codes.max()) + 1, 1):
+            return np.argsort(codes * span + (obs.astype(np.int64) - lo), kind="stable")
+    return np.lexsort((obs, codes))
 
 
 def hard_vote(source_sorted: np.ndarray, predicted_sorted: np.ndarray, n_sources: int,
@@ -67,8 +76,7 @@ def hard_vote(source_sorted: np.ndarray, predicted_sorted: np.ndarray, n_sources
     key = source_sorted.astype(np.int64) * n_classes + predicted_sorted
     count = np.bincount(key, minlength=n_sources * n_classes).reshape(n_sources, n_classes)
     first = np.full(n_sources * n_classes, n, dtype=np.int64)
-    uniq, first_row = np.unique(key, return_index=True)     # first occurrence of each (source, class)
-    first[uniq] = first_row
+    np.minimum.at(first, key, np.arange(n, dtype=np.int64))  # first occurrence of each (source, class)
     score = count.astype(np.int64) * (n + 1) - first.reshape(n_sources, n_classes)
     return np.argmax(score, axis=1)
 
@@ -97,14 +105,11 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
     usable = np.isfinite(probs_all).all(axis=1)
     if "no_usable_class" in df.columns:
         usable &= ~df["no_usable_class"].to_numpy(dtype=bool)
-    names_all = df["name"]
-    n_sources_all = int(pd.Series(names_all).nunique()) if len(df) else 0
+    codes_all, n_sources_all = source_codes(df["name"]) if len(df) else (np.zeros(0, np.int64), 0)
     rows = np.flatnonzero(usable)
+    rows = rows[sort_detections(codes_all[rows], df["obsid"].to_numpy()[rows])]
+    src = codes_all[rows]
     probs = probs_all[rows]
-    order, src = sort_detections(names_all.to_numpy()[rows] if len(rows) else [],
-                                 df["obsid"].to_numpy()[rows])
-    rows = rows[order]
-    probs = probs[order]
     n = len(rows)
     if n:
         starts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])
@@ -115,7 +120,8 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
     if S:
         mean = np.add.reduceat(probs, starts, axis=0) / counts[:, None]
         dev = probs - np.repeat(mean, counts, axis=0)
-        std = np.sqrt(np.add.reduceat(dev * dev, starts, axis=0) / counts[:, None])
+        dev *= dev
+        std = np.sqrt(np.add.reduceat(dev, starts, axis=0) / counts[:, None])
         src_code = np.repeat(np.arange(S), counts)
         pred = np.argmax(probs, axis=1)  # the predicted class of a detection with probabilities
         hard = hard_vote(src_code, pred, S, L)
@@ -124,10 +130,13 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
         mean = std = np.zeros((0, L))
         hard = soft = np.zeros(0, dtype=np.int64)
     first = rows[starts]
+    # the tables list sources by detection count, largest first, then in order of first appearance
+    order = np.argsort(-counts, kind="stable")
+    first, counts, mean, std, hard, soft = (a[order] for a in (first, counts, mean, std, hard, soft))
     agg_of = aggregated_class_of(classes, aggregation)
     cls = np.asarray(classes, dtype=object)
 
-    base = pd.DataFrame({"name": df["name"].to_numpy()[first]})
+    base = pd.DataFrame({"name": df["name"].iloc[first].astype("str").reset_index(drop=True)})
     base["detection_count"] = counts
     for j, c in enumerate(classes):
         base[c] = mean[:, j]
@@ -136,7 +145,7 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
     base["ra"] = df["ra"].to_numpy(dtype=np.float64)[first]
     base["dec"] = df["dec"].to_numpy(dtype=np.float64)[first]
     for c in feature_columns:
-        base[c] = df[c].to_numpy()[first]
+        base[c] = df[c].iloc[first].reset_index(drop=True)
 
     agree = hard == soft
     uniq = base[agree].copy()
@@ -145,8 +154,8 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
     amb = base[~agree].copy()
     amb.insert(1, "soft_master_class", pd.array(cls[soft[~agree]], dtype="str"))
     amb.insert(1, "hard_master_class", pd.array(cls[hard[~agree]], dtype="str"))
-    uniq = _sorted(uniq)
-    amb = _sorted(amb)
+    uniq = uniq.reset_index(drop=True)
+    amb = amb.reset_index(drop=True)
 
     flagged = int((~usable).sum())
     summary = {
@@ -161,11 +170,6 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
         "cohen_kappa_hard_soft": cohen_kappa(hard, soft, L) if S else float("nan"),
     }
     return uniq, amb, summary
-
-
-def _sorted(table: pd.DataFrame) -> pd.DataFrame:
-    return table.sort_values(["detection_count", "name"], ascending=[False, True],
-                             kind="stable").reset_index(drop=True)
 
 
 def published_format(table: pd.DataFrame, classes: list[str], digits: int = 3) -> pd.DataFrame:
