@@ -96,10 +96,10 @@ def iteration_rows(sizes, n1, n2):
     return rows
 
 
-def sweep_row(n, ks, repeats, sk_repeats, batch_size):
+def sweep_row(n, ks, repeats, sk_repeats, batch_size, groups):
     X = simulated_mixture(n, seed=1)
     t = time.perf_counter()
-    curve = G.bic_sweep(X, ks=ks, repeats=repeats, seed=0, batch_size=batch_size)
+    curve = G.bic_sweep(X, ks=ks, repeats=repeats, seed=0, batch_size=batch_size, groups=groups)
     xs = time.perf_counter() - t
     t = time.perf_counter()
     sk_bic = np.empty((len(ks), sk_repeats))
@@ -122,7 +122,8 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=5, help="BIC sweep repeats per K")
     ap.add_argument("--sklearn-repeats", type=int, default=5,
                     help="repeats actually run for scikit-learn (its time is scaled to --repeats if fewer)")
-    ap.add_argument("--batch-size", type=int, default=None, help="fits side by side in bic_sweep")
+    ap.add_argument("--batch-size", type=int, default=1, help="fits vmapped side by side in bic_sweep")
+    ap.add_argument("--groups", type=int, default=None, help="compiled programs in bic_sweep (default 4)")
     args = ap.parse_args(argv)
 
     print(f"# xsift GMM vs scikit-learn  |  cpu_count={os.cpu_count()}  jax.devices()={jax.devices()}  "
@@ -137,7 +138,8 @@ def main(argv=None):
             print(f"| {n:,} | {dt} | {sk:.4f} | {xs:.4f} | {ratio:.1f}× | {lb:.8f} | {sk_lb:.8f} |")
     if not args.no_sweep:
         ks = list(range(2, 21))
-        xs, sk, curve, sk_bic = sweep_row(args.sweep_n, ks, args.repeats, args.sklearn_repeats, args.batch_size)
+        xs, sk, curve, sk_bic = sweep_row(args.sweep_n, ks, args.repeats, args.sklearn_repeats, args.batch_size,
+                                           args.groups)
         note = "" if args.sklearn_repeats == args.repeats else \
             f" (scikit-learn ran {args.sklearn_repeats} repeat(s), time scaled ×{args.repeats / args.sklearn_repeats:g})"
         print(f"\n| BIC sweep K=2..20 × {args.repeats} repeats, N={args.sweep_n:,}, float64 | sklearn s | xsift s "

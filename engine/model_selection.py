@@ -114,8 +114,11 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--tol", type=float, default=1e-3,
                         help="EM stops when the mean log-likelihood changes by less than this")
     parser.add_argument("--reg-covar", type=float, default=1e-6, help="added to covariance diagonals")
-    parser.add_argument("--batch-size", type=int, default=None,
-                        help="fits run side by side in one program (default: all; lower it to save memory)")
+    parser.add_argument("--groups", type=int, default=None,
+                        help="compiled programs: K values are split into this many runs, each padded to its "
+                             "largest K (default: min(4, number of K values); 1 = one program)")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="fits vmapped side by side inside a program (1 wastes no EM iterations)")
 
 
 def run_cli(args) -> int:
@@ -147,7 +150,8 @@ def run_cli(args) -> int:
           flush=True)
     try:
         curve = bic_sweep(X, ks=ks, repeats=args.repeats, seed=args.seed, max_iter=args.max_iter,
-                          tol=args.tol, reg_covar=args.reg_covar, dtype=dtype, batch_size=args.batch_size)
+                          tol=args.tol, reg_covar=args.reg_covar, dtype=dtype, groups=args.groups,
+                          batch_size=args.batch_size)
     except ValueError as exc:
         raise XsiftError(f"{args.catalog}: {exc}") from None
     chosen = choose_k(curve)

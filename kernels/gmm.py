@@ -71,7 +71,7 @@ __all__ = [
     "bic_sweep", "choose_k", "CHOOSE_K_THRESHOLD", "DEFAULT_CHUNK_SIZE",
 ]
 
-DEFAULT_CHUNK_SIZE = 16384
+DEFAULT_CHUNK_SIZE = 4096
 # memory budget (elements) of one chunk's (rows x components x (d+1)) work array
 # across a batch of fits in bic_sweep
 _SWEEP_CHUNK_ELEMENTS = 1 << 22
@@ -290,6 +290,7 @@ def _kmeans_plusplus(key, X, mask, active):
     key, k0 = jax.random.split(key)
     first = jax.random.categorical(k0, jnp.where(mask, 0.0, -jnp.inf))
     centres = jnp.zeros((K, d), X.dtype).at[0].set(X[first])
+    x2 = jnp.sum(X * X, axis=1)
     closest = jnp.where(mask, jnp.sum((X - X[first]) ** 2, axis=1), 0.0)
 
     def step(i, carry):
@@ -299,7 +300,8 @@ def _kmeans_plusplus(key, X, mask, active):
         # all-zero potential (duplicates only): fall back to uniform over valid rows
         logits = jnp.where(jnp.any(jnp.isfinite(logits)), logits, jnp.where(mask, 0.0, -jnp.inf))
         cand = jax.random.categorical(kc, logits, shape=(n_trials,))
-        cd = jnp.sum((X[:, None, :] - X[cand][None, :, :]) ** 2, axis=2)      # (n, trials)
+        cx = X[cand]                                                          # (trials, d)
+        cd = jnp.maximum(x2[:, None] - 2.0 * X @ cx.T + jnp.sum(cx * cx, axis=1)[None, :], 0.0)  # (n, trials)
         new_closest = jnp.minimum(closest[:, None], cd)
         pot = jnp.sum(jnp.where(mask[:, None], new_closest, 0.0), axis=0)
         best = jnp.argmin(pot)
@@ -412,16 +414,21 @@ def _fit_from_params_program(params, Xc, maskc, active, max_iter, tol, reg_covar
     return _em(params, Xc, maskc, active, max_iter, tol, reg_covar)
 
 
-@jax.jit
-def _sweep_program(keys, actives, n_free, Xc, maskc, max_iter, tol, reg_covar):
-    """keys (B, key), actives (B, Kmax) bool, n_free (B,) -> per-fit (bic, lower_bound, n_iter, converged)."""
-    def one(key, active, n_params):
+@partial(jax.jit, static_argnames=("batch_size",))
+def _sweep_program(keys, actives, n_free, Xc, maskc, max_iter, tol, reg_covar, *, batch_size):
+    """keys (B, key), actives (B, Kpad) bool, n_free (B,) -> per-fit (bic, lower_bound, n_iter, converged).
+
+    lax.map over the fits, ``batch_size`` of them vmapped side by side (a vmapped while_loop runs until
+    the slowest of its batch converges, so batch_size=1 wastes no iterations).
+    """
+    def one(args):
+        key, active, n_params = args
         p0 = _init_params("kmeans", key, Xc, maskc, active, reg_covar)
         res = _em(p0, Xc, maskc, active, max_iter, tol, reg_covar)
         st = _data_stats(res.weights, res.means, res.precisions_cholesky, Xc, maskc, active)
         b = -2.0 * st.loglik + n_params * jnp.log(st.n)
         return b, res.lower_bound, res.n_iter, res.converged
-    return jax.vmap(one)(keys, actives, n_free)
+    return lax.map(one, (keys, actives, n_free), batch_size=batch_size)
 
 
 @jax.jit
@@ -567,8 +574,11 @@ def _chunked(X, dtype, chunk_size, shift=None):
 
 
 def _chunk_rows(n, chunk_size):
+    """Rows per chunk: chunk_size as given, or by default the fewest chunks of at most
+    DEFAULT_CHUNK_SIZE rows, balanced (a multiple of 8) so the padded tail is small."""
     if chunk_size is None:
-        chunk_size = DEFAULT_CHUNK_SIZE
+        nc = -(-n // DEFAULT_CHUNK_SIZE)
+        return max(8, -(-(-(-n // nc)) // 8) * 8)
     chunk_size = int(chunk_size)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -652,13 +662,16 @@ def fit_gmm(X, n_components, *, seed, n_init=1, init="kmeans", max_iter=100, tol
 
 
 def bic_sweep(X, ks=range(2, 21), repeats=5, *, seed, max_iter=100, tol=1e-3, reg_covar=1e-6,
-              dtype=None, chunk_size=None, batch_size=None) -> BICCurve:
+              dtype=None, chunk_size=None, groups=None, batch_size=1) -> BICCurve:
     """BIC of k-means-initialised fits for every K in ks, ``repeats`` times each.
 
-    All (K, repeat) fits are padded to max(ks) components (inactive ones masked out: weight 0,
-    log-weight -inf) and run by ONE compiled, vmapped program; ``batch_size`` fits run side by side
-    (default: all of them, memory permitting; rows are chunked so the batch's work array stays
-    ~_SWEEP_CHUNK_ELEMENTS). Repeat r of every K uses the key fold_in(key(seed), r * 1000 + K).
+    The ks are split into ``groups`` contiguous runs (default: min(4, len(ks))); every (K, repeat)
+    fit of a run is padded to the run's largest K (inactive components masked out: weight 0,
+    log-weight -inf, exactly inert) and all of them run in ONE compiled program, so the sweep costs
+    ``groups`` compilations. groups=1 pads everything to max(ks) (one program, most padding work);
+    more groups trade compilations for less padded work. Within a program ``batch_size`` fits are
+    vmapped side by side. Repeat r of K uses the key fold_in(key(seed), 1000 r + K), so the result
+    does not depend on groups or batch_size (beyond float rounding).
     """
     ks = np.asarray(sorted({int(k) for k in ks}), dtype=np.int64)
     if ks.size == 0 or ks[0] < 1:
@@ -670,28 +683,33 @@ def bic_sweep(X, ks=range(2, 21), repeats=5, *, seed, max_iter=100, tol=1e-3, re
     X = _check_X(X, kmax)
     n, d = X.shape
     dt = _resolve_dtype(X, dtype)
-    n_fits = ks.size * repeats
-    B = n_fits if batch_size is None else max(1, min(int(batch_size), n_fits))
+    groups = min(4, ks.size) if groups is None else max(1, min(int(groups), ks.size))
+    B = max(1, int(batch_size))
     if chunk_size is None:
-        chunk_size = max(256, (_SWEEP_CHUNK_ELEMENTS // (B * kmax * (d + 1))) // 256 * 256)
+        bound = max(256, min(DEFAULT_CHUNK_SIZE, _SWEEP_CHUNK_ELEMENTS // (B * kmax * (d + 1))))
+        nc = -(-n // bound)
+        chunk_size = max(8, -(-(-(-n // nc)) // 8) * 8)
     shift = jnp.mean(X.astype(jnp.float64), axis=0)
     Xc, maskc, _ = _chunked(X, dt, chunk_size, shift)
     base = jax.random.key(int(seed))
-    kk = np.repeat(ks, repeats)
-    rr = np.tile(np.arange(repeats), ks.size)
-    keys = jnp.stack([jax.random.fold_in(base, int(r) * 1000 + int(k)) for k, r in zip(kk, rr)])
-    actives = jnp.asarray(np.arange(kmax)[None, :] < kk[:, None])
-    n_free = jnp.asarray([n_parameters(int(k), d) for k in kk], dt)
     args = (Xc, maskc, jnp.asarray(max_iter, jnp.int32), jnp.asarray(tol, dt), jnp.asarray(reg_covar, dt))
-    outs = []
-    for start in range(0, n_fits, B):   # groups of B fits; the last group is padded to B (same program)
-        idx = np.arange(start, start + B) % n_fits
-        outs.append(jax.device_get(_sweep_program(keys[idx], actives[idx], n_free[idx], *args)))
-    b, lb, it, conv = (np.concatenate([o[i] for o in outs])[:n_fits] for i in range(4))
     shape = (ks.size, repeats)
-    b = b.astype(np.float64).reshape(shape)
-    return BICCurve(ks, b.mean(axis=1), b.std(axis=1), b, lb.astype(np.float64).reshape(shape),
-                    it.reshape(shape), conv.reshape(shape))
+    b, lb = np.empty(shape), np.empty(shape)
+    it, conv = np.empty(shape, np.int64), np.empty(shape, bool)
+    row = 0
+    for run in np.array_split(ks, groups):
+        kpad = int(run[-1])
+        kk = np.repeat(run, repeats)
+        rr = np.tile(np.arange(repeats), run.size)
+        keys = jnp.stack([jax.random.fold_in(base, int(r) * 1000 + int(k)) for k, r in zip(kk, rr)])
+        actives = jnp.asarray(np.arange(kpad)[None, :] < kk[:, None])
+        n_free = jnp.asarray([n_parameters(int(k), d) for k in kk], dt)
+        out = jax.device_get(_sweep_program(keys, actives, n_free, *args, batch_size=B))
+        sl = slice(row, row + run.size)
+        b[sl], lb[sl] = (np.asarray(o, np.float64).reshape(run.size, repeats) for o in out[:2])
+        it[sl], conv[sl] = (np.asarray(o).reshape(run.size, repeats) for o in out[2:])
+        row += run.size
+    return BICCurve(ks, b.mean(axis=1), b.std(axis=1), b, lb, it, conv)
 
 
 # choose_k: the K just before the BIC gradient flattens. Let g = np.gradient(bic_mean, ks) (the curve
