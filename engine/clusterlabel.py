@@ -240,24 +240,26 @@ def reference_labels(df: pd.DataFrame, preset: dict) -> tuple[np.ndarray, dict]:
     n = len(df)
     if col not in df.columns:
         return np.full(n, UNLABELLED, dtype=np.int64), {"type_column": None, "unlabelled_null": n}
-    types = df[col].astype("object")
-    null = types.isna().to_numpy()
-    text = types.where(~types.isna(), "").astype(str).str.strip().to_numpy(dtype=object)
+    # classify the distinct type strings once, then map every row through its code
+    codes, uniques = pd.factorize(df[col], sort=False)
     lookup = {c: i for i, c in enumerate(classes)}
-    codes = pd.Series(text).map(lookup).to_numpy(dtype=np.float64, na_value=np.nan)
-    labels = np.where(np.isnan(codes), OTHER_TYPE, np.nan_to_num(codes, nan=0)).astype(np.int64)
-    uninf = np.isin(text, uninformative)
-    empty = text == ""
-    labels[null | empty | uninf] = UNLABELLED
+    uninformative = set(uninformative)
+    texts = [str(u).strip() for u in uniques]
+    lut = np.array([lookup.get(t, UNLABELLED if (t == "" or t in uninformative) else OTHER_TYPE)
+                    for t in texts] + [UNLABELLED], dtype=np.int64)     # code -1 (null) -> last entry
+    labels = lut[codes]
+    null = (codes < 0) | np.isin(codes, [i for i, t in enumerate(texts) if t == ""])
+    uninf = np.isin(codes, [i for i, t in enumerate(texts) if t in uninformative])
+    text_of = np.array(texts + [""], dtype=object)
     other = labels == OTHER_TYPE
     counts = {"type_column": col,
               "labelled": int((labels >= 0).sum()),
-              "per_class": {c: int((labels == i).sum()) for i, c in enumerate(classes)},
-              "unlabelled_null": int((null | empty).sum()),
-              "unlabelled_uninformative": int((uninf & ~null).sum()),
+              "per_class": dict(zip(classes, np.bincount(labels[labels >= 0], minlength=len(classes)).tolist())),
+              "unlabelled_null": int(null.sum()),
+              "unlabelled_uninformative": int(uninf.sum()),
               "other_type": int(other.sum()),
               "other_types": {str(k): int(v) for k, v in
-                              pd.Series(text[other]).value_counts().head(20).items()}}
+                              pd.Series(text_of[codes[other]]).value_counts().head(20).items()}}
     return labels, counts
 
 

@@ -156,11 +156,12 @@ def classify_rows(X, cluster, means, precisions, mask, *, squared: bool = True,
     slot, chunk_cluster, n_slots = cluster_chunk_layout(cluster, K, c)
     Xp = np.zeros((n_slots, d), dtype=np.dtype(dt))
     Xp[slot] = X
-    Xp = jnp.asarray(Xp)
     means_j = jnp.asarray(np.nan_to_num(np.asarray(means, np.float64)), dt)
     P_j = jnp.asarray(np.nan_to_num(np.asarray(precisions, np.float64)), dt)
     mask_j = jnp.asarray(mask, bool)
-    outs = [_classify_chunk(Xp[i * c:(i + 1) * c], jnp.int32(k), means_j, P_j, mask_j, squared)
+    ks = np.arange(K, dtype=np.int32)
+    # host-side slices (no eager device ops between dispatches); each call returns at once
+    outs = [_classify_chunk(Xp[i * c:(i + 1) * c], ks[k], means_j, P_j, mask_j, squared)
             for i, k in enumerate(chunk_cluster.tolist())]
     probs = np.concatenate([np.asarray(p) for p, _ in outs])[slot]
     pred = np.concatenate([np.asarray(k) for _, k in outs])[slot].astype(np.int64)
