@@ -665,9 +665,16 @@ def run_fit(args) -> int:
     return 0
 
 
+def _check_output_options(args) -> None:
+    if args.published_format and args.format == "fits":
+        raise XsiftError("--published-format writes 'mean±std' text, which FITS (ASCII-only strings) "
+                         "cannot hold; use --format csv or parquet with it, or drop --published-format")
+
+
 def run_classify(args) -> int:
     from engine.report import write_manifest
     from engine.voting import master_classes
+    _check_output_options(args)
     t0 = time.perf_counter()
     model = ClusterLabelModel.load(args.model)
     from engine.io import read_catalog
@@ -693,6 +700,7 @@ def run_classify(args) -> int:
 
 def run_run(args) -> int:
     from engine.report import write_manifest
+    _check_output_options(args)
     t0 = time.perf_counter()
     preset = load_preset(args.config or "csc")
     df, inputs = _load_inputs(args, preset)

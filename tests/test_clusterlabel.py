@@ -261,3 +261,24 @@ def test_cli_run_with_no_labels_writes_nothing(tmp_path, scenario):
     write_table(df.assign(main_type=None), tmp_path / "cat.parquet")
     assert main(["run", str(tmp_path / "cat.parquet"), "--out", str(tmp_path / "run")]) == 2
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_classify_formats(tmp_path, scenario, fitted):
+    """A saved model applied by the CLI: FITS tables read back with astropy; the paper's text format
+    is refused for FITS (ASCII) before anything is written, and written to CSV."""
+    from astropy.table import Table
+    from engine.cli import main
+    from engine.io import write_table
+    df, _ = scenario
+    model, _ = fitted
+    model.save(tmp_path / "m")
+    write_table(df.iloc[:1500], tmp_path / "cat.parquet")
+    args = ["classify", str(tmp_path / "cat.parquet"), "--model", str(tmp_path / "m"), "--no-figures"]
+    assert main(args + ["--out", str(tmp_path / "bad"), "--format", "fits", "--published-format"]) == 2
+    assert not (tmp_path / "bad").exists()
+    assert main(args + ["--out", str(tmp_path / "fits"), "--format", "fits"]) == 0
+    det = Table.read(tmp_path / "fits" / "detection_level.fits")
+    assert set(CLASSES) <= set(det.colnames) and len(det) > 0
+    assert main(args + ["--out", str(tmp_path / "csv"), "--format", "csv", "--published-format"]) == 0
+    uniq = pd.read_csv(tmp_path / "csv" / "uniquely_classified.csv")
+    assert uniq["QSO"].astype(str).str.contains("±").all() and "QSO_std" not in uniq.columns
