@@ -463,8 +463,8 @@ def _detection_table(df, feats, rows, cluster, probs, pred, classes, cols) -> pd
     probs = np.asarray(probs, dtype=np.float64)
     for j, c in enumerate(classes):
         out[c] = probs[:, j]
-    cls = np.asarray(list(classes) + [None], dtype=object)
-    out["predicted_class"] = pd.array(cls[np.where(pred < 0, len(classes), pred)], dtype="str")
+    cls = pd.array(list(classes) + [None], dtype="str")          # take from L + 1 names: no per-row strings
+    out["predicted_class"] = cls.take(np.where(pred < 0, len(classes), pred))
     out["no_usable_class"] = pred < 0
     fvals = feats.to_numpy(dtype=np.float64)[rows]
     for j, f in enumerate(feats.columns):

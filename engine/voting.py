@@ -134,28 +134,28 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
     order = np.argsort(-counts, kind="stable")
     first, counts, mean, std, hard, soft = (a[order] for a in (first, counts, mean, std, hard, soft))
     agg_of = aggregated_class_of(classes, aggregation)
-    cls = np.asarray(classes, dtype=object)
-
-    base = pd.DataFrame({"name": df["name"].iloc[first].astype("str").reset_index(drop=True)})
-    base["detection_count"] = counts
-    for j, c in enumerate(classes):
-        base[c] = mean[:, j]
-    for j, c in enumerate(classes):
-        base[f"{c}_std"] = std[:, j]
-    base["ra"] = df["ra"].to_numpy(dtype=np.float64)[first]
-    base["dec"] = df["dec"].to_numpy(dtype=np.float64)[first]
-    for c in feature_columns:
-        base[c] = df[c].iloc[first].reset_index(drop=True)
-
+    cls = pd.array(list(classes), dtype="str")
+    agg_cls = pd.array([agg_of[c] for c in classes], dtype="str")
     agree = hard == soft
-    uniq = base[agree].copy()
-    uniq.insert(1, "master_class", pd.array(cls[hard[agree]], dtype="str"))
-    uniq.insert(1, "agg_master_class", pd.array([agg_of[c] for c in cls[hard[agree]]], dtype="str"))
-    amb = base[~agree].copy()
-    amb.insert(1, "soft_master_class", pd.array(cls[soft[~agree]], dtype="str"))
-    amb.insert(1, "hard_master_class", pd.array(cls[hard[~agree]], dtype="str"))
-    uniq = uniq.reset_index(drop=True)
-    amb = amb.reset_index(drop=True)
+    names = df["name"].iloc[first].astype("str").reset_index(drop=True)
+    ra = df["ra"].to_numpy(dtype=np.float64)[first]
+    dec = df["dec"].to_numpy(dtype=np.float64)[first]
+    feats = {c: df[c].iloc[first].reset_index(drop=True) for c in feature_columns}
+
+    def table(sel, label_columns):
+        """The rows ``sel`` of the per-source columns, with the given class-label columns after name."""
+        idx = np.flatnonzero(sel)
+        cols = {"name": names.iloc[idx].reset_index(drop=True), **label_columns,
+                "detection_count": counts[idx]}
+        cols.update({c: mean[idx, j] for j, c in enumerate(classes)})
+        cols.update({f"{c}_std": std[idx, j] for j, c in enumerate(classes)})
+        cols.update({"ra": ra[idx], "dec": dec[idx]})
+        cols.update({c: v.iloc[idx].reset_index(drop=True) for c, v in feats.items()})
+        return pd.DataFrame(cols)
+
+    # class labels as (cheap) takes from the L-entry arrays of names
+    uniq = table(agree, {"agg_master_class": agg_cls.take(hard[agree]), "master_class": cls.take(hard[agree])})
+    amb = table(~agree, {"hard_master_class": cls.take(hard[~agree]), "soft_master_class": cls.take(soft[~agree])})
 
     flagged = int((~usable).sum())
     summary = {
