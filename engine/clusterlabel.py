@@ -288,6 +288,17 @@ def cluster_log_resp(gmm, X: np.ndarray, dtype=None) -> np.ndarray:
 PINV_RCOND = 1e-15
 
 
+def cluster_assignment(gmm, X: np.ndarray, dtype=None) -> np.ndarray:
+    """(n,) most probable component of each row (``kernels.gmm.predict``: the argmax stays on the device)."""
+    from kernels.gmm import GMMParams, predict
+    if len(X) == 0:
+        return np.zeros(0, dtype=np.int64)
+    dt = np.dtype(dtype or np.float64)
+    params = GMMParams(*(np.asarray(a, dt) for a in (gmm.weights, gmm.means, gmm.covariances,
+                                                      gmm.precisions_cholesky)))
+    return np.asarray(predict(params, np.asarray(X, dt))).astype(np.int64)
+
+
 def class_statistics_of(X: np.ndarray, cluster: np.ndarray, labels: np.ndarray, n_clusters: int,
                         n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Step 4 for references ``labels >= 0``: (means (K, L, d), precisions (K, L, d, d),
@@ -423,6 +434,7 @@ def classify_catalog(model: ClusterLabelModel, df: pd.DataFrame, *, dtype=None, 
     report: dict = {"rows_in": int(len(df))}
     if check:
         df, report["schema"] = prepare_catalog(df, preset, source=source, need_types=False)
+    t_check = time.perf_counter()
     feats, ok = features_of(df, preset)
     labels, label_counts = reference_labels(df, preset)
     X_all = model.transform.transform(feats[ok])
@@ -430,7 +442,7 @@ def classify_catalog(model: ClusterLabelModel, df: pd.DataFrame, *, dtype=None, 
     target = np.flatnonzero(ok)[ok_t & (labels[ok] == UNLABELLED)]
     X = X_all[ok_t & (labels[ok] == UNLABELLED)]
     t1 = time.perf_counter()
-    cluster = np.argmax(cluster_log_resp(model.gmm, X, dtype), axis=1) if len(X) else np.zeros(0, int)
+    cluster = cluster_assignment(model.gmm, X, dtype)
     t2 = time.perf_counter()
     probs, pred = classify_rows(X, cluster, model.class_means, model.class_precisions, model.class_mask,
                                 squared=(model.distance == "squared"),
@@ -448,7 +460,7 @@ def classify_catalog(model: ClusterLabelModel, df: pd.DataFrame, *, dtype=None, 
         "no_usable_class": int((pred < 0).sum()),
         "model_hash": model.hash,
         "distance": model.distance,
-        "timings": {"features_s": round(t1 - t0, 4), "clusters_s": round(t2 - t1, 4),
+        "timings": {"check_s": round(t_check - t0, 4), "features_s": round(t1 - t_check, 4), "clusters_s": round(t2 - t1, 4),
                     "distances_softmin_s": round(t3 - t2, 4), "table_s": round(t4 - t3, 4)},
     })
     return out, report
