@@ -109,7 +109,9 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
     rows = np.flatnonzero(usable)
     rows = rows[sort_detections(codes_all[rows], df["obsid"].to_numpy()[rows])]
     src = codes_all[rows]
-    probs = probs_all[rows]
+    # class-major (L, n) layout: the reductions run along contiguous rows (pandas keeps the
+    # probability block class-major already, so the transpose is a view)
+    probs_t = np.ascontiguousarray(probs_all.T[:, rows])
     n = len(rows)
     if n:
         starts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])
@@ -118,12 +120,13 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
     S = len(starts)
     counts = np.diff(np.r_[starts, n]).astype(np.int64)
     if S:
-        mean = np.add.reduceat(probs, starts, axis=0) / counts[:, None]
-        dev = probs - np.repeat(mean, counts, axis=0)
+        mean_t = np.add.reduceat(probs_t, starts, axis=1) / counts[None, :]
+        dev = probs_t - np.repeat(mean_t, counts, axis=1)
         dev *= dev
-        std = np.sqrt(np.add.reduceat(dev, starts, axis=0) / counts[:, None])
+        std = np.sqrt(np.add.reduceat(dev, starts, axis=1) / counts[None, :]).T
+        mean = mean_t.T
         src_code = np.repeat(np.arange(S), counts)
-        pred = np.argmax(probs, axis=1)  # the predicted class of a detection with probabilities
+        pred = np.argmax(probs_t, axis=0)  # the predicted class of a detection with probabilities
         hard = hard_vote(src_code, pred, S, L)
         soft = np.argmax(mean, axis=1)
     else:
