@@ -177,7 +177,11 @@ def test_emptied_component_stays_finite_like_sklearn(data, start):
 
 def test_constant_column_works_thanks_to_reg_covar(data, start):
     X = np.column_stack([data, np.full(data.shape[0], 3.0)])
-    fit = G.fit_gmm(X, K, seed=0, max_iter=20)
+    cov = np.zeros((K, D + 1, D + 1))
+    cov[:, :D, :D] = start.covariances
+    cov[:, D, D] = 1.0
+    begin = G.GMMParams(start.weights, np.column_stack([start.means, np.full(K, 2.5)]), cov, None)
+    fit = G.fit_gmm(X, K, seed=0, init=begin, max_iter=20)
     assert all(np.all(np.isfinite(a)) for a in fit[:4])
     np.testing.assert_allclose(fit.means[:, -1], 3.0, rtol=1e-12)
     np.testing.assert_allclose(fit.covariances[:, -1, -1], 1e-6, rtol=1e-6)
@@ -207,7 +211,6 @@ def test_repeated_fits_of_one_shape_compile_once(data):
 
 
 def test_n_init_keeps_the_best_restart(data):
-    one = [G.fit_gmm(data, K, seed=s, init="random", max_iter=15).lower_bound for s in range(3)]
     best = G.fit_gmm(data, K, seed=0, init="random", n_init=4, max_iter=15)
     singles = []
     Xc, maskc, _ = G._chunked(data, jnp.float64, None, jnp.mean(jnp.asarray(data), axis=0))
@@ -217,12 +220,12 @@ def test_n_init_keeps_the_best_restart(data):
                            jnp.asarray(1e-6), init_kind="random")
         singles.append(float(r.lower_bound))
     assert best.lower_bound == pytest.approx(max(singles), rel=1e-12)
-    assert np.isfinite(one).all()
+    assert len(set(np.round(singles, 6))) > 1        # the restarts really differ
 
 
 def test_bic_sweep_finds_the_true_k_and_matches_sklearn():
     X, _ = _mixture(1200, 3, 3, seed=5, sep=5.0, scale=0.5)
-    curve = G.bic_sweep(X, ks=range(1, 6), repeats=2, seed=0)
+    curve = G.bic_sweep(X, ks=range(1, 6), repeats=2, seed=0, groups=1)   # one padded program
     assert curve.bic.shape == (5, 2) and list(curve.ks) == [1, 2, 3, 4, 5]
     assert int(curve.ks[np.argmin(curve.bic_mean)]) == 3
     for k in (1, 3):   # at and below the true K every run reaches the same optimum

@@ -30,7 +30,7 @@ def catalog(tmp_path_factory):
 
 def test_bic_cli_writes_table_figure_and_choice(catalog, tmp_path, capsys):
     out = tmp_path / "bic"
-    rc = main(["bic", str(catalog), "--k", "2..5", "--repeats", "2", "--sample", "1500", "--seed", "1",
+    rc = main(["bic", str(catalog), "--k", "2..5", "--repeats", "2", "--sample", "1500", "--seed", "1", "--groups", "1",
                "--out", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
