@@ -49,9 +49,11 @@ turns into NaN. If a covariance is still not positive definite (reg_covar = 0
 on collapsed data) :func:`fit_gmm` raises ``ValueError`` like scikit-learn.
 
 Batched fits: ``n_init`` restarts are one ``vmap`` over initialisations;
-:func:`bic_sweep` pads all K to a common component count with an ``active``
-mask (inactive components have weight exactly 0 and log-weight -inf) and runs
-every (K, repeat) fit of a group in one vmapped program.
+:func:`bic_sweep` pads K to a common component count with an ``active`` mask
+(inactive components have weight exactly 0 and log-weight -inf, so they are
+exactly inert) and runs every (K, repeat) fit of a group of ks in one compiled
+program (``lax.map`` over fits, ``batch_size`` of them vmapped side by side;
+``groups`` programs in all, 4 by default, 1 = everything padded to max K).
 """
 from __future__ import annotations
 
