@@ -288,15 +288,27 @@ def cluster_log_resp(gmm, X: np.ndarray, dtype=None) -> np.ndarray:
 PINV_RCOND = 1e-15
 
 
-def cluster_assignment(gmm, X: np.ndarray, dtype=None) -> np.ndarray:
-    """(n,) most probable component of each row (``kernels.gmm.predict``: the argmax stays on the device)."""
+def cluster_assignment(gmm, X: np.ndarray, dtype=None, chunk_size: int | None = None) -> np.ndarray:
+    """(n,) most probable component of each row, by ``kernels.gmm.predict`` on fixed-size row
+    blocks (the last one zero-padded), so that any number of rows reuses one compiled program;
+    the argmax stays on the device and the blocks are gathered once at the end."""
     from kernels.gmm import GMMParams, predict
-    if len(X) == 0:
+    from kernels.mahalanobis import DEFAULT_CHUNK_SIZE
+    n = len(X)
+    if n == 0:
         return np.zeros(0, dtype=np.int64)
+    C = int(chunk_size or DEFAULT_CHUNK_SIZE)
     dt = np.dtype(dtype or np.float64)
     params = GMMParams(*(np.asarray(a, dt) for a in (gmm.weights, gmm.means, gmm.covariances,
                                                       gmm.precisions_cholesky)))
-    return np.asarray(predict(params, np.asarray(X, dt))).astype(np.int64)
+    X = np.asarray(X, dt)
+    outs = []
+    for start in range(0, n, C):
+        block = X[start:start + C]
+        if len(block) < C:
+            block = np.concatenate([block, np.zeros((C - len(block), X.shape[1]), dt)])
+        outs.append(predict(params, block, chunk_size=C))
+    return np.concatenate([np.asarray(o) for o in outs])[:n].astype(np.int64)
 
 
 def class_statistics_of(X: np.ndarray, cluster: np.ndarray, labels: np.ndarray, n_clusters: int,
@@ -442,7 +454,7 @@ def classify_catalog(model: ClusterLabelModel, df: pd.DataFrame, *, dtype=None, 
     target = np.flatnonzero(ok)[ok_t & (labels[ok] == UNLABELLED)]
     X = X_all[ok_t & (labels[ok] == UNLABELLED)]
     t1 = time.perf_counter()
-    cluster = cluster_assignment(model.gmm, X, dtype)
+    cluster = cluster_assignment(model.gmm, X, dtype, chunk_size)
     t2 = time.perf_counter()
     probs, pred = classify_rows(X, cluster, model.class_means, model.class_precisions, model.class_mask,
                                 squared=(model.distance == "squared"),

@@ -44,15 +44,6 @@ def _dtype(dtype, default=jnp.float64):
     return dt.type
 
 
-def _pad_rows(a: np.ndarray, rows: int, fill=0) -> np.ndarray:
-    """a (n, ...) padded with ``fill`` to ``rows`` rows."""
-    a = np.asarray(a)
-    if a.shape[0] == rows:
-        return a
-    pad = np.full((rows - a.shape[0],) + a.shape[1:], fill, dtype=a.dtype)
-    return np.concatenate([a, pad], axis=0)
-
-
 # ----------------------------------------------------------------------------
 # distances and softmin (classify time; the hot path)
 # ----------------------------------------------------------------------------
@@ -137,7 +128,7 @@ def classify_rows(X, cluster, means, precisions, mask, *, squared: bool = True,
     cluster has no usable class) and predicted (n,) int (argmax, first class on a tie,
     -1 where no class is usable).
 
-    Rows are laid out so that each fixed-size chunk holds one cluster's rows
+    Rows are laid out so that each chunk of exactly ``chunk_size`` rows holds one cluster's rows
     (:func:`cluster_chunk_layout`); a chunk then needs only its cluster's L blocks,
     one batched ``(L, chunk, d) @ (L, d, d)`` product. The chunk program compiles once per chunk
     shape (the cluster index is a traced argument), chunks are dispatched
@@ -152,7 +143,7 @@ def classify_rows(X, cluster, means, precisions, mask, *, squared: bool = True,
     cluster = np.asarray(cluster, dtype=np.int64)
     if cluster.min() < 0 or cluster.max() >= K:
         raise ValueError(f"cluster labels must lie in [0, {K}), got [{cluster.min()}, {cluster.max()}]")
-    c = int(min(chunk_size, max(8, -(-n // 8) * 8)))
+    c = int(chunk_size)     # one chunk shape whatever n: a new number of rows never recompiles
     slot, chunk_cluster, n_slots = cluster_chunk_layout(cluster, K, c)
     Xp = np.zeros((n_slots, d), dtype=np.dtype(dt))
     Xp[slot] = X

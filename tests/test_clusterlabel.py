@@ -282,3 +282,19 @@ def test_cli_classify_formats(tmp_path, scenario, fitted):
     assert main(args + ["--out", str(tmp_path / "csv"), "--format", "csv", "--published-format"]) == 0
     uniq = pd.read_csv(tmp_path / "csv" / "uniquely_classified.csv")
     assert uniq["QSO"].astype(str).str.contains("±").all() and "QSO_std" not in uniq.columns
+
+
+def test_classify_compiles_once_for_any_number_of_rows(scenario, fitted):
+    """Catalogues of different sizes reuse the compiled programs (fixed, padded chunk shapes):
+    after the first, classifying new sizes compiles nothing."""
+    import jax.monitoring
+    df, _ = scenario
+    model, _ = fitted
+    box = [0]
+    jax.monitoring.register_event_duration_secs_listener(
+        lambda name, secs, **kw: box.__setitem__(0, box[0] + (name == "/jax/core/compile/backend_compile_duration")))
+    counts = []
+    for part in (df.iloc[:700], df.iloc[700:3100], df.iloc[3100:3160]):
+        classify_catalog(model, part)
+        counts.append(box[0])
+    assert counts[1] == counts[0] and counts[2] == counts[0], f"recompiled: {counts}"
