@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from engine import __version__
     parser.add_argument("--version", action="version", version=f"xsift {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                help="the step to run; `xsift COMMAND --help` lists its options")
     common = _common_options()
     for name, target in COMMANDS.items():
         help_text, add_arguments, run = _command_functions(target)

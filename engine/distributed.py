@@ -51,7 +51,8 @@ shard, the ledger record (written only after the output shard is complete)
 holds the model hash, the input's size and modification time, and the row
 counts. A rerun skips every shard whose record matches (same model hash, same
 input size and mtime, output present) and redoes the others; the output name is
-derived from the input name, so a redo overwrites and never duplicates. A rerun
+derived from the input name, so a redo overwrites and never duplicates (so input shard
+names must be unique; the results of shards no longer in the catalogue are removed). A rerun
 with a *different* model refuses (``XsiftError``) unless ``force=True``
 (``--force``), which clears the ledger, the outputs and the vote and redoes
 everything: a run directory never mixes two models.
@@ -514,6 +515,17 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
                  model.preset.get("classes", {}).get("aggregation", {}))
     (run / OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
     (run / LEDGER_DIR).mkdir(parents=True, exist_ok=True)
+    stems = [f.stem for f in files]
+    if len(set(stems)) != len(stems):
+        dup = sorted({s for s in stems if stems.count(s) > 1})[0]
+        raise XsiftError(f"{catalog}: two shards are named {dup}.parquet (in different directories); "
+                         "output shards are named after their input, so input names must be unique")
+    current = set(stems)
+    for sub, pattern in ((LEDGER_DIR, "*.json"), (OUTPUT_DIR, "*.parquet")):
+        for stale in sorted((run / sub).glob(pattern)):
+            if stale.stem not in current:   # a shard no longer in the catalogue: drop its results
+                log(f"{run}: {stale.stem} is no longer in {catalog}; removing {stale.name} from {sub}/")
+                stale.unlink()
     pending = [f for f in files if not shard_done(run, f, model_hash)]
     skipped = len(files) - len(pending)
     if skipped:

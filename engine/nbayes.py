@@ -783,7 +783,8 @@ def _run_tracks(args) -> int:
 def add_cli_arguments(parser) -> None:
     import argparse
     from engine.cli import _common_options
-    sub = parser.add_subparsers(dest="nb_command", metavar="fit|tune|classify|tracks", required=True)
+    sub = parser.add_subparsers(dest="nb_command", metavar="fit|tune|classify|tracks", required=True,
+                                help="fit KDE likelihoods, tune category weights, classify a catalogue, or draw probability tracks")
 
     def subparser(name, help_text):
         common = _common_options()

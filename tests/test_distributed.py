@@ -183,11 +183,6 @@ def test_worker_compiles_em_kernel_once(client, whole, model_dir):
     assert counts[1] == counts[0] and counts[2] == counts[0], f"recompiled per partition: {counts}"
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "upstream: kernels.gmm.e_step (via engine.clusterlabel.cluster_log_resp) sizes its chunks from n "
-    "and lax.maps over a variable chunk count, and kernels.mahalanobis.classify_rows shrinks its chunk "
-    "to n when n < chunk_size, so each new shard size compiles again; remove this marker once both "
-    "use one fixed chunk shape"))
 def test_worker_compiles_classify_kernels_once(client, whole, model_dir):
     from engine.clusterlabel import ClusterLabelModel
     model = ClusterLabelModel.load(model_dir)
@@ -269,6 +264,10 @@ def test_corrupt_shard_names_its_path(client, catalog, model_dir, tmp_path):
     for rec in ledger.values():
         assert len(pd.read_parquet(run / D.OUTPUT_DIR / rec["output"])) == rec["rows_classified"]
     assert not (run / D.OUTPUT_DIR / "part-00003.parquet").exists()
+    # the user drops the bad shard: the rerun classifies nothing again and completes
+    bad.unlink()
+    again = D.classify_shards(client, bad_cat, model_dir, run, log=lambda m: None)
+    assert again["shards"] == N_SHARDS - 1 and again["shards_classified_now"] == 0
 
 
 # ------------------------------------------------------------------ faults
@@ -388,18 +387,34 @@ def external_scheduler(tmp_path):
                 p.wait(timeout=5)
 
 
-def test_cli_against_separate_scheduler_and_worker(external_scheduler, catalog, whole, model_dir, tmp_path):
+def test_cli_against_separate_scheduler_and_worker(external_scheduler, catalog, whole, preset, tmp_path):
+    """The user's path on a real cluster: fit-shards --full-em then classify-shards (+ vote) against
+    a `dask scheduler` and a `dask worker` started as separate processes on loopback."""
     from engine.cli import main
+    from engine.clusterlabel import ClusterLabelModel, classify_detections, fit_model
     from engine.voting import master_classes
-    run = tmp_path / "run"
-    rc = main(["classify-shards", str(catalog), "--model", str(model_dir), "--out", str(run),
-               "--scheduler", external_scheduler, "--vote-partitions", "2"])
-    assert rc == 0
-    model, expected = _in_memory_detection_level(model_dir, whole)
-    _assert_exactly_once(run, expected)
-    uniq, amb, _ = master_classes(expected, model.classes, model.preset["classes"]["aggregation"])
-    got = _concat_outputs(run, D.UNIQUE_DIR)
-    assert sorted(got["name"]) == sorted(uniq["name"])
+    from kernels.gmm import fit_gmm
+    model_dir, run = tmp_path / "model", tmp_path / "run"
+    assert main(["fit-shards", str(catalog), "--out", str(model_dir), "--fit-sample", str(10 * len(whole)),
+                 "--full-em", "--max-iter", "3", "--tol", "0", "--seed", "2",
+                 "--scheduler", external_scheduler]) == 0
+    model = ClusterLabelModel.load(model_dir)
+    # oracle: the sample is the whole catalogue; in-memory EM from the sample fit's mixture, 3 iterations
+    start, _ = fit_model(whole, preset, n_components=6, seed=2)
+    X = start.transform.transform(derive_features(whole, preset))
+    X = X[complete_rows(X)]
+    expected = fit_gmm(X, 6, seed=2, init=start.gmm, max_iter=3, tol=0.0)
+    np.testing.assert_allclose(model.gmm.means, expected.means, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(model.gmm.covariances, expected.covariances, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(model.gmm.weights, expected.weights, rtol=1e-9, atol=1e-12)
+
+    assert main(["classify-shards", str(catalog), "--model", str(model_dir), "--out", str(run),
+                 "--scheduler", external_scheduler, "--vote-partitions", "2"]) == 0
+    expected_det = classify_detections(model, whole)
+    _assert_exactly_once(run, expected_det)
+    uniq, amb, _ = master_classes(expected_det, model.classes, model.preset["classes"]["aggregation"])
+    assert sorted(_concat_outputs(run, D.UNIQUE_DIR)["name"]) == sorted(uniq["name"])
+    assert sorted(_concat_outputs(run, D.AMBIGUOUS_DIR)["name"]) == sorted(amb["name"])
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["scheduler"] == external_scheduler
     assert manifest["classification"]["rows_in"] == len(whole)
