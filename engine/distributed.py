@@ -447,6 +447,42 @@ def shard_done(run_dir: pathlib.Path, shard: pathlib.Path, model_hash: str) -> b
             and (run_dir / OUTPUT_DIR / rec.get("output", "")).exists())
 
 
+def load_classifier(model_dir: str | os.PathLike):
+    """The model saved in ``model_dir``: a cluster-then-label model (``xsift fit``/``fit-shards``) or
+    a naive-Bayes model (``xsift nb fit``/``nb tune``), told apart by ``model.json``'s format."""
+    from engine import clusterlabel, nbayes
+    d = pathlib.Path(model_dir)
+    try:
+        fmt = json.loads((d / "model.json").read_text()).get("format")
+    except FileNotFoundError:
+        raise XsiftError(f"{d}: not a model directory (no model.json; write one with `xsift fit`, "
+                         "`xsift fit-shards` or `xsift nb fit`)") from None
+    except ValueError as exc:
+        raise XsiftError(f"{d}/model.json: not valid JSON ({exc})") from None
+    if fmt == nbayes.MODEL_FORMAT:
+        return nbayes.NaiveBayesKDE.load(d)
+    return clusterlabel.ClusterLabelModel.load(d)
+
+
+def _is_naive_bayes(model) -> bool:
+    from engine.nbayes import NaiveBayesKDE
+    return isinstance(model, NaiveBayesKDE)
+
+
+def _model_columns(model, files: list[pathlib.Path]) -> list[str]:
+    if not _is_naive_bayes(model):
+        return catalog_columns(model.preset, files)
+    spec = model.spec
+    return list(dict.fromkeys(([spec.source_column] if spec.source_column else []) + spec.input_columns()))
+
+
+def _model_aggregation(model) -> dict | None:
+    """The class aggregation of the vote; None for naive Bayes (one row per source, nothing to vote)."""
+    if _is_naive_bayes(model):
+        return None
+    return model.preset.get("classes", {}).get("aggregation", {})
+
+
 _WORKER_MODELS: dict = {}
 
 
@@ -459,7 +495,10 @@ def _classify_shard(path: str, run_dir: str, model, model_hash: str, columns: li
     run = pathlib.Path(run_dir)
     df = read_shard(shard, columns)
     try:
-        det, report = classify_catalog(model, df, source=str(shard))
+        if _is_naive_bayes(model):
+            det, report = model.classify_frame(df, source=str(shard))
+        else:
+            det, report = classify_catalog(model, df, source=str(shard))
     except XsiftError as exc:
         raise XsiftError(f"{shard}: {exc}") from None
     except Exception as exc:
@@ -468,15 +507,17 @@ def _classify_shard(path: str, run_dir: str, model, model_hash: str, columns: li
     write_table(det.reset_index(drop=True), out)
     record = {**_input_identity(shard), "output": out.name, "model_hash": model_hash,
               "rows_in": int(len(df)), "rows_classified": int(len(det)),
-              "counts": {k: report.get(k) for k in ("complete", "dropped_incomplete", "labelled_not_classified",
-                                                    "other_type_not_classified", "no_usable_class")},
+              "counts": {k: report[k] for k in ("complete", "dropped_incomplete", "labelled_not_classified",
+                                                 "other_type_not_classified", "no_usable_class",
+                                                 "predicted_counts", "log_of_non_positive_made_missing")
+                         if k in report},
               "seconds": round(time.perf_counter() - t0, 4), "worker_pid": os.getpid()}
     write_json(record, run / LEDGER_DIR / (shard.stem + ".json"))
     return record
 
 
 def _prepare_run(run_dir: pathlib.Path, model_hash: str, model_dir, catalog, force: bool,
-                 classes: list[str], aggregation: dict) -> None:
+                 classes: list[str], aggregation: dict | None) -> None:
     record_path = run_dir / RUN_RECORD
     if record_path.exists():
         try:
@@ -495,7 +536,8 @@ def _prepare_run(run_dir: pathlib.Path, model_hash: str, model_dir, catalog, for
     from engine.io import write_json
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json({"model_hash": model_hash, "model": str(model_dir), "catalog": str(catalog),
-                "classes": list(classes), "aggregation": dict(aggregation)}, record_path)
+                "classes": list(classes),
+                "aggregation": None if aggregation is None else dict(aggregation)}, record_path)
 
 
 def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.PathLike,
@@ -505,14 +547,12 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
     Shards already done under this model are skipped. Returns a summary dict (shards done and
     skipped, rows in and classified, seconds).
     """
-    from engine.clusterlabel import ClusterLabelModel
     t0 = time.perf_counter()
     files = shard_files(catalog)
     run = pathlib.Path(run_dir)
-    model = ClusterLabelModel.load(model_dir)
+    model = load_classifier(model_dir)
     model_hash = model.hash
-    _prepare_run(run, model_hash, model_dir, catalog, force, model.classes,
-                 model.preset.get("classes", {}).get("aggregation", {}))
+    _prepare_run(run, model_hash, model_dir, catalog, force, model.classes, _model_aggregation(model))
     (run / OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
     (run / LEDGER_DIR).mkdir(parents=True, exist_ok=True)
     stems = [f.stem for f in files]
@@ -530,7 +570,7 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
     skipped = len(files) - len(pending)
     if skipped:
         log(f"{run}: {skipped} of {len(files)} shards already classified with this model; skipping them")
-    columns = catalog_columns(model.preset, files)
+    columns = _model_columns(model, files)
     records = []
     if pending:
         [model_future] = client.scatter([model], broadcast=True)

@@ -547,6 +547,33 @@ class NaiveBayesKDE:
                 "generations": int(res.nit), "evaluations": int(res.nfev), "converged": bool(res.converged)}
 
     # -- save / load
+    def classify_frame(self, df: pd.DataFrame, source: str = "catalogue") -> tuple[pd.DataFrame, dict]:
+        """One output row per input row: the source column (if any), P(class) per class, the
+        predicted class, the outlier measure and the number of observed categories; and counts."""
+        spec = self.spec
+        X, dropped = properties_table(df, spec, source=source)
+        post, om = self.posterior_and_outlier(X)
+        _, obs = self._cat(X)
+        out = pd.DataFrame(index=range(len(df)))
+        if spec.source_column and spec.source_column in df.columns:
+            out[spec.source_column] = df[spec.source_column].to_numpy()
+        for k, c in enumerate(spec.classes):
+            out[c] = post[:, k]
+        pred = np.argmax(post, axis=1)
+        out["predicted_class"] = pd.array(np.asarray(spec.classes, dtype=object)[pred], dtype="str")
+        out["outlier_measure"] = om
+        out["n_categories"] = np.asarray(obs).sum(axis=1).astype(np.int32)
+        facts = {"rows": int(len(df)), "log_of_non_positive_made_missing": dropped,
+                 "predicted_counts": dict(zip(spec.classes, np.bincount(pred, minlength=len(spec.classes)).tolist()))}
+        return out, facts
+
+    @property
+    def hash(self) -> str:
+        """SHA-256 of the saved model's files (set by :meth:`load`); the identity of a classification run."""
+        if getattr(self, "_hash", None) is None:
+            raise XsiftError("this naive-Bayes model has no hash until it is saved and loaded")
+        return self._hash
+
     def _check_fitted(self):
         if self.grid is None:
             raise XsiftError("the naive-Bayes model is not fitted; run `xsift nb fit` (or .fit) first")
@@ -590,6 +617,8 @@ class NaiveBayesKDE:
             m.priors = z["priors"].astype(float)
             m.weights = z["weights"].astype(float)
             m.n_train = z["n_train"]
+        from engine.report import file_hash
+        m._hash = file_hash([d / "model.npz", d / "model.json"])
         return m
 
 
@@ -722,32 +751,22 @@ def _run_fit(args, tune: bool) -> int:
 
 def _run_classify(args) -> int:
     from engine.io import write_table
-    from engine.report import file_hash, write_manifest
+    from engine.report import write_manifest
     t0 = time.perf_counter()
     model = NaiveBayesKDE.load(args.model, dtype=_dtype(args))
     spec = model.spec
     df = _read(args.catalog, spec, [])
-    X, dropped = properties_table(df, spec, source=str(args.catalog))
-    post, om = model.posterior_and_outlier(X)
-    _, obs = model._cat(X)
-    out = pd.DataFrame(index=range(len(df)))
-    if spec.source_column and spec.source_column in df.columns:
-        out[spec.source_column] = df[spec.source_column].to_numpy()
-    for k, c in enumerate(spec.classes):
-        out[c] = post[:, k]
-    pred = np.argmax(post, axis=1)
-    out["predicted_class"] = pd.array(np.asarray(spec.classes, dtype=object)[pred], dtype="str")
-    out["outlier_measure"] = om
-    out["n_categories"] = np.asarray(obs).sum(axis=1).astype(np.int32)
+    out, facts = model.classify_frame(df, source=str(args.catalog))
     outdir = pathlib.Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
     table = write_table(out, outdir / f"nb_classification.{args.format}")
-    plot_outliers(om, pred, spec.classes, outdir / "nb_outlier_measure.png")
+    pred = np.asarray(pd.Categorical(out["predicted_class"], categories=spec.classes).codes)
+    plot_outliers(out["outlier_measure"].to_numpy(), pred, spec.classes, outdir / "nb_outlier_measure.png")
     write_manifest(outdir, command="nb classify", inputs=[str(args.catalog)], model=str(args.model),
-                   model_hash=file_hash([pathlib.Path(args.model) / "model.npz", pathlib.Path(args.model) / "model.json"]),
-                   rows=int(len(df)), outputs=[table.name, "nb_outlier_measure.png"],
-                   predicted_counts=dict(zip(spec.classes, np.bincount(pred, minlength=len(spec.classes)).tolist())),
-                   log_of_non_positive_made_missing=dropped, precision=str(getattr(args, "precision", "float64")),
+                   model_hash=model.hash, rows=int(len(df)), outputs=[table.name, "nb_outlier_measure.png"],
+                   predicted_counts=facts["predicted_counts"],
+                   log_of_non_positive_made_missing=facts["log_of_non_positive_made_missing"],
+                   precision=str(getattr(args, "precision", "float64")),
                    seconds=round(time.perf_counter() - t0, 3))
     print(f"classified {len(df):,} sources into {table}")
     return 0

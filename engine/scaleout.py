@@ -82,12 +82,14 @@ def run_fit_shards(args) -> int:
 
 # ---------------------------------------------------------------- classify-shards
 
-classify_shards_help = "classify every detection of a directory of Parquet shards, resumably, then vote across shards"
+classify_shards_help = ("classify every row of a directory of Parquet shards, resumably, then vote across shards "
+                        "(cluster-then-label model from fit/fit-shards; a naive-Bayes model from nb fit classifies "
+                        "one row per source, no vote)")
 
 
 def add_classify_shards_arguments(parser) -> None:
     parser.add_argument("catalog", metavar="CATALOG", help="directory (or glob) of Parquet shards")
-    parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="model directory (from fit or fit-shards)")
+    parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="model directory (from fit, fit-shards, nb fit or nb tune)")
     parser.add_argument("--out", required=True, metavar="RUN_DIR",
                         help="run directory: detection_level/ (one shard per input shard), ledger/, "
                              "uniquely_classified/, ambiguous/, manifest.json")
@@ -108,7 +110,10 @@ def run_classify_shards(args) -> int:
         _log(f"classified {summary['rows_classified']:,} of {summary['rows_in']:,} detections "
              f"in {summary['shards']} shards ({summary['shards_skipped']} already done)")
         vote = None
-        if not args.no_vote:
+        naive_bayes = json.loads((pathlib.Path(args.out) / "run.json").read_text()).get("aggregation") is None
+        if naive_bayes and not args.no_vote:
+            _log("naive-Bayes model: one row per source, no vote")
+        if not args.no_vote and not naive_bayes:
             vote = _vote(client, args.out, args.vote_partitions)
     write_manifest(args.out, command="classify-shards", inputs=[str(args.catalog)], model=str(args.model),
                    model_hash=summary["model_hash"], scheduler=args.scheduler, classification=summary,
@@ -125,6 +130,9 @@ def _vote(client, run_dir, n_partitions):
     if not record_path.exists():
         raise XsiftError(f"{run_dir}: not a classify-shards run directory (no {RUN_RECORD})")
     record = json.loads(record_path.read_text())
+    if record.get("aggregation") is None:
+        raise XsiftError(f"{run_dir}: classified with a naive-Bayes model, which gives one row per source "
+                         "already; there are no detections to vote")
     return vote_shards(client, run_dir, classes=record["classes"], aggregation=record["aggregation"],
                        n_partitions=n_partitions, log=_log)
 

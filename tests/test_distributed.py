@@ -418,3 +418,29 @@ def test_cli_against_separate_scheduler_and_worker(external_scheduler, catalog, 
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["scheduler"] == external_scheduler
     assert manifest["classification"]["rows_in"] == len(whole)
+
+
+# ------------------------------------------------------------------ naive Bayes on the same machinery
+
+def test_naive_bayes_model_classifies_shards_as_in_memory(client, catalog, whole, tmp_path, capsys):
+    """`xsift classify-shards --model NB_MODEL`: the naive-Bayes classify step over the shards gives,
+    row for row, what `NaiveBayesKDE.classify_frame` gives on the whole catalogue in memory."""
+    from engine.cli import main
+    from engine.io import write_table
+    from engine.nbayes import NaiveBayesKDE
+    train = write_table(whole, tmp_path / "train.parquet")
+    assert main(["nb", "fit", str(train), "--out", str(tmp_path / "nb"), "--config", "nb_csc"]) == 0
+    run = tmp_path / "run"
+    summary = D.classify_shards(client, catalog, tmp_path / "nb", run, log=lambda m: None)
+    assert summary["rows_in"] == summary["rows_classified"] == len(whole)
+    expected, _ = NaiveBayesKDE.load(tmp_path / "nb").classify_frame(whole)
+    got = _concat_outputs(run, D.OUTPUT_DIR)
+    key = ["name", "predicted_class"]
+    got = got.sort_values(key + ["outlier_measure"], kind="stable").reset_index(drop=True)
+    expected = expected.sort_values(key + ["outlier_measure"], kind="stable").reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False, rtol=1e-12)
+    # rerun: nothing to do; and a vote is refused with the reason
+    again = D.classify_shards(client, catalog, tmp_path / "nb", run, log=lambda m: None)
+    assert again["shards_classified_now"] == 0
+    assert main(["vote-shards", str(run), "--scheduler", client.scheduler.address]) == 2
+    assert "naive-Bayes" in capsys.readouterr().err
