@@ -280,9 +280,14 @@ def category_log_likelihoods(loglik, membership):
 
 def log_numerator(cat_ll, observed, weights, log_prior):
     """log of the numerator of Eq. 1: (n, K). cat_ll: (n, T, K), observed: (n, T), weights: (T,)."""
-    a = jnp.where(observed, jnp.asarray(weights, cat_ll.dtype)[None, :], 0.0)
-    s = jnp.sum(a, axis=1, keepdims=True)
-    weighted = jnp.einsum("nt,ntk->nk", a, cat_ll) / jnp.where(s > 0, s, 1.0)
+    # The weights enter only through contractions over t with arrays that do not depend on them,
+    # so under jax.vmap over candidate weight vectors (differential evolution) both become one
+    # (M, T) @ (T, n*K) matrix product instead of n tiny batched products.
+    w = jnp.asarray(weights, cat_ll.dtype)
+    obs = observed.astype(cat_ll.dtype)
+    masked = jnp.where(observed[:, :, None], cat_ll, 0.0)
+    s = jnp.einsum("t,nt->n", w, obs)[:, None]
+    weighted = jnp.einsum("t,ntk->nk", w, masked) / jnp.where(s > 0, s, 1.0)
     return jnp.asarray(log_prior, cat_ll.dtype)[None, :] + weighted
 
 
