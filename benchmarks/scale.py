@@ -68,19 +68,29 @@ def quiet(msg):
     pass
 
 
-def timed_classification(D, client, cat, model, run) -> float:
-    """Seconds to classify every shard, on workers already warm (JAX imported, kernels compiled
-    by classifying the first shard into a scratch run), so the ratio measures the work itself."""
-    scratch = run.with_name(run.name + "-warm")
-    shutil.rmtree(scratch, ignore_errors=True)
-    first = D.shard_files(cat)[0]
-    client.run(lambda: __import__("engine.clusterlabel"))
-    D.classify_shards(client, str(first), model, scratch, log=quiet)
-    shutil.rmtree(scratch, ignore_errors=True)
-    shutil.rmtree(run, ignore_errors=True)
-    t0 = time.perf_counter()
-    D.classify_shards(client, cat, model, run, log=quiet)
-    return time.perf_counter() - t0
+def _warm_worker(model_dir, shard, columns):
+    """On a worker: import the engine and compile the classify kernels (fixed padded shapes, so one
+    shard compiles everything), without writing anything."""
+    from engine import distributed as D
+    from engine.clusterlabel import ClusterLabelModel, classify_catalog
+    classify_catalog(ClusterLabelModel.load(model_dir), D.read_shard(shard, columns), source=str(shard))
+    return os.getpid()
+
+
+def timed_classification(D, client, cat, model, run, repeats: int = 3) -> float:
+    """Best of ``repeats`` timings of classifying every shard, on workers already warm (every worker
+    has imported JAX and compiled the kernels), so the 1- vs 2-worker ratio measures the work itself."""
+    from engine.clusterlabel import ClusterLabelModel
+    files = D.shard_files(cat)
+    columns = D.catalog_columns(ClusterLabelModel.load(model).preset, files)
+    client.run(_warm_worker, str(model), str(files[0]), columns)
+    best = float("inf")
+    for _ in range(repeats):
+        shutil.rmtree(run, ignore_errors=True)
+        t0 = time.perf_counter()
+        D.classify_shards(client, cat, model, run, log=quiet)
+        best = min(best, time.perf_counter() - t0)
+    return best
 
 
 def run_size(n: int, work: pathlib.Path, rows_per_shard: int, fit_sample: int, em_iters: int,
@@ -181,7 +191,7 @@ def main(argv=None) -> int:
     work = pathlib.Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
     print(f"# xsift scale-out benchmark  cpu_count={os.cpu_count()}  jax.devices()={jax.devices()}  "
-          f"LocalCluster 2 workers x 1 thread; {args.rows_per_shard:,} rows per shard; fit sample "
+          f"LocalCluster 2 workers x 1 thread, each pinned to a core; {args.rows_per_shard:,} rows per shard; fit sample "
           f"{args.fit_sample:,}", flush=True)
     rows = []
     smallest = min(args.sizes)
@@ -204,7 +214,7 @@ def main(argv=None) -> int:
         ratio = (r["end_to_end_s"] / r["n"]) / (base["end_to_end_s"] / base["n"])
         print(f"cost per detection at {r['n']:,} / at {base['n']:,}: {ratio:.2f}x (target <= 1.2x)")
     if "classify_1w_warm_s" in base:
-        print(f"classification of {base['n']:,} on warm workers: 1 worker {base['classify_1w_warm_s']:.1f} s, "
+        print(f"classification of {base['n']:,} on warm workers (best of 3): 1 worker {base['classify_1w_warm_s']:.1f} s, "
               f"2 workers {base['classify_2w_warm_s']:.1f} s -> speed-up "
               f"{base['classify_1w_warm_s'] / base['classify_2w_warm_s']:.2f}x (target >= 1.6x)")
     if "in_memory_classify_vote_s" in base:

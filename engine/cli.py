@@ -10,8 +10,8 @@ exposes three names:
 and is listed once in ``COMMANDS`` below. A module owning several commands is
 listed as ``"module:prefix"`` and exposes ``{prefix}_help``, ``add_{prefix}_arguments``
 and ``run_{prefix}`` instead. Options common to every command
-(``--scheduler``, ``--device``, ``--precision``, ``--config``) are declared
-here once. Errors a user can act on are raised as :class:`engine.errors.XsiftError`
+(``--device``, ``--precision``, ``--config``) are declared here once; the
+Dask commands (``*-shards``) add ``--scheduler`` and ``--workers``. Errors a user can act on are raised as :class:`engine.errors.XsiftError`
 and printed as one message, never as a traceback.
 """
 from __future__ import annotations
@@ -39,9 +39,6 @@ COMMANDS: dict[str, str] = {
 def _common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("common options")
-    group.add_argument("--scheduler", metavar="ADDRESS", default=None,
-                       help="address of a running Dask scheduler (tcp://HOST:PORT); "
-                            "by default work runs in this process or on a LocalCluster sized to the machine")
     group.add_argument("--device", choices=["cpu", "gpu"], default=None,
                        help="JAX device to run the kernels on (default: JAX's default device)")
     group.add_argument("--precision", choices=["float32", "float64"], default="float64",
@@ -62,6 +59,16 @@ def _command_functions(target: str):
     return module.CLI_HELP, module.add_cli_arguments, module.run_cli
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless its help already says it or there is none."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default is None or action.default is False:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xsift",
@@ -78,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
         help_text, add_arguments, run = _command_functions(target)
         p = sub.add_parser(name, help=help_text, description=help_text,
                            parents=[common],
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter)
         add_arguments(p)
         p.set_defaults(_run=run)
     return parser

@@ -106,23 +106,36 @@ EM_CHUNK_ROWS = 16384
 # ----------------------------------------------------------------------------
 
 def local_cluster(n_workers: int | None = None, *, memory_limit: str | int = "auto",
-                  env: dict | None = None):
+                  env: dict | None = None, pin: bool = True):
     """A ``distributed.LocalCluster`` of worker *processes*, one thread each, sized to the machine.
 
     ``n_workers`` defaults to ``os.cpu_count()``; ``env`` (default :data:`WORKER_ENV`) is set in
-    each worker process before JAX is imported there.
+    each worker process before JAX is imported there. With ``pin`` (default) and no more workers
+    than usable cores, worker ``i`` is pinned to the ``i``-th core (:mod:`engine.worker_setup`):
+    JAX's CPU runtime starts thread pools that no flag limits, and unpinned they make two
+    workers on two cores compete.
     """
     from distributed import LocalCluster
+    from engine.worker_setup import CORES_ENV
     n = int(n_workers or os.cpu_count() or 1)
+    env = dict(WORKER_ENV if env is None else env)
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if pin and cores and n <= len(cores):
+        env[CORES_ENV] = ",".join(map(str, cores))
     return LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                         memory_limit=memory_limit, dashboard_address=None,
-                        silence_logs=logging.ERROR, env=dict(WORKER_ENV if env is None else env))
+                        silence_logs=logging.ERROR, env=env, preload=["engine.worker_setup"])
 
 
 @contextlib.contextmanager
-def dask_client(scheduler: str | None = None, *, n_workers: int | None = None) -> Iterator:
+def dask_client(scheduler: str | None = None, *, n_workers: int | None = None,
+                device: str | None = None) -> Iterator:
     """Yield a ``distributed.Client``: to ``scheduler`` (``tcp://HOST:PORT``) if given, else to a
-    new :func:`local_cluster` that is closed on exit."""
+    new :func:`local_cluster` that is closed on exit.
+
+    ``device="cpu"`` keeps the local workers' JAX on the CPU (``JAX_PLATFORMS=cpu``); otherwise they
+    use JAX's default device (a GPU when a CUDA jaxlib finds one). On a running cluster each worker's
+    device is whatever its own environment gives it."""
     from distributed import Client
     if scheduler:
         try:
@@ -135,7 +148,10 @@ def dask_client(scheduler: str | None = None, *, n_workers: int | None = None) -
         finally:
             client.close()
         return
-    cluster = local_cluster(n_workers)
+    env = dict(WORKER_ENV)
+    if device == "cpu":
+        env["JAX_PLATFORMS"] = "cpu"
+    cluster = local_cluster(n_workers, env=env)
     client = Client(cluster)
     try:
         yield client

@@ -806,7 +806,7 @@ def _run_tracks(args) -> int:
 
 def add_cli_arguments(parser) -> None:
     import argparse
-    from engine.cli import _common_options
+    from engine.cli import HelpFormatter, _common_options
     sub = parser.add_subparsers(dest="nb_command", metavar="fit|tune|classify|tracks", required=True,
                                 help="fit KDE likelihoods, tune category weights, classify a catalogue, or draw probability tracks")
 
@@ -815,7 +815,7 @@ def add_cli_arguments(parser) -> None:
         for action in common._actions:       # accept the common options after the sub-command too,
             action.default = argparse.SUPPRESS   # without overriding values given before it
         return sub.add_parser(name, help=help_text, description=help_text, parents=[common],
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              formatter_class=HelpFormatter)
 
     for name, text in (("fit", "fit the per-(property, class) KDEs and priors on a labelled catalogue"),
                        ("tune", "tune the category weights by differential evolution on cross-validated "

@@ -29,6 +29,9 @@ def _log(message: str) -> None:
 
 
 def _add_cluster_options(parser) -> None:
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help="address of a running Dask scheduler (tcp://HOST:PORT); by default a "
+                             "LocalCluster sized to this machine is started and closed")
     parser.add_argument("--workers", type=int, default=None,
                         help="worker processes of the local cluster (default: one per CPU core); "
                              "ignored with --scheduler")
@@ -66,7 +69,7 @@ def run_fit_shards(args) -> int:
     preset = load_preset(args.config or "csc")
     persist = {"auto": None, "yes": True, "no": False}[args.persist]
     t0 = time.perf_counter()
-    with dask_client(args.scheduler, n_workers=args.workers) as client:
+    with dask_client(args.scheduler, n_workers=args.workers, device=args.device) as client:
         model, report = fit_shards(client, args.catalog, args.out, preset=preset, fit_sample=args.fit_sample,
                                    full_em=args.full_em, n_components=args.k, seed=args.seed,
                                    max_iter=args.max_iter, tol=args.tol, dtype=np.dtype(args.precision),
@@ -105,7 +108,7 @@ def run_classify_shards(args) -> int:
     from engine.distributed import classify_shards, dask_client
     from engine.report import write_manifest
     t0 = time.perf_counter()
-    with dask_client(args.scheduler, n_workers=args.workers) as client:
+    with dask_client(args.scheduler, n_workers=args.workers, device=args.device) as client:
         summary = classify_shards(client, args.catalog, args.model, args.out, force=args.force, log=_log)
         _log(f"classified {summary['rows_classified']:,} of {summary['rows_in']:,} detections "
              f"in {summary['shards']} shards ({summary['shards_skipped']} already done)")
@@ -151,7 +154,7 @@ def add_vote_shards_arguments(parser) -> None:
 
 def run_vote_shards(args) -> int:
     from engine.distributed import dask_client
-    with dask_client(args.scheduler, n_workers=args.workers) as client:
+    with dask_client(args.scheduler, n_workers=args.workers, device=args.device) as client:
         vote = _vote(client, args.run, args.vote_partitions)
     print(f"{args.run}: {vote['sources']:,} sources voted ({vote['uniquely_classified']:,} uniquely, "
           f"{vote['ambiguous']:,} ambiguous, kappa {vote['cohen_kappa_hard_soft']:.3f})")

@@ -41,7 +41,11 @@ def test_console_script_help():
     for name in COMMANDS:
         assert name in out
     out = subprocess.run([str(exe), "simulate", "--help"], capture_output=True, text=True, check=True).stdout
-    for option in ("--detections", "--shards", "--out", "--seed", "--scheduler", "--device", "--precision"):
+    for option in ("--detections", "--shards", "--out", "--seed", "--device", "--precision"):
+        assert option in out
+    assert "--scheduler" not in out     # only the Dask commands take a scheduler
+    out = subprocess.run([str(exe), "classify-shards", "--help"], capture_output=True, text=True, check=True).stdout
+    for option in ("--model", "--out", "--scheduler", "--workers", "--device", "--force"):
         assert option in out
 
 
