@@ -3,8 +3,8 @@
 Same data (a NumPy mixture of 6 Gaussians in 12-d, seeded), same starting parameters, fixed iteration
 count. Per-iteration time = (T(n2 iterations) - T(n1 iterations)) / (n2 - n1) for both libraries, so
 fixed costs (input checks, scikit-learn's final E-step, xsift's padding and host transfer) cancel.
-Then a BIC sweep K = 2..20 x repeats at N = 100k: xsift.bic_sweep (one vmapped program) against the
-equivalent scikit-learn loop (GaussianMixture(k, random_state=r).fit(X).bic(X)), both with k-means
+Then a BIC sweep K = 2..20 x repeats at N = 100k: xsift.bic_sweep (a few padded programs), in float64
+and in float32, against the equivalent scikit-learn loop in float64 (GaussianMixture(k, random_state=r).fit(X).bic(X)), both with k-means
 initialisation, tol = 1e-3, max_iter = 100.
 
     python benchmarks/gmm.py                       # the full table (minutes: scikit-learn is slow)
@@ -96,11 +96,14 @@ def iteration_rows(sizes, n1, n2):
     return rows
 
 
-def sweep_row(n, ks, repeats, sk_repeats, batch_size, groups):
+def sweep_row(n, ks, repeats, sk_repeats, batch_size, groups, dtypes):
     X = simulated_mixture(n, seed=1)
-    t = time.perf_counter()
-    curve = G.bic_sweep(X, ks=ks, repeats=repeats, seed=0, batch_size=batch_size, groups=groups)
-    xs = time.perf_counter() - t
+    xs, curves = {}, {}
+    for dt in dtypes:
+        t = time.perf_counter()
+        curves[dt] = G.bic_sweep(X, ks=ks, repeats=repeats, seed=0, batch_size=batch_size, groups=groups, dtype=dt)
+        xs[dt] = time.perf_counter() - t
+        print(f"  done sweep {dt}: {xs[dt]:.1f} s", file=sys.stderr, flush=True)
     t = time.perf_counter()
     sk_bic = np.empty((len(ks), sk_repeats))
     with warnings.catch_warnings():
@@ -109,7 +112,7 @@ def sweep_row(n, ks, repeats, sk_repeats, batch_size, groups):
             for r in range(sk_repeats):
                 sk_bic[i, r] = GaussianMixture(k, covariance_type="full", random_state=r).fit(X).bic(X)
     sk = (time.perf_counter() - t) * repeats / sk_repeats
-    return xs, sk, curve, sk_bic
+    return xs, sk, curves, sk_bic
 
 
 def main(argv=None):
@@ -124,6 +127,8 @@ def main(argv=None):
                     help="repeats actually run for scikit-learn (its time is scaled to --repeats if fewer)")
     ap.add_argument("--batch-size", type=int, default=1, help="fits vmapped side by side in bic_sweep")
     ap.add_argument("--groups", type=int, default=None, help="compiled programs in bic_sweep (default 4)")
+    ap.add_argument("--sweep-dtypes", nargs="+", default=["float64", "float32"],
+                    help="precisions of xsift's sweep (scikit-learn's loop runs in float64, as the paper's)")
     args = ap.parse_args(argv)
 
     print(f"# xsift GMM vs scikit-learn  |  cpu_count={os.cpu_count()}  jax.devices()={jax.devices()}  "
@@ -138,21 +143,22 @@ def main(argv=None):
             print(f"| {n:,} | {dt} | {sk:.4f} | {xs:.4f} | {ratio:.1f}× | {lb:.8f} | {sk_lb:.8f} |")
     if not args.no_sweep:
         ks = list(range(2, 21))
-        xs, sk, curve, sk_bic = sweep_row(args.sweep_n, ks, args.repeats, args.sklearn_repeats, args.batch_size,
-                                           args.groups)
+        xs, sk, curves, sk_bic = sweep_row(args.sweep_n, ks, args.repeats, args.sklearn_repeats, args.batch_size,
+                                            args.groups, args.sweep_dtypes)
         note = "" if args.sklearn_repeats == args.repeats else \
             f" (scikit-learn ran {args.sklearn_repeats} repeat(s), time scaled ×{args.repeats / args.sklearn_repeats:g})"
-        print(f"\n| BIC sweep K=2..20 × {args.repeats} repeats, N={args.sweep_n:,}, float64 | sklearn s | xsift s "
-              f"(incl. compile) | speed-up |")
-        print("|---|---:|---:|---:|")
-        print(f"| k-means init, tol 1e-3, max_iter 100{note} | {sk:.1f} | {xs:.1f} | {sk / xs:.1f}× |")
-        print("\n| K | xsift BIC mean | xsift BIC std | sklearn BIC mean | xsift mean n_iter |")
-        print("|---:|---:|---:|---:|---:|")
+        print(f"\n| BIC sweep K=2..20 × {args.repeats} repeats, N={args.sweep_n:,}; k-means init, tol 1e-3, "
+              f"max_iter 100{note} | sklearn float64 s | xsift s (incl. compile) | speed-up | chosen K |")
+        print("|---|---:|---:|---:|---:|")
+        sk_choice = G.choose_k({'ks': ks, 'bic_mean': sk_bic.mean(axis=1)})
+        print(f"| scikit-learn, float64 | {sk:.1f} | | | {sk_choice} |")
+        for dt, curve in curves.items():
+            print(f"| xsift {dt} | | {xs[dt]:.1f} | {sk / xs[dt]:.1f}× | {G.choose_k(curve)} |")
+        print("\n| K | sklearn BIC mean | " + " | ".join(f"xsift {dt} BIC mean ± std (mean n_iter)" for dt in curves) + " |")
+        print("|---:|---:|" + "---:|" * len(curves))
         for i, k in enumerate(ks):
-            print(f"| {k} | {curve.bic_mean[i]:.1f} | {curve.bic_std[i]:.1f} | {sk_bic[i].mean():.1f} | "
-                  f"{curve.n_iter[i].mean():.1f} |")
-        print(f"\nchoose_k: xsift {G.choose_k(curve)}, sklearn curve "
-              f"{G.choose_k({'ks': ks, 'bic_mean': sk_bic.mean(axis=1)})}")
+            cells = " | ".join(f"{c.bic_mean[i]:.1f} ± {c.bic_std[i]:.1f} ({c.n_iter[i].mean():.1f})" for c in curves.values())
+            print(f"| {k} | {sk_bic[i].mean():.1f} | {cells} |")
     return 0
 
 

@@ -215,9 +215,10 @@ def preset_classes(preset: dict) -> tuple[list[str], list[str], dict[str, list[s
 # ----------------------------------------------------------------------------
 
 def prepare_catalog(df: pd.DataFrame, preset: dict, *, source: str = "catalogue",
-                    need_types: bool = True) -> tuple[pd.DataFrame, dict]:
+                    need_types: bool = True, all_null: str = "error") -> tuple[pd.DataFrame, dict]:
     """Schema-check ``df`` for the preset (identity, sky, feature and, if ``need_types``, type
-    columns); returns the cleaned frame and the check report as a dict."""
+    columns); returns the cleaned frame and the check report as a dict. ``all_null="count"``
+    (applying a saved model) reports a feature column null in every row instead of refusing."""
     from engine.schema import check_catalog
     cols = preset_columns(preset)
     raw = raw_feature_columns(preset)
@@ -225,7 +226,8 @@ def prepare_catalog(df: pd.DataFrame, preset: dict, *, source: str = "catalogue"
     if need_types:
         required.append(cols["type"])
     clean, report = check_catalog(df, required=required, numeric=[cols["ra"], cols["dec"]],
-                                  features=raw, key=[cols["name"], cols["obsid"]], source=source)
+                                  features=raw, key=[cols["name"], cols["obsid"]], source=source,
+                                  all_null=all_null)
     return clean, report.as_dict()
 
 
@@ -445,7 +447,7 @@ def classify_catalog(model: ClusterLabelModel, df: pd.DataFrame, *, dtype=None, 
     t0 = time.perf_counter()
     report: dict = {"rows_in": int(len(df))}
     if check:
-        df, report["schema"] = prepare_catalog(df, preset, source=source, need_types=False)
+        df, report["schema"] = prepare_catalog(df, preset, source=source, need_types=False, all_null="count")
     t_check = time.perf_counter()
     feats, ok = features_of(df, preset)
     labels, label_counts = reference_labels(df, preset)

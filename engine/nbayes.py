@@ -323,11 +323,8 @@ def classification_metrics(y_true, y_pred, classes: list[str], priors=None) -> d
     matrix is rescaled by ``prior_c / n_c`` before computing precision; ``f1_prior_corrected``
     combines it with recall.
     """
-    k = len(classes)
-    y_true = np.asarray(y_true)
-    y_pred = np.asarray(y_pred)
-    cm = np.zeros((k, k), dtype=np.int64)
-    np.add.at(cm, (y_true, y_pred), 1)
+    from engine.metrics import confusion_matrix
+    cm = confusion_matrix(y_true, y_pred, len(classes))
     n_true = cm.sum(axis=1)
     n_pred = cm.sum(axis=0)
     diag = np.diag(cm).astype(float)

@@ -8,7 +8,9 @@ problem                                handling
 empty table                            SchemaError
 a required column is missing           SchemaError naming the column(s), the file, and near names
 non-numeric text in a numeric column   SchemaError naming the column, a bad value and its row
-a feature column null in every row     SchemaError naming the column
+a feature column null in every row     SchemaError naming the column when fitting; when a saved
+                                       model is applied (classify, one shard of many) the column is
+                                       listed in the report and its rows count as incomplete
 +/-inf in a numeric column             treated as missing (set to NaN), counted per column
 duplicate (source, detection) rows     identical duplicates: all but the first dropped, counted;
                                        duplicates that differ: SchemaError listing the first keys
@@ -33,23 +35,28 @@ class CheckReport:
     rows_out: int
     duplicates_dropped: int = 0
     infinite_to_missing: dict = field(default_factory=dict)
+    all_null_features: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"rows_in": self.rows_in, "rows_out": self.rows_out,
                 "duplicates_dropped": self.duplicates_dropped,
-                "infinite_to_missing": dict(self.infinite_to_missing)}
+                "infinite_to_missing": dict(self.infinite_to_missing),
+                "all_null_features": list(self.all_null_features)}
 
 
 def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] = (),
-                  features: list[str] = (), key: list[str] = (), source: str = "catalogue"
-                  ) -> tuple[pd.DataFrame, CheckReport]:
+                  features: list[str] = (), key: list[str] = (), source: str = "catalogue",
+                  all_null: str = "error") -> tuple[pd.DataFrame, CheckReport]:
     """Check ``df`` and return it cleaned (infinities to NaN, identical duplicates dropped) with a report.
 
     ``required``: columns that must exist; ``numeric``: columns that must hold numbers;
     ``features``: numeric columns that must not be null in every row; ``key``: columns
     that identify one row (e.g. ``["name", "obsid"]``); ``source``: the file name
-    used in messages.
+    used in messages; ``all_null``: ``"error"`` (default) raises on a feature column null in
+    every row, ``"count"`` lists it in the report instead (its rows are then incomplete).
     """
+    if all_null not in ("error", "count"):
+        raise ValueError(f"all_null must be 'error' or 'count', got {all_null!r}")
     if len(df) == 0:
         raise SchemaError(f"{source}: the table is empty; expected at least one detection")
     missing = [c for c in required if c not in df.columns]
@@ -83,6 +90,9 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
         df[col] = values
     for col in features:
         if df[col].isna().all():
+            if all_null == "count":
+                report.all_null_features.append(col)
+                continue
             raise SchemaError(f"{source}: feature column {col!r} is null in every row; "
                               "expected measured values")
     if key:

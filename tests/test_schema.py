@@ -14,15 +14,16 @@ def good():
                          "bb_kt": [1.0, 2.0, 3.0]})
 
 
-def check(df):
+def check(df, **kw):
     return check_catalog(df, required=KEY + ["hard_hs", "bb_kt"], numeric=["obsid"],
-                         features=["hard_hs", "bb_kt"], key=KEY, source="cat.csv")
+                         features=["hard_hs", "bb_kt"], key=KEY, source="cat.csv", **kw)
 
 
 def test_good_table_passes_unchanged():
     df, report = check(good())
     pd.testing.assert_frame_equal(df, good().astype({"hard_hs": float, "bb_kt": float}))
-    assert report.as_dict() == {"rows_in": 3, "rows_out": 3, "duplicates_dropped": 0, "infinite_to_missing": {}}
+    assert report.as_dict() == {"rows_in": 3, "rows_out": 3, "duplicates_dropped": 0, "infinite_to_missing": {},
+                                "all_null_features": []}
 
 
 def test_missing_column_names_file_column_and_near_name():
@@ -44,6 +45,9 @@ def test_non_numeric_value_names_column_row_and_value():
 def test_all_null_feature_column():
     with pytest.raises(SchemaError, match="feature column 'bb_kt' is null in every row"):
         check(good().assign(bb_kt=np.nan))
+    # applying a saved model: listed in the report, the table kept as it is
+    df, report = check(good().assign(bb_kt=np.nan), all_null="count")
+    assert report.all_null_features == ["bb_kt"] and len(df) == 3 and df["bb_kt"].isna().all()
 
 
 def test_empty_table():
