@@ -158,9 +158,12 @@ def _log_gaussian_prob(X, means, prec_chol):
     n, d = X.shape
     K = means.shape[0]
     W = jnp.transpose(prec_chol, (1, 0, 2)).reshape(d, K * d)       # W[:, k*d+j] = P_k[:, j]
-    shift = jnp.einsum("ki,kij->kj", means, prec_chol)              # mu_k P_k  (K, d)
-    Y = (X @ W).reshape(n, K, d) - shift[None, :, :]
-    maha = jnp.sum(Y * Y, axis=2)
+    shift = jnp.einsum("ki,kij->kj", means, prec_chol).reshape(K * d)  # mu_k P_k, side by side
+    Y = X @ W - shift[None, :]
+    # the per-component sums of squares as a second product with a (K*d, K) block of ones: XLA's
+    # CPU reductions over a minor axis of d = 12 are slow, a small matrix product is not
+    blocks = jnp.repeat(jnp.eye(K, dtype=X.dtype), d, axis=0)
+    maha = (Y * Y) @ blocks
     return -0.5 * (d * _LOG_2PI + maha) + _log_det_cholesky(prec_chol)[None, :]
 
 
