@@ -721,6 +721,18 @@ def run_classify(args) -> int:
     print(f"{report['classified']:,} detections classified ({report['no_usable_class']:,} without a usable "
           f"class); {summary['uniquely_classified']:,} sources uniquely classified, {summary['ambiguous']:,} "
           f"ambiguous (kappa {summary['cohen_kappa_hard_soft']:.3f}) -> {out}")
+    not_classified = {
+        "with a missing feature (dropped, as in the paper)": report.get("dropped_incomplete", 0),
+        "labelled with a training class (references, not classified)": report.get("labelled_not_classified", 0),
+        "of another SIMBAD type (neither reference nor classified)": report.get("other_type_not_classified", 0)}
+    for what, count in not_classified.items():
+        if count:
+            print(f"  {count:,} detection(s) {what}")
+    empty = report.get("schema", {}).get("all_null_features", [])
+    if empty:
+        print(f"  {args.catalog}: feature column(s) {', '.join(empty)} are null in every row, so no row of it "
+              "is complete; the model needs all of " + ", ".join(raw_feature_columns(model.preset))
+              + " (the naive-Bayes branch, `xsift nb classify`, classifies rows with missing properties)")
     return 0
 
 

@@ -191,7 +191,7 @@ def test_save_load_roundtrip_and_hash(tmp_path, scenario, fitted):
         ClusterLabelModel.load(tmp_path / "nowhere")
 
 
-def test_classify_own_source_with_saved_model(tmp_path, fitted, example_votable):
+def test_classify_own_source_with_saved_model(tmp_path, fitted, example_votable, capsys):
     """The paper's 'classify your own source': a real CSC VOTable row against a saved model."""
     from engine.io import read_catalog
     model, _ = fitted
@@ -203,6 +203,12 @@ def test_classify_own_source_with_saved_model(tmp_path, fitted, example_votable)
     det, report = classify_catalog(model, row)
     assert len(det) == 0 and report["classified"] == 0 and report["dropped_incomplete"] == 1
     assert set(report["schema"]["all_null_features"]) == {"powlaw_gamma", "bb_kt"}
+    from engine.cli import main
+    capsys.readouterr()
+    assert main(["classify", str(example_votable), "--model", str(tmp_path / "m"), "--out", str(tmp_path / "r"),
+                 "--no-figures"]) == 0
+    said = capsys.readouterr().out
+    assert "0 detections classified" in said and "powlaw_gamma, bb_kt are null in every row" in said
     filled = row.assign(powlaw_gamma=1.7, bb_kt=0.6)
     det, report = classify_catalog(model, filled)
     assert report["classified"] == 1 and len(det) == 1
