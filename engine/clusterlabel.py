@@ -294,22 +294,22 @@ def cluster_assignment(gmm, X: np.ndarray, dtype=None, chunk_size: int | None = 
     """(n,) most probable component of each row, by ``kernels.gmm.predict`` on fixed-size row
     blocks (the last one zero-padded), so that any number of rows reuses one compiled program;
     the argmax stays on the device and the blocks are gathered once at the end."""
-    from kernels.gmm import GMMParams, predict
+    import jax.numpy as jnp
+    from kernels.gmm import GMMParams, predict_block
     from kernels.mahalanobis import DEFAULT_CHUNK_SIZE
     n = len(X)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     C = int(chunk_size or DEFAULT_CHUNK_SIZE)
     dt = np.dtype(dtype or np.float64)
-    params = GMMParams(*(np.asarray(a, dt) for a in (gmm.weights, gmm.means, gmm.covariances,
-                                                      gmm.precisions_cholesky)))
+    params = GMMParams(*(jnp.asarray(np.asarray(a, dt)) for a in (gmm.weights, gmm.means, gmm.covariances,
+                                                                  gmm.precisions_cholesky)))
     X = np.asarray(X, dt)
-    outs = []
-    for start in range(0, n, C):
-        block = X[start:start + C]
-        if len(block) < C:
-            block = np.concatenate([block, np.zeros((C - len(block), X.shape[1]), dt)])
-        outs.append(predict(params, block, chunk_size=C))
+    pad = (-n) % C
+    if pad:
+        X = np.concatenate([X, np.zeros((pad, X.shape[1]), dt)])
+    # host-side slices, one compiled call per block, dispatched asynchronously, gathered once
+    outs = [predict_block(params, X[start:start + C]) for start in range(0, n + pad, C)]
     return np.concatenate([np.asarray(o) for o in outs])[:n].astype(np.int64)
 
 

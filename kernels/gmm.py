@@ -69,7 +69,7 @@ from jax import lax
 __all__ = [
     "GMMParams", "GMMResult", "SuffStats", "BICCurve",
     "fit_gmm", "sufficient_statistics", "m_step", "e_step",
-    "predict_proba", "predict", "score_samples", "bic", "aic", "n_parameters",
+    "predict_proba", "predict", "predict_block", "score_samples", "bic", "aic", "n_parameters",
     "bic_sweep", "choose_k", "CHOOSE_K_THRESHOLD", "DEFAULT_CHUNK_SIZE",
 ]
 
@@ -498,6 +498,21 @@ def predict_proba(params, X, *, chunk_size=None):
 def predict(params, X, *, chunk_size=None):
     """Component labels (n,) int: argmax of the responsibilities."""
     return jnp.argmax(e_step(params, X, chunk_size=chunk_size)[0], axis=1)
+
+
+@jax.jit
+def _labels_program(weights, means, prec_chol, X):
+    active = jnp.ones(weights.shape, bool)
+    log_resp, _ = _e_step_chunk(weights, means, prec_chol, X.astype(means.dtype), active)
+    return jnp.argmax(log_resp, axis=1).astype(jnp.int32)
+
+
+def predict_block(params, X):
+    """Component labels (c,) int32 of one block of rows X (c, d), in ONE compiled call with no
+    other device work: for callers that stream a table through fixed-size blocks (one compile
+    per block shape; the arrays of ``params`` should already be device arrays of the wanted
+    dtype). Same labels as :func:`predict`."""
+    return _labels_program(params.weights, params.means, params.precisions_cholesky, X)
 
 
 def score_samples(params, X, *, chunk_size=None):
