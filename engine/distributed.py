@@ -29,8 +29,9 @@ classification (:func:`classify_shards`)
     resumption, so a task is exactly one input file):
     read the shard, ``classify_detections`` of the fitted model, write the output
     shard ``detection_level/<input name>`` atomically, then the shard's ledger
-    record ``ledger/<input stem>.json`` atomically. The model travels to each
-    worker once (``client.scatter(..., broadcast=True)``); the JAX kernels work
+    record ``ledger/<input stem>.json`` atomically. Each worker loads the model
+    from its directory once and keeps it (not scattered: scattered data dies with
+    the worker holding it, the model file does not); the JAX kernels work
     on fixed-size padded row chunks, so each worker compiles each kernel once.
 voting (:func:`vote_shards`)
     a source's detections may sit in different shards. The detection-level
@@ -499,16 +500,35 @@ def _model_aggregation(model) -> dict | None:
     return model.preset.get("classes", {}).get("aggregation", {})
 
 
+# the model each worker process has loaded, by (model directory, hash): loaded once per worker
 _WORKER_MODELS: dict = {}
 
 
-def _classify_shard(path: str, run_dir: str, model, model_hash: str, columns: list[str]) -> dict:
+def _worker_model(model_dir: str, model_hash: str):
+    """The model of ``model_dir`` in this worker process, loaded on first use and kept.
+
+    Workers read the model directory themselves (like the shards, it must be on storage every worker
+    sees) instead of receiving scattered data: a scattered object is lost with the worker holding
+    it, a file is not, so a worker that dies and is replaced costs nothing but a reload."""
+    key = (model_dir, model_hash)
+    if key not in _WORKER_MODELS:
+        model = load_classifier(model_dir)
+        if model.hash != model_hash:
+            raise XsiftError(f"{model_dir}: the model changed on disk during the run (hash "
+                             f"{model.hash[:12]}... instead of {model_hash[:12]}...); rerun classify-shards")
+        _WORKER_MODELS.clear()
+        _WORKER_MODELS[key] = model
+    return _WORKER_MODELS[key]
+
+
+def _classify_shard(path: str, run_dir: str, model_dir: str, model_hash: str, columns: list[str]) -> dict:
     """Worker: classify one shard, write its output then its ledger record (both atomic); return the record."""
     from engine.clusterlabel import classify_catalog
     from engine.io import write_json, write_table
     t0 = time.perf_counter()
     shard = pathlib.Path(path)
     run = pathlib.Path(run_dir)
+    model = _worker_model(model_dir, model_hash)
     df = read_shard(shard, columns)
     try:
         if _is_naive_bayes(model):
@@ -589,9 +609,8 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
     columns = _model_columns(model, files)
     records = []
     if pending:
-        [model_future] = client.scatter([model], broadcast=True)
         futures = client.map(_classify_shard, [str(f) for f in pending], run_dir=str(run.resolve()),
-                             model=model_future, model_hash=model_hash, columns=columns,
+                             model_dir=str(pathlib.Path(model_dir).resolve()), model_hash=model_hash, columns=columns,
                              pure=False, key=[f"xsift-classify-{f.stem}-{model_hash[:8]}-{time.time_ns()}"
                                               for f in pending])
         _show_progress(futures)

@@ -197,11 +197,26 @@ def _to_astropy(df: pd.DataFrame):
 
 
 def write_json(obj, path: str | os.PathLike) -> pathlib.Path:
-    """Write ``obj`` as indented JSON, atomically."""
+    """Write ``obj`` as indented, standard JSON, atomically (NaN and infinities become ``null``,
+    which every JSON reader accepts; Python's bare ``NaN`` is not JSON)."""
     path = pathlib.Path(path)
     with atomic_write(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(_finite(obj), indent=2, sort_keys=False, default=_json_default,
+                                  allow_nan=False) + "\n")
     return path
+
+
+def _finite(obj):
+    """``obj`` with every non-finite float (Python or NumPy, in dicts, lists, tuples, arrays) as None."""
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _finite(obj.tolist())
+    return obj
 
 
 def _json_default(obj):

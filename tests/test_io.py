@@ -111,3 +111,14 @@ def test_write_json_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(TypeError):
         io.write_json({"x": object()}, tmp_path / "m.json")
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": 3, "b": [0, 1]}
+
+
+def test_write_json_is_standard_json_with_null_for_nan(tmp_path):
+    import json
+
+    def strict(constant):
+        raise ValueError(f"not JSON: {constant}")
+    io.write_json({"kappa": float("nan"), "p": [np.float64(0.5), np.inf], "a": np.array([1.0, np.nan]),
+                   "n": np.int64(2)}, tmp_path / "m.json")
+    got = json.loads((tmp_path / "m.json").read_text(), parse_constant=strict)
+    assert got == {"kappa": None, "p": [0.5, None], "a": [1.0, None], "n": 2}
