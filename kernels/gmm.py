@@ -275,12 +275,15 @@ def _em(params, Xc, maskc, active, max_iter, tol, reg_covar):
 # initialisation: k-means (k-means++ seeding + Lloyd), random responsibilities
 # ----------------------------------------------------------------------------
 
-def _sq_dist_to_centres(X, centres, active):
-    """X (n, d), centres (K, d) -> (n, K) squared distances, +inf for inactive centres."""
-    d2 = (jnp.sum(X * X, axis=1)[:, None] - 2.0 * X @ centres.T
-          + jnp.sum(centres * centres, axis=1)[None, :])
-    d2 = jnp.maximum(d2, 0.0)
-    return jnp.where(active[None, :], d2, jnp.inf)
+def _nearest_centre(X, centres, active):
+    """X (n, d), centres (K, d), active (K,) -> (n,) index of the nearest active centre.
+
+    argmin_k |x - c_k|^2 = argmin_k (|c_k|^2 - 2 x.c_k): the row's own |x|^2 is the same for every k
+    and is left out (on XLA's CPU backend its reduction over d costs more than the product itself);
+    inactive centres get +inf. Ties go to the first centre, as argmin.
+    """
+    cn = jnp.where(active, jnp.sum(centres * centres, axis=1), jnp.inf)
+    return jnp.argmin(X @ (-2.0 * centres.T) + cn[None, :], axis=1)
 
 
 def _kmeans_plusplus(key, X, mask, active):
@@ -338,7 +341,7 @@ def _kmeans_labels(key, Xc, maskc, active, max_iter=300, tol=1e-4):
     def sums(centres):
         def body(acc, chunk):
             x, m = chunk
-            lab = jnp.argmin(_sq_dist_to_centres(x, centres, active), axis=1)
+            lab = _nearest_centre(x, centres, active)
             oh = jax.nn.one_hot(lab, K, dtype=x.dtype) * m[:, None]
             return (acc[0] + oh.T @ x, acc[1] + jnp.sum(oh, axis=0)), None
         (s, cnt), _ = lax.scan(body, (jnp.zeros((K, d), X.dtype), jnp.zeros((K,), X.dtype)), (Xc, maskc))
@@ -357,7 +360,7 @@ def _kmeans_labels(key, Xc, maskc, active, max_iter=300, tol=1e-4):
         return new, shift, it + 1
 
     centres, _, _ = lax.while_loop(cond, body, (centres0, jnp.asarray(jnp.inf, X.dtype), 0))
-    return lax.map(lambda x: jnp.argmin(_sq_dist_to_centres(x, centres, active), axis=1).astype(jnp.int32), Xc)
+    return lax.map(lambda x: _nearest_centre(x, centres, active).astype(jnp.int32), Xc)
 
 
 def _init_from_resp_fn(resp_fn, Xc, maskc, active, reg_covar):
