@@ -307,7 +307,7 @@ def test_worker_death_loses_and_duplicates_nothing(client, catalog, whole, model
     thread.join(timeout=180)
     assert not thread.is_alive()
     assert "error" not in outcome, outcome.get("error")
-    assert 1 <= done_at_kill < 16, "the worker must die mid-run"
+    assert 0 < done_at_kill < 16, "the worker must die mid-run"
     assert outcome["summary"]["rows_in"] == len(whole)
     client.wait_for_workers(2, timeout=60)
     assert victim not in client.run(os.getpid).values()  # the nanny replaced the killed process
