@@ -60,24 +60,16 @@ def main() -> None:
     tuned_weights, tuned_weights_tp, times = [], [], {k: 0.0 for k in preds}
     folds = StratifiedKFold(5, shuffle=True, random_state=args.seed)
     for k, (tr, te) in enumerate(folds.split(X, y)):
-        t = time.perf_counter()
-        m = NaiveBayesKDE(spec).fit(X[tr], y[tr])
-        preds["nb_equal"][te] = m.predict(X[te])
-        times["nb_equal"] += time.perf_counter() - t
-        t = time.perf_counter()
-        s = m.tune_weights(X[tr], y[tr], target="XRB", n_folds=5, seed=args.seed + k, maxiter=args.maxiter)
-        preds["nb_tuned"][te] = m.predict(X[te])
-        tuned_weights.append(s["weights"])
-        times["nb_tuned"] += time.perf_counter() - t
-        t = time.perf_counter()
-        m = NaiveBayesKDE(spec_tp).fit(X[tr], y[tr])
-        preds["nbt_equal"][te] = m.predict(X[te])
-        times["nbt_equal"] += time.perf_counter() - t
-        t = time.perf_counter()
-        s = m.tune_weights(X[tr], y[tr], target="XRB", n_folds=5, seed=args.seed + k, maxiter=args.maxiter)
-        preds["nbt_tuned"][te] = m.predict(X[te])
-        tuned_weights_tp.append(s["weights"])
-        times["nbt_tuned"] += time.perf_counter() - t
+        for key, sp, weights in (("nb", spec, tuned_weights), ("nbt", spec_tp, tuned_weights_tp)):
+            t = time.perf_counter()
+            m = NaiveBayesKDE(sp).fit(X[tr], y[tr])
+            preds[f"{key}_equal"][te] = m.predict(X[te])
+            times[f"{key}_equal"] += time.perf_counter() - t
+            t = time.perf_counter()
+            s = m.tune_weights(X[tr], y[tr], target="XRB", n_folds=5, seed=args.seed + k, maxiter=args.maxiter)
+            preds[f"{key}_tuned"][te] = m.predict(X[te])
+            weights.append(s["weights"])
+            times[f"{key}_tuned"] += time.perf_counter() - t
         t = time.perf_counter()
         preds["hgb"][te] = HistGradientBoostingClassifier(random_state=args.seed).fit(X[tr], y[tr]).predict(X[te])
         times["hgb"] += time.perf_counter() - t

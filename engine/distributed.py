@@ -632,7 +632,8 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
     summary = {"shards": len(files), "shards_classified_now": len(pending), "shards_skipped": skipped,
                "rows_in": int(sum(r["rows_in"] for r in ledger.values())),
                "rows_classified": int(sum(r["rows_classified"] for r in ledger.values())),
-               "model_hash": model_hash, "seconds": time.perf_counter() - t0}
+               "model_hash": model_hash, "one_row_per_source": _is_naive_bayes(model),
+               "seconds": time.perf_counter() - t0}
     return summary
 
 

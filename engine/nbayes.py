@@ -683,7 +683,7 @@ def _dtype(args):
     return jnp.float32 if getattr(args, "precision", "float64") == "float32" else jnp.float64
 
 
-def _read(path, spec: NBSpec, extra: list[str]):
+def _read(path):
     from engine.io import read_catalog
     try:
         return read_catalog(path)
@@ -692,7 +692,7 @@ def _read(path, spec: NBSpec, extra: list[str]):
 
 
 def _training_data(args, spec: NBSpec):
-    df = _read(args.catalog, spec, [])
+    df = _read(args.catalog)
     label = args.labels or spec.label_column
     if not label or label not in df.columns:
         raise SchemaError(f"{args.catalog}: label column {label!r} not found; pass --labels COLUMN "
@@ -757,7 +757,7 @@ def _run_classify(args) -> int:
     t0 = time.perf_counter()
     model = NaiveBayesKDE.load(args.model, dtype=_dtype(args))
     spec = model.spec
-    df = _read(args.catalog, spec, [])
+    df = _read(args.catalog)
     out, facts = model.classify_frame(df, source=str(args.catalog))
     outdir = pathlib.Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -778,7 +778,7 @@ def _run_tracks(args) -> int:
     from engine.io import write_table
     model = NaiveBayesKDE.load(args.model, dtype=_dtype(args))
     spec = model.spec
-    df = _read(args.catalog, spec, [])
+    df = _read(args.catalog)
     col = args.name_column or spec.source_column
     if not col or col not in df.columns:
         raise SchemaError(f"{args.catalog}: source-name column {col!r} not found; pass --name-column")

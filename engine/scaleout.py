@@ -113,10 +113,9 @@ def run_classify_shards(args) -> int:
         _log(f"classified {summary['rows_classified']:,} of {summary['rows_in']:,} detections "
              f"in {summary['shards']} shards ({summary['shards_skipped']} already done)")
         vote = None
-        naive_bayes = json.loads((pathlib.Path(args.out) / "run.json").read_text()).get("aggregation") is None
-        if naive_bayes and not args.no_vote:
+        if summary["one_row_per_source"] and not args.no_vote:
             _log("naive-Bayes model: one row per source, no vote")
-        if not args.no_vote and not naive_bayes:
+        if not args.no_vote and not summary["one_row_per_source"]:
             vote = _vote(client, args.out, args.vote_partitions)
     write_manifest(args.out, command="classify-shards", inputs=[str(args.catalog)], model=str(args.model),
                    model_hash=summary["model_hash"], scheduler=args.scheduler, classification=summary,
