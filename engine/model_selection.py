@@ -116,7 +116,7 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--reg-covar", type=float, default=1e-6, help="added to covariance diagonals")
     parser.add_argument("--groups", type=int, default=None,
                         help="compiled programs: K values are split into this many runs, each padded to its "
-                             "largest K (default: min(4, number of K values); 1 = one program)")
+                             "largest K (default: 2 below 200,000 rows, else 4; 1 = one program)")
     parser.add_argument("--batch-size", type=int, default=1,
                         help="fits vmapped side by side inside a program (1 wastes no EM iterations)")
 

@@ -10,9 +10,12 @@ E-step (per chunk ``X: (c, d)``)
     -1/2 (d log 2pi + |x P_k - mu_k P_k|^2) + log det P_k``; responsibilities by
     log-sum-exp.
 Statistics (per chunk)
-    ``Xa = [X, 1]: (c, d+1)``; ONE product ``(r (x) Xa)^T @ Xa`` gives, for every
-    component, ``sum r``, ``sum r x`` and ``sum r x x^T`` at once
-    (:class:`SuffStats`), plus ``sum log p(x)`` over valid rows. Statistics of
+    ``Xa = [X, 1]: (c, d+1)``; ONE product gives, for every component, ``sum r``,
+    ``sum r x`` and ``sum r x x^T`` at once (:class:`SuffStats`), plus
+    ``sum log p(x)`` over valid rows: for K >= 8 ``r^T @ F`` with ``F: (c, (d+1)(d+2)/2)``
+    the products ``a_i a_j`` (i <= j) of each row, which do not depend on K (work
+    ~ K (d+1)(d+2)/2 per row); for fewer components ``(r (x) Xa)^T @ Xa`` (work
+    ~ K (d+1)^2 per row, but a better-shaped product on CPU). Statistics of
     chunks add up, so the same jitted :func:`sufficient_statistics` serves an
     in-memory scan over chunks and a Dask map over partitions.
 M-step (:func:`m_step`, from summed statistics)
@@ -48,12 +51,21 @@ Degenerate cases: an emptied component is *kept*, exactly as scikit-learn does:
 turns into NaN. If a covariance is still not positive definite (reg_covar = 0
 on collapsed data) :func:`fit_gmm` raises ``ValueError`` like scikit-learn.
 
+k-means initialisation: k-means++ seeding by inverse-CDF sampling (scikit-learn's
+``searchsorted(cumsum(potential), u)``), then Lloyd's until scikit-learn's
+criterion holds. On more than ``2 * KMEANS_SAMPLE`` rows seeding and Lloyd's first
+converge on a random sample of ``KMEANS_SAMPLE`` rows, and Lloyd's then goes on
+over all rows from there under the same criterion: the end point is a converged
+k-means of the whole table, most of the passes cost a sample's worth of rows.
+
 Batched fits: ``n_init`` restarts are one ``vmap`` over initialisations;
 :func:`bic_sweep` pads K to a common component count with an ``active`` mask
 (inactive components have weight exactly 0 and log-weight -inf, so they are
 exactly inert) and runs every (K, repeat) fit of a group of ks in one compiled
 program (``lax.map`` over fits, ``batch_size`` of them vmapped side by side;
-``groups`` programs in all, 4 by default, 1 = everything padded to max K).
+``groups`` programs in all, 4 by default, 1 = everything padded to max K). Each
+fit's BIC comes from one more pass of the EM loop's own compiled body after the
+last M-step (one data-pass body per program, not two).
 """
 from __future__ import annotations
 
@@ -182,14 +194,43 @@ def _e_step_chunk(weights, means, prec_chol, X, active):
     return wlp - log_norm[:, None], log_norm
 
 
+def _pair_features(X):
+    """X (n, d) -> (n, (d+1)(d+2)/2) products a_i a_j (i <= j) of the augmented row a = [x, 1].
+
+    They hold every raw moment the M-step needs (x_i x_j, x_i and 1) and do not depend on the
+    parameters, so one (K, n) @ (n, m) product gives all K components' statistics.
+    """
+    n, d = X.shape
+    Xa = jnp.concatenate([X, jnp.ones((n, 1), X.dtype)], axis=1)
+    # row by row of the upper triangle, as static slices (no gather): a_i * a[i:]
+    return jnp.concatenate([Xa[:, i:i + 1] * Xa[:, i:] for i in range(d + 1)], axis=1)
+
+
+def _pair_unpack(M, d):
+    """M (K, (d+1)(d+2)/2) summed pair products -> (K, d+1, d+1) symmetric raw-moment matrices."""
+    i, j = np.triu_indices(d + 1)
+    pos = np.empty((d + 1, d + 1), np.int64)
+    pos[i, j] = np.arange(i.size)
+    pos[j, i] = np.arange(i.size)
+    return M[:, pos]
+
+
+# moments by pair products from this many components on (measured crossover on a 2-core CPU, K = 4..20)
+_PAIR_MIN_K = 8
+
+
 def _moment_stats(resp, X, mask):
     """resp (n, K), X (n, d), mask (n,) -> (nk (K,), sx (K, d), sxx (K, d, d)) in one product."""
     n, d = X.shape
     K = resp.shape[1]
     resp = jnp.where(mask[:, None], resp, 0.0)
-    Xa = jnp.concatenate([X, jnp.ones((n, 1), X.dtype)], axis=1)      # (n, d+1)
-    RX = (resp[:, :, None] * Xa[:, None, :]).reshape(n, K * (d + 1))
-    M = lax.dot_general(RX, Xa, (((0,), (0,)), ((), ()))).reshape(K, d + 1, d + 1)
+    if K >= _PAIR_MIN_K:
+        S = lax.dot_general(resp, _pair_features(X), (((0,), (0,)), ((), ())))
+        M = _pair_unpack(S, d)
+    else:
+        Xa = jnp.concatenate([X, jnp.ones((n, 1), X.dtype)], axis=1)      # (n, d+1)
+        RX = (resp[:, :, None] * Xa[:, None, :]).reshape(n, K * (d + 1))
+        M = lax.dot_general(RX, Xa, (((0,), (0,)), ((), ()))).reshape(K, d + 1, d + 1)
     return M[:, d, d], M[:, :d, d], M[:, :d, :d]
 
 
@@ -249,26 +290,42 @@ def _data_stats(weights, means, prec_chol, Xc, maskc, active):
     return total
 
 
-def _em(params, Xc, maskc, active, max_iter, tol, reg_covar):
-    """EM loop (a lax.while_loop) from ``params``; scikit-learn's iteration order."""
+def _em(params, Xc, maskc, active, max_iter, tol, reg_covar, final_stats=False):
+    """EM loop (a lax.while_loop) from ``params``; scikit-learn's iteration order.
+
+    final_stats=True: the loop makes one more data pass after the last M-step (the same compiled pass,
+    its M-step discarded) and also returns the SuffStats of the final parameters -> (GMMResult, SuffStats).
+    """
     dtype = params.means.dtype
     minus_inf = jnp.asarray(-jnp.inf, dtype)
+    K, d = params.means.shape
 
     def cond(carry):
-        _, _, n_iter, converged = carry
+        _, _, n_iter, converged, done, _ = carry
+        if final_stats:
+            return jnp.logical_not(done)
         return (n_iter < max_iter) & jnp.logical_not(converged)
 
     def body(carry):
-        p, lb, n_iter, _ = carry
+        p, lb, n_iter, converged, _, _ = carry
         stats = _data_stats(p.weights, p.means, p.precisions_cholesky, Xc, maskc, active)
         new_lb = stats.loglik / stats.n
         new_p = _m_step(stats, reg_covar, active)
-        converged = jnp.abs(new_lb - lb) < tol
-        return new_p, new_lb, n_iter + 1, converged
+        new_conv = jnp.abs(new_lb - lb) < tol
+        if not final_stats:
+            return new_p, new_lb, n_iter + 1, new_conv, False, stats
+        # the previous pass decided to stop: this pass only measured the final parameters
+        finishing = (n_iter >= max_iter) | converged
+        keep = lambda old, new: jax.tree_util.tree_map(lambda o, n: jnp.where(finishing, o, n), old, new)
+        return (keep(p, new_p), keep(lb, new_lb), jnp.where(finishing, n_iter, n_iter + 1),
+                keep(converged, new_conv), finishing, stats)
 
-    carry = (params, minus_inf, jnp.asarray(0, jnp.int32), jnp.asarray(False))
-    p, lb, n_iter, converged = lax.while_loop(cond, body, carry)
-    return GMMResult(p.weights, p.means, p.covariances, p.precisions_cholesky, lb, n_iter, converged)
+    zero = SuffStats(jnp.zeros((K,), dtype), jnp.zeros((K, d), dtype), jnp.zeros((K, d, d), dtype),
+                     jnp.zeros((), dtype), jnp.zeros((), dtype))
+    carry = (params, minus_inf, jnp.asarray(0, jnp.int32), jnp.asarray(False), jnp.asarray(False), zero)
+    p, lb, n_iter, converged, _, stats = lax.while_loop(cond, body, carry)
+    res = GMMResult(p.weights, p.means, p.covariances, p.precisions_cholesky, lb, n_iter, converged)
+    return (res, stats) if final_stats else res
 
 
 # ----------------------------------------------------------------------------
@@ -286,6 +343,14 @@ def _nearest_centre(X, centres, active):
     return jnp.argmin(X @ (-2.0 * centres.T) + cn[None, :], axis=1)
 
 
+def _sample_weighted(key, weights, m):
+    """m row indices drawn with probability proportional to weights (n,) >= 0, by inverse CDF as
+    scikit-learn: searchsorted(cumsum(w), u * sum(w)) (m uniforms, not one Gumbel per row)."""
+    cs = jnp.cumsum(weights)
+    u = jax.random.uniform(key, (m,), weights.dtype) * cs[-1]
+    return jnp.minimum(jnp.searchsorted(cs, u, side="right"), weights.shape[0] - 1)
+
+
 def _kmeans_plusplus(key, X, mask, active):
     """Greedy k-means++ seeding (as scikit-learn: 2 + log K local trials per centre).
 
@@ -296,7 +361,8 @@ def _kmeans_plusplus(key, X, mask, active):
     K = active.shape[0]
     n_trials = 2 + int(math.log(K))
     key, k0 = jax.random.split(key)
-    first = jax.random.categorical(k0, jnp.where(mask, 0.0, -jnp.inf))
+    uniform = mask.astype(X.dtype)
+    first = _sample_weighted(k0, uniform, 1)[0]
     centres = jnp.zeros((K, d), X.dtype).at[0].set(X[first])
     x2 = jnp.sum(X * X, axis=1)
     closest = jnp.where(mask, jnp.sum((X - X[first]) ** 2, axis=1), 0.0)
@@ -304,10 +370,9 @@ def _kmeans_plusplus(key, X, mask, active):
     def step(i, carry):
         centres, closest, key = carry
         key, kc = jax.random.split(key)
-        logits = jnp.where(mask & (closest > 0), jnp.log(jnp.where(closest > 0, closest, 1.0)), -jnp.inf)
         # all-zero potential (duplicates only): fall back to uniform over valid rows
-        logits = jnp.where(jnp.any(jnp.isfinite(logits)), logits, jnp.where(mask, 0.0, -jnp.inf))
-        cand = jax.random.categorical(kc, logits, shape=(n_trials,))
+        w = jnp.where(jnp.sum(closest) > 0, closest, uniform)
+        cand = _sample_weighted(kc, w, n_trials)
         cx = X[cand]                                                          # (trials, d)
         cd = jnp.maximum(x2[:, None] - 2.0 * X @ cx.T + jnp.sum(cx * cx, axis=1)[None, :], 0.0)  # (n, trials)
         new_closest = jnp.minimum(closest[:, None], cd)
@@ -322,30 +387,19 @@ def _kmeans_plusplus(key, X, mask, active):
     return centres
 
 
-def _kmeans_labels(key, Xc, maskc, active, max_iter=300, tol=1e-4):
-    """Lloyd's algorithm over chunks -> labels (n_chunks, c) int32.
-
-    Stops when the summed squared centre shift is <= tol * mean feature variance
-    (scikit-learn's criterion) or after max_iter; empty clusters keep their centre.
-    """
-    nc, c, d = Xc.shape
-    K = active.shape[0]
-    X = Xc.reshape(nc * c, d)
-    mask = maskc.reshape(nc * c)
-    nvalid = jnp.sum(mask)
-    mean = jnp.sum(jnp.where(mask[:, None], X, 0.0), axis=0) / nvalid
-    var = jnp.sum(jnp.where(mask[:, None], (X - mean) ** 2, 0.0), axis=0) / nvalid
-    tol_abs = tol * jnp.mean(var)
-    centres0 = _kmeans_plusplus(key, X, mask, active)
+def _lloyd(centres, Xc, maskc, active, max_iter, tol_abs):
+    """Lloyd's iterations over chunks from ``centres`` until the summed squared centre shift is
+    <= tol_abs or max_iter passes -> (centres (K, d), passes). Empty clusters keep their centre."""
+    K, d = centres.shape
 
     def sums(centres):
         def body(acc, chunk):
             x, m = chunk
-            lab = _nearest_centre(x, centres, active)
-            oh = jax.nn.one_hot(lab, K, dtype=x.dtype) * m[:, None]
-            return (acc[0] + oh.T @ x, acc[1] + jnp.sum(oh, axis=0)), None
-        (s, cnt), _ = lax.scan(body, (jnp.zeros((K, d), X.dtype), jnp.zeros((K,), X.dtype)), (Xc, maskc))
-        return s, cnt
+            lab = jnp.where(m, _nearest_centre(x, centres, active), K)         # padding -> bin K
+            xa = jnp.concatenate([x, jnp.ones((x.shape[0], 1), x.dtype)], axis=1)
+            return acc + jax.ops.segment_sum(xa, lab, K + 1)[:K], None
+        acc, _ = lax.scan(body, jnp.zeros((K, d + 1), centres.dtype), (Xc, maskc))
+        return acc[:, :d], acc[:, d]
 
     def cond(carry):
         _, shift, it = carry
@@ -359,8 +413,39 @@ def _kmeans_labels(key, Xc, maskc, active, max_iter=300, tol=1e-4):
         shift = jnp.sum((new - centres) ** 2)
         return new, shift, it + 1
 
-    centres, _, _ = lax.while_loop(cond, body, (centres0, jnp.asarray(jnp.inf, X.dtype), 0))
-    return lax.map(lambda x: _nearest_centre(x, centres, active).astype(jnp.int32), Xc)
+    centres, _, it = lax.while_loop(cond, body, (centres, jnp.asarray(jnp.inf, centres.dtype), 0))
+    return centres, it
+
+
+# k-means on a large table first converges on a random sample of this many rows (k-means++ seeding
+# and Lloyd's), then Lloyd's goes on over all rows from there until the same criterion holds. The
+# end point is a converged k-means of the whole table, as scikit-learn's; the sample only moves
+# most of the passes to 1/n-th of the rows. 0 switches the sample stage off.
+KMEANS_SAMPLE = 16384
+
+
+def _kmeans_centres(key, Xc, maskc, active, max_iter=300, tol=1e-4):
+    """k-means++ seeding + Lloyd's algorithm -> centres (K, d) (scikit-learn's stopping rule:
+    summed squared centre shift <= tol * mean feature variance, or max_iter passes)."""
+    nc, c, d = Xc.shape
+    X = Xc.reshape(nc * c, d)
+    mask = maskc.reshape(nc * c)
+    nvalid = jnp.sum(mask)
+    mean = jnp.sum(jnp.where(mask[:, None], X, 0.0), axis=0) / nvalid
+    var = jnp.sum(jnp.where(mask[:, None], (X - mean) ** 2, 0.0), axis=0) / nvalid
+    tol_abs = tol * jnp.mean(var)
+    S = KMEANS_SAMPLE
+    if S and nc * c > 2 * S:
+        k_sample, key = jax.random.split(key)
+        Xs = X[_sample_weighted(k_sample, mask.astype(X.dtype), S)]
+        centres = _kmeans_plusplus(key, Xs, jnp.ones((S,), bool), active)
+        sc = min(S, DEFAULT_CHUNK_SIZE)
+        centres, _ = _lloyd(centres, Xs.reshape(S // sc, sc, d), jnp.ones((S // sc, sc), bool),
+                            active, max_iter, tol_abs)
+    else:
+        centres = _kmeans_plusplus(key, X, mask, active)
+    centres, _ = _lloyd(centres, Xc, maskc, active, max_iter, tol_abs)
+    return centres
 
 
 def _init_from_resp_fn(resp_fn, Xc, maskc, active, reg_covar):
@@ -385,8 +470,8 @@ def _init_params(kind, key, Xc, maskc, active, reg_covar):
     K = active.shape[0]
     dtype = Xc.dtype
     if kind == "kmeans":
-        labels = _kmeans_labels(key, Xc, maskc, active)
-        return _init_from_resp_fn(lambda i, x: jax.nn.one_hot(labels[i], K, dtype=dtype),
+        centres = _kmeans_centres(key, Xc, maskc, active)
+        return _init_from_resp_fn(lambda i, x: jax.nn.one_hot(_nearest_centre(x, centres, active), K, dtype=dtype),
                                   Xc, maskc, active, reg_covar)
     if kind == "random":
         def resp_fn(i, x):
@@ -432,8 +517,7 @@ def _sweep_program(keys, actives, n_free, Xc, maskc, max_iter, tol, reg_covar, *
     def one(args):
         key, active, n_params = args
         p0 = _init_params("kmeans", key, Xc, maskc, active, reg_covar)
-        res = _em(p0, Xc, maskc, active, max_iter, tol, reg_covar)
-        st = _data_stats(res.weights, res.means, res.precisions_cholesky, Xc, maskc, active)
+        res, st = _em(p0, Xc, maskc, active, max_iter, tol, reg_covar, final_stats=True)
         b = -2.0 * st.loglik + n_params * jnp.log(st.n)
         return b, res.lower_bound, res.n_iter, res.converged
     return lax.map(one, (keys, actives, n_free), batch_size=batch_size)
@@ -688,7 +772,9 @@ def bic_sweep(X, ks=range(2, 21), repeats=5, *, seed, max_iter=100, tol=1e-3, re
               dtype=None, chunk_size=None, groups=None, batch_size=1) -> BICCurve:
     """BIC of k-means-initialised fits for every K in ks, ``repeats`` times each.
 
-    The ks are split into ``groups`` contiguous runs (default: min(4, len(ks))); every (K, repeat)
+    The ks are split into ``groups`` contiguous runs (default: 2 below 200,000 rows, where each
+    compilation (~3 s on a 2-core CPU) weighs as much as the padded work it saves, else 4; never
+    more than len(ks)); every (K, repeat)
     fit of a run is padded to the run's largest K (inactive components masked out: weight 0,
     log-weight -inf, exactly inert) and all of them run in ONE compiled program, so the sweep costs
     ``groups`` compilations. groups=1 pads everything to max(ks) (one program, most padding work);
@@ -706,7 +792,9 @@ def bic_sweep(X, ks=range(2, 21), repeats=5, *, seed, max_iter=100, tol=1e-3, re
     X = _check_X(X, kmax)
     n, d = X.shape
     dt = _resolve_dtype(X, dtype)
-    groups = min(4, ks.size) if groups is None else max(1, min(int(groups), ks.size))
+    if groups is None:
+        groups = 2 if n < 200_000 else 4
+    groups = max(1, min(int(groups), ks.size))
     B = max(1, int(batch_size))
     if chunk_size is None:
         bound = max(256, min(DEFAULT_CHUNK_SIZE, _SWEEP_CHUNK_ELEMENTS // (B * kmax * (d + 1))))

@@ -82,6 +82,24 @@ def test_float32_matches_sklearn_to_1e4(data, start):
     np.testing.assert_allclose(ours.covariances, sk.covariances_, rtol=1e-4, atol=1e-4 * scale)
 
 
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-8), ("float32", 1e-4)])
+def test_many_components_match_sklearn(dtype, rtol):
+    """K >= _PAIR_MIN_K takes the pair-product moment path: same iterations as scikit-learn."""
+    k = 10
+    assert k >= G._PAIR_MIN_K
+    X, _ = _mixture(3000, k, 5, seed=11, sep=2.5)
+    rng = np.random.default_rng(2)
+    means = X[rng.choice(X.shape[0], k, replace=False)]
+    cov = np.stack([np.cov(X.T) * (0.5 + 0.1 * i) for i in range(k)])
+    begin = G.GMMParams(np.full(k, 1.0 / k), means, cov, np.linalg.inv(np.linalg.cholesky(cov)).transpose(0, 2, 1))
+    sk = _sklearn_from(begin, 5, X=X, k=k)
+    ours = G.fit_gmm(X, k, seed=0, init=begin, max_iter=5, tol=0.0, dtype=dtype)
+    assert abs(ours.lower_bound - sk.lower_bound_) <= rtol * abs(sk.lower_bound_)
+    scale = np.abs(sk.covariances_).max()
+    np.testing.assert_allclose(ours.means, sk.means_, rtol=100 * rtol, atol=100 * rtol * np.abs(sk.means_).max())
+    np.testing.assert_allclose(ours.covariances, sk.covariances_, rtol=100 * rtol, atol=100 * rtol * scale)
+
+
 def test_convergence_stops_at_the_same_iteration_as_sklearn(data, start):
     sk = _sklearn_from(start, 200, tol=1e-3, X=data)
     ours = G.fit_gmm(data, K, seed=0, init=start, max_iter=200, tol=1e-3)
@@ -93,8 +111,10 @@ def test_convergence_stops_at_the_same_iteration_as_sklearn(data, start):
     assert short.n_iter == 2 and short.converged is False
 
 
-def test_kmeans_init_labels_agree_with_sklearn_on_separated_clusters():
-    X, truth = _mixture(6000, 6, 12, seed=3, sep=4.0, scale=0.3)
+@pytest.mark.parametrize("n", [6000, 40_000])   # 40k > 2 * KMEANS_SAMPLE: k-means starts on a sample
+def test_kmeans_init_labels_agree_with_sklearn_on_separated_clusters(n):
+    assert (n > 2 * G.KMEANS_SAMPLE) == (n == 40_000)
+    X, truth = _mixture(n, 6, 12, seed=3, sep=4.0, scale=0.3)
     ours = G.fit_gmm(X, 6, seed=0)
     gm = GaussianMixture(6, covariance_type="full", random_state=0).fit(X)
     a, b = np.asarray(G.predict(ours, X)), gm.predict(X)
