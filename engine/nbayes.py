@@ -448,8 +448,7 @@ class NaiveBayesKDE:
         X = np.asarray(X, float)
         K = len(self.classes)
         columns = np.repeat(np.arange(X.shape[1]), K)
-        ll = evaluate_log_kde(self.grid, X, columns, chunk_rows=min(self.chunk_rows, max(1024, len(X))),
-                              dtype=self.dtype)
+        ll = evaluate_log_kde(self.grid, X, columns, chunk_rows=self.chunk_rows, dtype=self.dtype)
         return np.asarray(ll).reshape(len(X), X.shape[1], K)
 
     def _cat(self, X):

@@ -11,8 +11,9 @@ kernel terms per point; here each density is instead
 2. **convolved** with the Gaussian kernel on that grid by FFT (zero-padded to
    ``2G`` so the discrete convolution is exact, not circular),
 3. **evaluated** at any points by linear interpolation between nodes, in
-   fixed-size row chunks (``lax.map`` over chunks padded to a static shape),
-   so 10 million evaluations never hold more than one chunk of temporaries.
+   fixed-size row blocks (one jitted program per block shape, the last block
+   padded), so 10 million evaluations never hold more than one block of
+   temporaries and tables of any length reuse the same compilation.
 
 All pairs are handled by one batched call with static shapes: training sets of
 different sizes are padded to a common length with weight 0.
@@ -180,28 +181,53 @@ def _log_kde_chunk(grid: KDEGrid, xc, dtype):
     return jnp.where(jnp.isnan(xc), jnp.nan, out)
 
 
-@partial(jax.jit, static_argnames=("chunk_rows", "dtype"))
+@partial(jax.jit, static_argnames=("dtype",))
+def _log_kde_block(grid: KDEGrid, xb, columns, dtype):
+    """One fixed-shape block (c, d) of the evaluation table -> (c, m) log-densities."""
+    return _log_kde_chunk(grid, xb.astype(dtype)[:, columns], dtype)
+
+
+def _block_rows(n: int, chunk_rows: int) -> int:
+    """Rows per compiled block: chunk_rows for tables of at least that size, else the next power of two
+    >= n (at least 1024), so tables of every size share a handful of compiled shapes."""
+    chunk_rows = int(chunk_rows)
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
+    if n >= chunk_rows:
+        return chunk_rows
+    return min(chunk_rows, max(1024, 1 << max(0, int(n - 1).bit_length())))
+
+
 def evaluate_log_kde(grid: KDEGrid, X, columns, chunk_rows: int = 65536, dtype=jnp.float64):
-    """Log-density of every pair at the rows of a table, in fixed-size row chunks.
+    """Log-density of every pair at the rows of a table, in fixed-size row blocks.
 
     grid: a :class:`KDEGrid` of ``m`` pairs.
     X: (N, d) evaluation table (NaN = missing -> NaN out).
     columns: (m,) int, the column of ``X`` at which pair ``j`` is evaluated.
-    Returns (N, m) log-densities. Memory of temporaries is O(chunk_rows * m).
+    Returns (N, m) log-densities as a host NumPy array. One jitted program per block shape: blocks of ``chunk_rows`` rows
+    (the last one padded with NaN), or for a smaller table one block of the next power of two >= N,
+    so tables of any size reuse the same few compilations (a Dask run over shards of varying
+    length compiles once). Blocks are dispatched back to back and gathered once at the end.
+    Memory of temporaries is O(block * m).
     """
-    X = jnp.asarray(X, dtype)
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-d table (rows, columns), got shape {X.shape}")
     columns = jnp.asarray(columns, jnp.int32)
-    n = X.shape[0]
-    n_chunks = max(1, -(-n // chunk_rows))
-    pad = n_chunks * chunk_rows - n
-    Xp = jnp.pad(X, ((0, pad), (0, 0)), constant_values=jnp.nan).reshape(n_chunks, chunk_rows, X.shape[1])
-    out = jax.lax.map(lambda xc: _log_kde_chunk(grid, xc[:, columns], dtype), Xp)
-    return out.reshape(n_chunks * chunk_rows, -1)[:n]
+    n, d = X.shape
+    c = _block_rows(n, chunk_rows)
+    outs = []
+    for start in range(0, max(n, 1), c):
+        xb = X[start:start + c]
+        if xb.shape[0] < c:
+            xb = np.concatenate([xb, np.full((c - xb.shape[0], d), np.nan, xb.dtype if xb.dtype.kind == "f" else float)])
+        outs.append(_log_kde_block(grid, xb, columns, dtype))
+    return np.concatenate(jax.device_get(outs), axis=0)[:n]
 
 
 def evaluate_kde(grid: KDEGrid, X, columns, chunk_rows: int = 65536, dtype=jnp.float64):
     """Density (not log) of :func:`evaluate_log_kde`; same shapes."""
-    return jnp.exp(evaluate_log_kde(grid, X, columns, chunk_rows=chunk_rows, dtype=dtype))
+    return np.exp(evaluate_log_kde(grid, X, columns, chunk_rows=chunk_rows, dtype=dtype))
 
 
 @partial(jax.jit, static_argnames=("dtype",))

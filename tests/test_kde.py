@@ -109,3 +109,23 @@ def test_cv_bandwidth_prefers_narrow_kernel_for_well_separated_clumps():
     held = s[:, ::3]
     ll = lambda h: float(jnp.mean(exact_log_kde(s[:, 1::3], np.ones_like(s[:, 1::3]), jnp.array([h]), held)))
     assert ll(h_cv) > ll(h_scott)
+
+
+def test_tables_of_any_length_reuse_one_compilation():
+    """A Dask run hands the evaluator shards of varying length: they must not each compile."""
+    import kernels.kde as KD
+    samples, x, w = _padded_pairs()
+    grid = fit_binned_kde(x, w, scott_bandwidth(x, w))
+    rng = np.random.default_rng(3)
+    big = [rng.normal(size=(n, 3)) for n in (2500, 3100, 4999)]      # blocks of 1000 rows, last padded
+    ref = [np.asarray(exact_log_kde(x, w, scott_bandwidth(x, w), b.T)).T for b in big]
+    KD.evaluate_log_kde(grid, big[0], np.arange(3), chunk_rows=1000)
+    before = KD._log_kde_block._cache_size()
+    for b, r in zip(big, ref):
+        got = np.asarray(KD.evaluate_log_kde(grid, b, np.arange(3), chunk_rows=1000))
+        assert got.shape == b.shape
+        np.testing.assert_allclose(got, r, atol=2e-3, rtol=2e-3)
+    for n in (3, 200, 700):                                          # small tables: one 1024-row block
+        KD.evaluate_log_kde(grid, big[0][:n], np.arange(3), chunk_rows=1000)
+    assert KD._log_kde_block._cache_size() == before
+    assert KD._block_rows(5, 65536) == 1024 and KD._block_rows(5000, 65536) == 8192
