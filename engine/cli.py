@@ -7,11 +7,14 @@ exposes three names:
 ``add_cli_arguments``   ``(parser) -> None``: declares its options (every option has a help text)
 ``run_cli``             ``(args) -> int``: does the work, returns the exit code
 
-and is listed once in ``COMMANDS`` below. A module owning several commands is
-listed as ``"module:prefix"`` and exposes ``{prefix}_help``, ``add_{prefix}_arguments``
-and ``run_{prefix}`` instead. Options common to every command
-(``--device``, ``--precision``, ``--config``) are declared here once; the
-Dask commands (``*-shards``) add ``--scheduler`` and ``--workers``. Errors a user can act on are raised as :class:`engine.errors.XsiftError`
+and optionally ``CLI_COMMON``, the common options it honours (default: all of
+``COMMON_OPTIONS``). It is listed once in ``COMMANDS`` below. A module owning several
+commands is listed as ``"module:prefix"`` and exposes ``{prefix}_help``,
+``add_{prefix}_arguments``, ``run_{prefix}`` (and optionally ``{prefix}_common``)
+instead. The common options (``--device``, ``--precision``, ``--config``) are
+declared here once, and only on the commands that use them: an option accepted
+and silently ignored is worse than none (``xsift simulate --config`` is an error,
+not a no-op). The Dask commands (``*-shards``) add ``--scheduler`` and ``--workers``. Errors a user can act on are raised as :class:`engine.errors.XsiftError`
 and printed as one message, never as a traceback.
 """
 from __future__ import annotations
@@ -36,27 +39,40 @@ COMMANDS: dict[str, str] = {
 }
 
 
-def _common_options() -> argparse.ArgumentParser:
+COMMON_OPTIONS = ("device", "precision", "config")
+
+
+def _common_options(names=COMMON_OPTIONS) -> argparse.ArgumentParser:
+    """A parent parser holding the common options ``names`` (a subset of COMMON_OPTIONS)."""
+    unknown = set(names) - set(COMMON_OPTIONS)
+    if unknown:  # pragma: no cover (a programming error in a command module)
+        raise ValueError(f"unknown common option(s) {sorted(unknown)}")
     common = argparse.ArgumentParser(add_help=False)
+    if not names:
+        return common
     group = common.add_argument_group("common options")
-    group.add_argument("--device", choices=["cpu", "gpu"], default=None,
-                       help="JAX device to run the kernels on (default: JAX's default device)")
-    group.add_argument("--precision", choices=["float32", "float64"], default="float64",
-                       help="floating-point precision of the kernels (default: float64, the reference)")
-    group.add_argument("--config", metavar="FILE", default=None,
-                       help="a preset TOML file (copy one from engine/presets/ and edit it) "
-                            "replacing the built-in preset")
+    if "device" in names:
+        group.add_argument("--device", choices=["cpu", "gpu"], default=None,
+                           help="JAX device to run the kernels on (default: JAX's default device)")
+    if "precision" in names:
+        group.add_argument("--precision", choices=["float32", "float64"], default="float64",
+                           help="floating-point precision of the kernels (default: float64, the reference)")
+    if "config" in names:
+        group.add_argument("--config", metavar="FILE", default=None,
+                           help="a preset TOML file (copy one from engine/presets/ and edit it) "
+                                "replacing the built-in preset")
     return common
 
 
 def _command_functions(target: str):
-    """(help, add_arguments, run) of a COMMANDS entry ``module`` or ``module:prefix``."""
+    """(help, add_arguments, run, common option names) of a COMMANDS entry ``module`` or ``module:prefix``."""
     module_name, _, prefix = target.partition(":")
     module = importlib.import_module(module_name)
     if prefix:
         return (getattr(module, f"{prefix}_help"), getattr(module, f"add_{prefix}_arguments"),
-                getattr(module, f"run_{prefix}"))
-    return module.CLI_HELP, module.add_cli_arguments, module.run_cli
+                getattr(module, f"run_{prefix}"), getattr(module, f"{prefix}_common", COMMON_OPTIONS))
+    return (module.CLI_HELP, module.add_cli_arguments, module.run_cli,
+            getattr(module, "CLI_COMMON", COMMON_OPTIONS))
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -80,11 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xsift {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND",
                                 help="the step to run; `xsift COMMAND --help` lists its options")
-    common = _common_options()
     for name, target in COMMANDS.items():
-        help_text, add_arguments, run = _command_functions(target)
+        help_text, add_arguments, run, common_names = _command_functions(target)
         p = sub.add_parser(name, help=help_text, description=help_text,
-                           parents=[common],
+                           parents=[_common_options(common_names)],
                            formatter_class=HelpFormatter)
         add_arguments(p)
         p.set_defaults(_run=run)
@@ -114,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        apply_device(args.device)
+        apply_device(getattr(args, "device", None))
         return int(args._run(args) or 0)
     except XsiftError as exc:
         print(f"xsift {args.command}: error: {exc}", file=sys.stderr)

@@ -562,6 +562,7 @@ def run_pipeline(df: pd.DataFrame, preset: dict, *, n_components: int = 6, seed:
 
 fit_help = "fit the cluster-then-label model (feature transform, GMM, per-cluster class statistics)"
 classify_help = "classify the unlabelled detections of a catalogue with a saved model; master classes per source"
+classify_common = ("device", "precision")   # the preset is the saved model's
 run_help = "fit the cluster-then-label model on a catalogue and classify it (the paper's whole run)"
 
 FORMAT_SUFFIX = {"parquet": ".parquet", "csv": ".csv", "fits": ".fits"}

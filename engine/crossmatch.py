@@ -23,6 +23,7 @@ import pandas as pd
 from engine.errors import SchemaError, XsiftError
 
 CLI_HELP = "give each detection the type of its nearest reference object within a radius (e.g. SIMBAD)"
+CLI_COMMON = ("config",)   # astropy only: the preset names the type column and classes
 
 _RADIUS = re.compile(r"^\s*([0-9.eE+-]+)\s*(arcsec|arcmin|deg|mas)?\s*$")
 

@@ -68,6 +68,7 @@ from kernels.evolution import differential_evolution
 from kernels.kde import KDEGrid, evaluate_log_kde, fit_binned_kde, fit_cv_bandwidth, scott_bandwidth
 
 CLI_HELP = "interpretable naive-Bayes classifier with KDE likelihoods: fit | tune | classify | tracks"
+CLI_COMMON = ()   # declared per sub-command below
 DEFAULT_PRESET = "nb_csc"
 MODEL_FORMAT = 1
 
@@ -801,22 +802,19 @@ def _run_tracks(args) -> int:
 
 
 def add_cli_arguments(parser) -> None:
-    import argparse
     from engine.cli import HelpFormatter, _common_options
     sub = parser.add_subparsers(dest="nb_command", metavar="fit|tune|classify|tracks", required=True,
                                 help="fit KDE likelihoods, tune category weights, classify a catalogue, or draw probability tracks")
 
-    def subparser(name, help_text):
-        common = _common_options()
-        for action in common._actions:       # accept the common options after the sub-command too,
-            action.default = argparse.SUPPRESS   # without overriding values given before it
-        return sub.add_parser(name, help=help_text, description=help_text, parents=[common],
+    def subparser(name, help_text, common=("device", "precision")):
+        """fit/tune also read a preset (--config); classify/tracks use the saved model's preset."""
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[_common_options(common)],
                               formatter_class=HelpFormatter)
 
     for name, text in (("fit", "fit the per-(property, class) KDEs and priors on a labelled catalogue"),
                        ("tune", "tune the category weights by differential evolution on cross-validated "
                                 "F1 of one class, then fit and save the model")):
-        p = subparser(name, text)
+        p = subparser(name, text, ("device", "precision", "config"))
         p.add_argument("catalog", help="labelled training catalogue (Parquet, CSV, FITS, VOTable)")
         p.add_argument("--labels", default=None,
                        help="column holding the class labels (default: the preset's [columns] label)")

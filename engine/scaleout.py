@@ -88,6 +88,7 @@ def run_fit_shards(args) -> int:
 classify_shards_help = ("classify every row of a directory of Parquet shards, resumably, then vote across shards "
                         "(cluster-then-label model from fit/fit-shards; a naive-Bayes model from nb fit classifies "
                         "one row per source, no vote)")
+classify_shards_common = ("device",)   # precision and preset are the saved model's
 
 
 def add_classify_shards_arguments(parser) -> None:
@@ -142,6 +143,7 @@ def _vote(client, run_dir, n_partitions):
 # ---------------------------------------------------------------- vote-shards
 
 vote_shards_help = "master classes of every source of a classify-shards run, across shards (shuffle on name)"
+vote_shards_common = ("device",)
 
 
 def add_vote_shards_arguments(parser) -> None:

@@ -100,6 +100,7 @@ import numpy as np
 from engine.errors import XsiftError
 
 CLI_HELP = "write a CSC-like simulated catalogue with ground-truth classes as Parquet shards"
+CLI_COMMON = ()   # NumPy only, one built-in calibration: no device, precision or preset to choose
 
 CALIBRATION_PATH = pathlib.Path(__file__).resolve().parent / "presets" / "simulator_calibration.json"
 
