@@ -566,15 +566,49 @@ def m_step(stats: SuffStats, reg_covar) -> GMMParams:
     return _m_step_program(stats, jnp.asarray(reg_covar, stats.nk.dtype))
 
 
+# chunks per compiled E-step call when a table is applied to a fitted mixture (see e_step)
+_E_STEP_BLOCK_CHUNKS = 8
+
+
+def _e_step_layout(n, chunk_size):
+    """(rows per chunk, chunks per call) for applying a mixture to n rows: a fixed layout for tables
+    of at least a full call, else powers of two, so tables of any length share a few compilations."""
+    c = int(chunk_size or DEFAULT_CHUNK_SIZE)
+    if c < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if n >= c * _E_STEP_BLOCK_CHUNKS:
+        return c, _E_STEP_BLOCK_CHUNKS
+    if n > c:
+        return c, 1 << (-(-n // c) - 1).bit_length()
+    return min(c, max(64, 1 << max(0, n - 1).bit_length())), 1
+
+
 def e_step(params, X, *, chunk_size=None):
-    """(log_resp (n, K), log p(x) (n,)) for X (n, d), computed over row chunks."""
+    """(log_resp (n, K), log p(x) (n,)) for X (n, d), computed over row chunks.
+
+    The table goes through one compiled program in calls of a fixed shape (``chunks x rows``, the
+    last call padded; see :func:`_e_step_layout`), dispatched back to back and gathered once, so
+    tables of any length (Dask shards, successive catalogues) reuse the same compilation.
+    """
     means = jnp.asarray(params.means)
     dtype = means.dtype
-    Xc, _, n = _chunked(X, dtype, chunk_size)
-    log_resp, log_norm = _e_step_program(jnp.asarray(params.weights, dtype), means,
-                                         jnp.asarray(params.precisions_cholesky, dtype), Xc)
+    weights = jnp.asarray(params.weights, dtype)
+    prec = jnp.asarray(params.precisions_cholesky, dtype)
+    X = np.asarray(X, dtype)
+    n, d = X.shape
     K = means.shape[0]
-    return log_resp.reshape(-1, K)[:n], log_norm.reshape(-1)[:n]
+    c, b = _e_step_layout(n, chunk_size)
+    rows = b * c
+    outs = []
+    for start in range(0, max(n, 1), rows):
+        xb = X[start:start + rows]
+        if xb.shape[0] < rows:
+            xb = np.concatenate([xb, np.zeros((rows - xb.shape[0], d), dtype)])
+        outs.append(_e_step_program(weights, means, prec, xb.reshape(b, c, d)))
+    host = jax.device_get(outs)
+    log_resp = np.concatenate([lr.reshape(-1, K) for lr, _ in host])[:n]
+    log_norm = np.concatenate([ln.reshape(-1) for _, ln in host])[:n]
+    return jnp.asarray(log_resp), jnp.asarray(log_norm)
 
 
 def predict_proba(params, X, *, chunk_size=None):

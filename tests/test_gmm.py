@@ -266,3 +266,21 @@ def test_choose_k_picks_the_k_before_the_gradient_flattens():
     i = int(np.flatnonzero(ks == k)[0])
     band = G.CHOOSE_K_THRESHOLD * (g.max() - g.min())
     assert np.all(np.abs(g[i + 1:] - g[i + 1]) <= band) and not np.all(np.abs(g[i:] - g[i]) <= band)
+
+
+def test_applying_a_mixture_to_tables_of_any_length_compiles_a_few_times(data, start):
+    """e_step/predict/score_samples on Dask shards of varying length must not compile per length."""
+    fit = G.fit_gmm(data, K, seed=0, init=start, max_iter=3, tol=0.0)
+    gm = _sklearn_with_params(fit, K)
+    rng = np.random.default_rng(4)
+    big = rng.normal(size=(50_000, D)) * 2.0
+    G.score_samples(fit, big[:40_000])                       # fixed layout: 8 chunks of 4096 rows
+    G.score_samples(fit, big[:30])                           # small tables: one power-of-two chunk
+    before = G._e_step_program._cache_size()
+    for n in (33_000, 41_234, 50_000):                       # full and padded calls, one shape
+        np.testing.assert_allclose(np.asarray(G.score_samples(fit, big[:n])), gm.score_samples(big[:n]),
+                                   rtol=1e-10, atol=1e-10)
+    for n in (33, 50, 64):                                   # all in the 64-row chunk
+        np.testing.assert_array_equal(np.asarray(G.predict(fit, big[:n])), gm.predict(big[:n]))
+    assert G._e_step_program._cache_size() == before
+    assert G._e_step_layout(5000, None) == (4096, 2) and G._e_step_layout(100, None) == (128, 1)
