@@ -295,6 +295,7 @@ def cluster_assignment(gmm, X: np.ndarray, dtype=None, chunk_size: int | None = 
     blocks (the last one zero-padded), so that any number of rows reuses one compiled program;
     the argmax stays on the device and the blocks are gathered once at the end."""
     import jax.numpy as jnp
+    from kernels.blocks import map_fixed_blocks
     from kernels.gmm import GMMParams, predict_block
     from kernels.mahalanobis import DEFAULT_CHUNK_SIZE
     n = len(X)
@@ -304,13 +305,8 @@ def cluster_assignment(gmm, X: np.ndarray, dtype=None, chunk_size: int | None = 
     dt = np.dtype(dtype or np.float64)
     params = GMMParams(*(jnp.asarray(np.asarray(a, dt)) for a in (gmm.weights, gmm.means, gmm.covariances,
                                                                   gmm.precisions_cholesky)))
-    X = np.asarray(X, dt)
-    pad = (-n) % C
-    if pad:
-        X = np.concatenate([X, np.zeros((pad, X.shape[1]), dt)])
-    # host-side slices, one compiled call per block, dispatched asynchronously, gathered once
-    outs = [predict_block(params, X[start:start + C]) for start in range(0, n + pad, C)]
-    return np.concatenate([np.asarray(o) for o in outs])[:n].astype(np.int64)
+    outs = map_fixed_blocks(lambda xb: predict_block(params, xb), np.asarray(X, dt), C)
+    return np.concatenate(outs)[:n].astype(np.int64)
 
 
 def class_statistics_of(X: np.ndarray, cluster: np.ndarray, labels: np.ndarray, n_clusters: int,

@@ -63,7 +63,8 @@ Batched fits: ``n_init`` restarts are one ``vmap`` over initialisations;
 (inactive components have weight exactly 0 and log-weight -inf, so they are
 exactly inert) and runs every (K, repeat) fit of a group of ks in one compiled
 program (``lax.map`` over fits, ``batch_size`` of them vmapped side by side;
-``groups`` programs in all, 4 by default, 1 = everything padded to max K). Each
+``groups`` programs in all — by default 2 below 200,000 rows, else 4; 1 = everything padded to
+max K). Each
 fit's BIC comes from one more pass of the EM loop's own compiled body after the
 last M-step (one data-pass body per program, not two).
 """
@@ -77,6 +78,8 @@ import numpy as np
 import jax
 import jax.numpy as jnp
 from jax import lax
+
+from kernels.blocks import map_fixed_blocks
 
 __all__ = [
     "GMMParams", "GMMResult", "SuffStats", "BICCurve",
@@ -439,7 +442,7 @@ def _kmeans_centres(key, Xc, maskc, active, max_iter=300, tol=1e-4):
         k_sample, key = jax.random.split(key)
         Xs = X[_sample_weighted(k_sample, mask.astype(X.dtype), S)]
         centres = _kmeans_plusplus(key, Xs, jnp.ones((S,), bool), active)
-        sc = min(S, DEFAULT_CHUNK_SIZE)
+        sc = DEFAULT_CHUNK_SIZE if S % DEFAULT_CHUNK_SIZE == 0 else S
         centres, _ = _lloyd(centres, Xs.reshape(S // sc, sc, d), jnp.ones((S // sc, sc), bool),
                             active, max_iter, tol_abs)
     else:
@@ -598,14 +601,7 @@ def e_step(params, X, *, chunk_size=None):
     n, d = X.shape
     K = means.shape[0]
     c, b = _e_step_layout(n, chunk_size)
-    rows = b * c
-    outs = []
-    for start in range(0, max(n, 1), rows):
-        xb = X[start:start + rows]
-        if xb.shape[0] < rows:
-            xb = np.concatenate([xb, np.zeros((rows - xb.shape[0], d), dtype)])
-        outs.append(_e_step_program(weights, means, prec, xb.reshape(b, c, d)))
-    host = jax.device_get(outs)
+    host = map_fixed_blocks(lambda xb: _e_step_program(weights, means, prec, xb.reshape(b, c, d)), X, b * c)
     log_resp = np.concatenate([lr.reshape(-1, K) for lr, _ in host])[:n]
     log_norm = np.concatenate([ln.reshape(-1) for _, ln in host])[:n]
     return jnp.asarray(log_resp), jnp.asarray(log_norm)

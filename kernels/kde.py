@@ -54,6 +54,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kernels.blocks import map_fixed_blocks
+
 __all__ = ["KDEGrid", "scott_bandwidth", "fit_binned_kde", "evaluate_log_kde",
            "evaluate_kde", "kde_error_bound", "exact_log_kde", "fit_cv_bandwidth"]
 
@@ -213,16 +215,13 @@ def evaluate_log_kde(grid: KDEGrid, X, columns, chunk_rows: int = 65536, dtype=j
     X = np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-d table (rows, columns), got shape {X.shape}")
+    if X.dtype.kind != "f":
+        X = X.astype(np.float64)       # NaN padding needs a float table
     columns = jnp.asarray(columns, jnp.int32)
-    n, d = X.shape
-    c = _block_rows(n, chunk_rows)
-    outs = []
-    for start in range(0, max(n, 1), c):
-        xb = X[start:start + c]
-        if xb.shape[0] < c:
-            xb = np.concatenate([xb, np.full((c - xb.shape[0], d), np.nan, xb.dtype if xb.dtype.kind == "f" else float)])
-        outs.append(_log_kde_block(grid, xb, columns, dtype))
-    return np.concatenate(jax.device_get(outs), axis=0)[:n]
+    n = X.shape[0]
+    outs = map_fixed_blocks(lambda xb: _log_kde_block(grid, xb, columns, dtype), X, _block_rows(n, chunk_rows),
+                            fill=np.nan)
+    return np.concatenate(outs, axis=0)[:n]
 
 
 def evaluate_kde(grid: KDEGrid, X, columns, chunk_rows: int = 65536, dtype=jnp.float64):
