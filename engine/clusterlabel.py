@@ -283,7 +283,7 @@ def cluster_log_resp(gmm, X: np.ndarray, dtype=None) -> np.ndarray:
     dt = np.dtype(dtype or np.float64)
     params = GMMParams(*(np.asarray(a, dt) for a in (gmm.weights, gmm.means, gmm.covariances,
                                                       gmm.precisions_cholesky)))
-    return np.asarray(e_step(params, np.asarray(X, dt))[0], dtype=np.float64)
+    return e_step(params, np.asarray(X, dt))[0].astype(np.float64, copy=False)
 
 
 # NumPy's default relative cutoff of np.linalg.pinv (the published code's call)

@@ -587,7 +587,7 @@ def _e_step_layout(n, chunk_size):
 
 
 def e_step(params, X, *, chunk_size=None):
-    """(log_resp (n, K), log p(x) (n,)) for X (n, d), computed over row chunks.
+    """(log_resp (n, K), log p(x) (n,)) as host NumPy arrays for X (n, d), computed over row chunks.
 
     The table goes through one compiled program in calls of a fixed shape (``chunks x rows``, the
     last call padded; see :func:`_e_step_layout`), dispatched back to back and gathered once, so
@@ -604,17 +604,17 @@ def e_step(params, X, *, chunk_size=None):
     host = map_fixed_blocks(lambda xb: _e_step_program(weights, means, prec, xb.reshape(b, c, d)), X, b * c)
     log_resp = np.concatenate([lr.reshape(-1, K) for lr, _ in host])[:n]
     log_norm = np.concatenate([ln.reshape(-1) for _, ln in host])[:n]
-    return jnp.asarray(log_resp), jnp.asarray(log_norm)
+    return log_resp, log_norm
 
 
 def predict_proba(params, X, *, chunk_size=None):
     """Responsibilities (n, K) of X (n, d) under params (exp of the log-sum-exp normalised log-probabilities)."""
-    return jnp.exp(e_step(params, X, chunk_size=chunk_size)[0])
+    return np.exp(e_step(params, X, chunk_size=chunk_size)[0])
 
 
 def predict(params, X, *, chunk_size=None):
     """Component labels (n,) int: argmax of the responsibilities."""
-    return jnp.argmax(e_step(params, X, chunk_size=chunk_size)[0], axis=1)
+    return np.argmax(e_step(params, X, chunk_size=chunk_size)[0], axis=1)
 
 
 @jax.jit
