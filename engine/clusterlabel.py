@@ -447,10 +447,10 @@ def classify_catalog(model: ClusterLabelModel, df: pd.DataFrame, *, dtype=None, 
     t_check = time.perf_counter()
     feats, ok = features_of(df, preset)
     labels, label_counts = reference_labels(df, preset)
-    X_all = model.transform.transform(feats[ok])
-    ok_t = np.isfinite(X_all).all(axis=1)            # values the fitted log cannot take -> missing
-    target = np.flatnonzero(ok)[ok_t & (labels[ok] == UNLABELLED)]
-    X = X_all[ok_t & (labels[ok] == UNLABELLED)]
+    X_all = model.transform.transform(feats)          # every row (NaN stays NaN): no row selection first
+    ok_t = ok & np.isfinite(X_all).all(axis=1)        # values the fitted log cannot take -> missing
+    target = np.flatnonzero(ok_t & (labels == UNLABELLED))
+    X = X_all[target]
     t1 = time.perf_counter()
     cluster = cluster_assignment(model.gmm, X, dtype, chunk_size)
     t2 = time.perf_counter()
@@ -462,7 +462,7 @@ def classify_catalog(model: ClusterLabelModel, df: pd.DataFrame, *, dtype=None, 
     t4 = time.perf_counter()
     report.update({
         "complete": int(ok.sum()),
-        "dropped_incomplete": int((~ok).sum() + (~ok_t).sum()),
+        "dropped_incomplete": int((~ok_t).sum()),
         "reference_labels": label_counts,
         "labelled_not_classified": int((labels[ok] >= 0).sum()),
         "other_type_not_classified": int((labels[ok] == OTHER_TYPE).sum()),
@@ -488,10 +488,11 @@ def _detection_table(df, feats, rows, cluster, probs, pred, classes, cols) -> pd
     cls = pd.array(list(classes) + [None], dtype="str")          # take from L + 1 names: no per-row strings
     out["predicted_class"] = cls.take(np.where(pred < 0, len(classes), pred))
     out["no_usable_class"] = pred < 0
-    fvals = feats.to_numpy(dtype=np.float64)[rows]
-    for j, f in enumerate(feats.columns):
-        out[f] = fvals[:, j]
-    return pd.DataFrame(out)
+    for f in feats.columns:
+        out[f] = feats[f].to_numpy(dtype=np.float64)[rows]
+    # copy=False: the columns are fresh arrays; pandas would otherwise copy them all once more
+    # into one consolidated 2-d block
+    return pd.DataFrame(out, copy=False)
 
 
 def classify_detections(model: ClusterLabelModel, df: pd.DataFrame, **kwargs) -> pd.DataFrame:

@@ -113,7 +113,7 @@ def derive_features(df: pd.DataFrame, preset: dict) -> pd.DataFrame:
                 values = _as_float(df, name)
             values = np.where(np.isfinite(values), values, np.nan)
             out[name] = values
-    return pd.DataFrame(out, index=df.index)
+    return pd.DataFrame(out, index=df.index, copy=False)     # fresh arrays: no consolidating copy
 
 
 def _as_float(df: pd.DataFrame, column: str) -> np.ndarray:
@@ -198,18 +198,31 @@ class FeatureTransform:
         return out
 
     def transform(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """``(n, d)`` float64 transformed features; missing stays NaN."""
+        """``(n, d)`` float64 transformed features; missing stays NaN.
+
+        Works column by column on contiguous arrays (a DataFrame's float64 columns are used as
+        they are), each column written once into the C-ordered result.
+        """
         if self.offsets is None:
             raise XsiftError("the feature transform is not fitted")
         if isinstance(features, pd.DataFrame):
-            values = np.asarray(features[self.features], dtype=np.float64)
+            columns = [features[f].to_numpy(dtype=np.float64) for f in self.features]
         else:
             values = np.asarray(features, dtype=np.float64)
-        out = self._log(values)
-        for j, name in enumerate(self.features):
-            if name in self.minmax:
-                span = self.maxima[j] - self.minima[j]
-                out[:, j] = (out[:, j] - self.minima[j]) / (span if span > 0 else 1.0)
+            columns = [values[:, j] for j in range(values.shape[1])]
+        n = len(columns[0]) if columns else 0
+        out = np.empty((n, len(self.features)))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for j, name in enumerate(self.features):
+                col = columns[j]
+                if name in self.log:
+                    shifted = col + self.offsets[j]
+                    col = np.log(shifted)
+                    col[~(shifted > 0)] = np.nan          # Eq. 2 is undefined at or below zero
+                if name in self.minmax:
+                    span = self.maxima[j] - self.minima[j]
+                    col = (col - self.minima[j]) / (span if span > 0 else 1.0)
+                out[:, j] = col
         return out
 
     def to_dict(self) -> dict:

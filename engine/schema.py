@@ -68,7 +68,7 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
         raise SchemaError(f"{source}: missing column{'s' if len(missing) > 1 else ''} "
                           f"{', '.join(hints)}; the preset needs {', '.join(required)}")
     report = CheckReport(rows_in=len(df), rows_out=len(df))
-    df = df.copy()
+    df = df.copy(deep=False)    # columns are replaced below, never written in place: the caller's frame is kept
     for col in dict.fromkeys(list(numeric) + list(features)):
         series = df[col]
         if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
@@ -96,7 +96,7 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
             raise SchemaError(f"{source}: feature column {col!r} is null in every row; "
                               "expected measured values")
     if key:
-        dup = df.duplicated(subset=list(key), keep=False)
+        dup = duplicated_keys(df, list(key))
         if dup.any():
             exact = df.duplicated(keep="first")
             conflicting = df[dup].drop_duplicates()
@@ -111,3 +111,22 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
             df = df[~exact].reset_index(drop=True)
     report.rows_out = len(df)
     return df, report
+
+
+def duplicated_keys(df: pd.DataFrame, key: list[str]) -> pd.Series:
+    """``df.duplicated(subset=key, keep=False)``: every row whose key occurs more than once.
+
+    Each key column is factorised once and the codes combined into one 64-bit integer per row
+    (a hash of integers is far cheaper than pandas' tuple hashing of mixed columns); keys whose
+    combined range would not fit fall back to pandas.
+    """
+    combined = np.zeros(len(df), dtype=np.int64)
+    span = 1
+    for col in key:
+        codes, uniques = pd.factorize(df[col], use_na_sentinel=False)
+        n = max(len(uniques), 1)
+        if span > (1 << 62) // n:
+            return df.duplicated(subset=key, keep=False)
+        combined = combined * n + codes
+        span *= n
+    return pd.Series(pd.Series(combined).duplicated(keep=False).to_numpy(), index=df.index)

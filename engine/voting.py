@@ -23,7 +23,7 @@ references) have no probabilities; they take no part in the votes and are counte
 in the summary (a source with only such detections gets no master class).
 
 Everything is vectorised: source codes from one ``pd.factorize``, one stable sort
-by (source, obsid), ``np.add.reduceat`` over the sorted rows, ``np.bincount`` for the vote counts. The function works on
+by (source, obsid), weighted ``np.bincount`` for the per-source sums and the vote counts. The function works on
 any set of whole sources, so a distributed run can call it per partition after
 grouping rows by ``name``.
 """
@@ -75,10 +75,18 @@ def hard_vote(source_sorted: np.ndarray, predicted_sorted: np.ndarray, n_sources
     n = len(source_sorted)
     key = source_sorted.astype(np.int64) * n_classes + predicted_sorted
     count = np.bincount(key, minlength=n_sources * n_classes).reshape(n_sources, n_classes)
-    first = np.full(n_sources * n_classes, n, dtype=np.int64)
-    np.minimum.at(first, key, np.arange(n, dtype=np.int64))  # first occurrence of each (source, class)
-    score = count.astype(np.int64) * (n + 1) - first.reshape(n_sources, n_classes)
-    return np.argmax(score, axis=1)
+    best = np.argmax(count, axis=1)
+    # only sources whose top count is shared by several classes need the first-occurrence rule
+    tied = (count == count[np.arange(n_sources), best][:, None]).sum(axis=1) > 1
+    if tied.any():
+        rows = np.flatnonzero(tied[source_sorted])
+        first = np.full(n_sources * n_classes, n, dtype=np.int64)
+        np.minimum.at(first, key[rows], rows)              # first occurrence of each (source, class)
+        t = np.flatnonzero(tied)
+        c = count[t].astype(np.int64)
+        score = c * (n + 1) - first.reshape(n_sources, n_classes)[t]
+        best[t] = np.argmax(score, axis=1)
+    return best
 
 
 def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregation: dict[str, list[str]],
@@ -101,17 +109,18 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
         skip = set(IDENTITY_COLUMNS) | set(classes)
         feature_columns = [c for c in df.columns if c not in skip]
     L = len(classes)
-    probs_all = df[list(classes)].to_numpy(dtype=np.float64, na_value=np.nan)
-    usable = np.isfinite(probs_all).all(axis=1)
+    # class-major (L, n): one contiguous row per class, so that the gathers and reductions below
+    # run along contiguous memory
+    probs_all_t = np.stack([df[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in classes]) if L \
+        else np.zeros((0, len(df)))
+    usable = np.isfinite(probs_all_t).all(axis=0)
     if "no_usable_class" in df.columns:
         usable &= ~df["no_usable_class"].to_numpy(dtype=bool)
     codes_all, n_sources_all = source_codes(df["name"]) if len(df) else (np.zeros(0, np.int64), 0)
     rows = np.flatnonzero(usable)
     rows = rows[sort_detections(codes_all[rows], df["obsid"].to_numpy()[rows])]
     src = codes_all[rows]
-    # class-major (L, n) layout: the reductions run along contiguous rows (pandas keeps the
-    # probability block class-major already, so the transpose is a view)
-    probs_t = np.ascontiguousarray(probs_all.T[:, rows])
+    probs_t = probs_all_t[:, rows]
     n = len(rows)
     if n:
         starts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])
@@ -120,12 +129,19 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
     S = len(starts)
     counts = np.diff(np.r_[starts, n]).astype(np.int64)
     if S:
-        mean_t = np.add.reduceat(probs_t, starts, axis=1) / counts[None, :]
-        dev = probs_t - np.repeat(mean_t, counts, axis=1)
-        dev *= dev
-        std = np.sqrt(np.add.reduceat(dev, starts, axis=1) / counts[None, :]).T
-        mean = mean_t.T
+        # per source and class: mean and population std (two passes, as np.mean / np.std), by
+        # weighted bincounts along the source-sorted rows (src_code ascending: every gather below
+        # walks memory in order). Results are kept source-major (S, L), so that the tables'
+        # gathers of selected sources read whole rows.
         src_code = np.repeat(np.arange(S), counts)
+        mean = np.empty((S, L))
+        std = np.empty((S, L))
+        for j, p in enumerate(probs_t):
+            m = np.bincount(src_code, weights=p, minlength=S) / counts
+            dev = p - m[src_code]
+            dev *= dev
+            mean[:, j] = m
+            std[:, j] = np.sqrt(np.bincount(src_code, weights=dev, minlength=S) / counts)
         pred = np.argmax(probs_t, axis=0)  # the predicted class of a detection with probabilities
         hard = hard_vote(src_code, pred, S, L)
         soft = np.argmax(mean, axis=1)
@@ -133,32 +149,31 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
         mean = std = np.zeros((0, L))
         hard = soft = np.zeros(0, dtype=np.int64)
     first = rows[starts]
+    agree = hard == soft
     # the tables list sources by detection count, largest first, then in order of first appearance
     order = np.argsort(-counts, kind="stable")
-    first, counts, mean, std, hard, soft = (a[order] for a in (first, counts, mean, std, hard, soft))
     agg_of = aggregated_class_of(classes, aggregation)
     cls = pd.array(list(classes), dtype="str")
     agg_cls = pd.array([agg_of[c] for c in classes], dtype="str")
-    agree = hard == soft
-    names = df["name"].iloc[first].astype("str").reset_index(drop=True)
-    ra = df["ra"].to_numpy(dtype=np.float64)[first]
-    dec = df["dec"].to_numpy(dtype=np.float64)[first]
-    feats = {c: df[c].iloc[first].reset_index(drop=True) for c in feature_columns}
+    name_col = df["name"].astype("str").array
 
-    def table(sel, label_columns):
-        """The rows ``sel`` of the per-source columns, with the given class-label columns after name."""
-        idx = np.flatnonzero(sel)
-        cols = {"name": names.iloc[idx].reset_index(drop=True), **label_columns,
-                "detection_count": counts[idx]}
-        cols.update({c: mean[idx, j] for j, c in enumerate(classes)})
-        cols.update({f"{c}_std": std[idx, j] for j, c in enumerate(classes)})
-        cols.update({"ra": ra[idx], "dec": dec[idx]})
-        cols.update({c: v.iloc[idx].reset_index(drop=True) for c, v in feats.items()})
-        return pd.DataFrame(cols)
+    def table(idx, label_columns):
+        """The sources ``idx`` (in table order), with the given class-label columns after name;
+        every column is one gather from the per-source arrays or the detections' columns."""
+        at = first[idx]
+        cols = {"name": name_col.take(at), **label_columns, "detection_count": counts[idx]}
+        m, sd = mean[idx].T.copy(), std[idx].T.copy()      # whole-row gathers, then one contiguous row per class
+        cols.update({c: m[j] for j, c in enumerate(classes)})
+        cols.update({f"{c}_std": sd[j] for j, c in enumerate(classes)})
+        cols.update({"ra": df["ra"].to_numpy(dtype=np.float64)[at], "dec": df["dec"].to_numpy(dtype=np.float64)[at]})
+        cols.update({c: df[c].array.take(at) for c in feature_columns})
+        return pd.DataFrame(cols, copy=False)      # fresh columns: no consolidating copy
 
     # class labels as (cheap) takes from the L-entry arrays of names
-    uniq = table(agree, {"agg_master_class": agg_cls.take(hard[agree]), "master_class": cls.take(hard[agree])})
-    amb = table(~agree, {"hard_master_class": cls.take(hard[~agree]), "soft_master_class": cls.take(soft[~agree])})
+    iu = order[agree[order]]
+    ia = order[~agree[order]]
+    uniq = table(iu, {"agg_master_class": agg_cls.take(hard[iu]), "master_class": cls.take(hard[iu])})
+    amb = table(ia, {"hard_master_class": cls.take(hard[ia]), "soft_master_class": cls.take(soft[ia])})
 
     flagged = int((~usable).sum())
     summary = {
