@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from engine.errors import SchemaError
-from engine.schema import check_catalog
+from engine.schema import check_catalog, duplicated_keys
 
 KEY = ["name", "obsid"]
 
@@ -62,6 +62,7 @@ def test_infinities_become_missing_and_are_counted():
     out, report = check(df)
     assert np.isnan(out.loc[0, "bb_kt"]) and np.isnan(out.loc[2, "hard_hs"])
     assert report.infinite_to_missing == {"hard_hs": 1, "bb_kt": 1}
+    assert np.isposinf(df.loc[0, "bb_kt"]) and np.isneginf(df.loc[2, "hard_hs"])   # the caller's frame is kept
 
 
 def test_duplicates_identical_dropped_conflicting_refused():
@@ -71,3 +72,21 @@ def test_duplicates_identical_dropped_conflicting_refused():
     df.loc[3, "bb_kt"] = 99.0
     with pytest.raises(SchemaError, match=r"1 \(name, obsid\) key\(s\) appear on rows with different values, e.g. a, 2"):
         check(df)
+
+
+def test_duplicated_keys_matches_pandas():
+    """The integer-key duplicate check against pandas' own DataFrame.duplicated (the oracle), with
+    string, float (NaN) and integer key columns, and the caller's frame left as it was."""
+    rng = np.random.default_rng(7)
+    n = 5000
+    names = pd.array(rng.choice([f"src{i}" for i in range(3000)] + [None], n), dtype="str")
+    df = pd.DataFrame({"name": names, "obsid": rng.integers(0, 40, n),
+                       "ccd": np.where(rng.random(n) < 0.05, np.nan, rng.integers(0, 3, n).astype(float))})
+    before = df.copy()
+    for key in (["name"], ["name", "obsid"], ["name", "obsid", "ccd"], ["ccd"]):
+        ours = duplicated_keys(df, key)
+        ref = df.duplicated(subset=key, keep=False)
+        assert ours.any()
+        pd.testing.assert_series_equal(ours, ref, check_names=False)
+    assert not duplicated_keys(df, ["name", "obsid"]).all()
+    pd.testing.assert_frame_equal(df, before)
