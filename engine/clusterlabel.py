@@ -94,6 +94,20 @@ class ClusterLabelModel:
     def n_clusters(self) -> int:
         return int(np.shape(self.class_mask)[0])
 
+    # -- the classifier interface shared with engine.nbayes.NaiveBayesKDE (used by engine.distributed)
+    def wanted_columns(self) -> list[str]:
+        """The catalogue columns classifying reads: identity, sky, reference type, raw features."""
+        return input_columns(self.preset)
+
+    @property
+    def vote_aggregation(self) -> dict:
+        """The aggregation of classes used by the master-class vote (one output row per detection)."""
+        return self.preset.get("classes", {}).get("aggregation", {})
+
+    def classify_frame(self, df: pd.DataFrame, source: str = "catalogue") -> tuple[pd.DataFrame, dict]:
+        """The detection-level table of ``df`` and its report (:func:`classify_catalog`)."""
+        return classify_catalog(self, df, source=source)
+
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"gmm_weights": np.asarray(self.gmm.weights, np.float64),
                 "gmm_means": np.asarray(self.gmm.means, np.float64),
@@ -199,6 +213,11 @@ def preset_columns(preset: dict) -> dict[str, str]:
            "ra": cols.get("ra", "ra"), "dec": cols.get("dec", "dec"),
            "type": cols.get("reference_type", "main_type")}
     return out
+
+
+def input_columns(preset: dict) -> list[str]:
+    """Every catalogue column the preset's classifier reads: identity, sky, reference type, raw features."""
+    return list(dict.fromkeys(list(preset.get("columns", {}).values()) + raw_feature_columns(preset)))
 
 
 def preset_classes(preset: dict) -> tuple[list[str], list[str], dict[str, list[str]]]:

@@ -220,16 +220,21 @@ def read_sharded(catalog: str | os.PathLike, columns: list[str] | None = None):
     return dd.read_parquet([str(f) for f in files], columns=columns)
 
 
-def catalog_columns(preset: dict, files: list[pathlib.Path]) -> list[str]:
-    """The columns the classifier needs (identity, sky, reference type, raw features), those present."""
+def shard_columns(wanted: list[str], files: list[pathlib.Path]) -> list[str]:
+    """``wanted`` with the columns present in the first shard first (a missing one is reported by the
+    classifier's schema check, which names it)."""
     import pyarrow.parquet as pq
-    from engine.features import raw_feature_columns
-    wanted = list(dict.fromkeys(list(preset.get("columns", {}).values()) + raw_feature_columns(preset)))
     try:
         names = pq.read_schema(files[0]).names
     except Exception as exc:
         raise XsiftError(f"{files[0]}: cannot be read as a Parquet shard ({type(exc).__name__}: {exc})") from None
     return [c for c in wanted if c in names] + [c for c in wanted if c not in names]
+
+
+def catalog_columns(preset: dict, files: list[pathlib.Path]) -> list[str]:
+    """The columns the cluster-then-label classifier needs (identity, sky, reference type, raw features)."""
+    from engine.clusterlabel import input_columns
+    return shard_columns(input_columns(preset), files)
 
 
 # ----------------------------------------------------------------------------
@@ -481,25 +486,6 @@ def load_classifier(model_dir: str | os.PathLike):
     return clusterlabel.ClusterLabelModel.load(d)
 
 
-def _is_naive_bayes(model) -> bool:
-    from engine.nbayes import NaiveBayesKDE
-    return isinstance(model, NaiveBayesKDE)
-
-
-def _model_columns(model, files: list[pathlib.Path]) -> list[str]:
-    if not _is_naive_bayes(model):
-        return catalog_columns(model.preset, files)
-    spec = model.spec
-    return list(dict.fromkeys(([spec.source_column] if spec.source_column else []) + spec.input_columns()))
-
-
-def _model_aggregation(model) -> dict | None:
-    """The class aggregation of the vote; None for naive Bayes (one row per source, nothing to vote)."""
-    if _is_naive_bayes(model):
-        return None
-    return model.preset.get("classes", {}).get("aggregation", {})
-
-
 # the model each worker process has loaded, by (model directory, hash): loaded once per worker
 _WORKER_MODELS: dict = {}
 
@@ -523,7 +509,6 @@ def _worker_model(model_dir: str, model_hash: str):
 
 def _classify_shard(path: str, run_dir: str, model_dir: str, model_hash: str, columns: list[str]) -> dict:
     """Worker: classify one shard, write its output then its ledger record (both atomic); return the record."""
-    from engine.clusterlabel import classify_catalog
     from engine.io import write_json, write_table
     t0 = time.perf_counter()
     shard = pathlib.Path(path)
@@ -531,10 +516,7 @@ def _classify_shard(path: str, run_dir: str, model_dir: str, model_hash: str, co
     model = _worker_model(model_dir, model_hash)
     df = read_shard(shard, columns)
     try:
-        if _is_naive_bayes(model):
-            det, report = model.classify_frame(df, source=str(shard))
-        else:
-            det, report = classify_catalog(model, df, source=str(shard))
+        det, report = model.classify_frame(df, source=str(shard))
     except XsiftError as exc:
         raise XsiftError(f"{shard}: {exc}") from None
     except Exception as exc:
@@ -588,7 +570,7 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
     run = pathlib.Path(run_dir)
     model = load_classifier(model_dir)
     model_hash = model.hash
-    _prepare_run(run, model_hash, model_dir, catalog, force, model.classes, _model_aggregation(model))
+    _prepare_run(run, model_hash, model_dir, catalog, force, model.classes, model.vote_aggregation)
     (run / OUTPUT_DIR).mkdir(parents=True, exist_ok=True)
     (run / LEDGER_DIR).mkdir(parents=True, exist_ok=True)
     stems = [f.stem for f in files]
@@ -606,7 +588,7 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
     skipped = len(files) - len(pending)
     if skipped:
         log(f"{run}: {skipped} of {len(files)} shards already classified with this model; skipping them")
-    columns = _model_columns(model, files)
+    columns = shard_columns(model.wanted_columns(), files)
     records = []
     if pending:
         futures = client.map(_classify_shard, [str(f) for f in pending], run_dir=str(run.resolve()),
@@ -632,7 +614,7 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
     summary = {"shards": len(files), "shards_classified_now": len(pending), "shards_skipped": skipped,
                "rows_in": int(sum(r["rows_in"] for r in ledger.values())),
                "rows_classified": int(sum(r["rows_classified"] for r in ledger.values())),
-               "model_hash": model_hash, "one_row_per_source": _is_naive_bayes(model),
+               "model_hash": model_hash, "one_row_per_source": model.vote_aggregation is None,
                "seconds": time.perf_counter() - t0}
     return summary
 

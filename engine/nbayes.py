@@ -548,7 +548,17 @@ class NaiveBayesKDE:
                 "weights": dict(zip(self.spec.category_names, self.weights.tolist())),
                 "generations": int(res.nit), "evaluations": int(res.nfev), "converged": bool(res.converged)}
 
-    # -- save / load
+    # -- the classifier interface shared with engine.clusterlabel.ClusterLabelModel (used by engine.distributed)
+    def wanted_columns(self) -> list[str]:
+        """The catalogue columns classifying reads: the source column (if any) and the properties' inputs."""
+        spec = self.spec
+        return list(dict.fromkeys(([spec.source_column] if spec.source_column else []) + spec.input_columns()))
+
+    @property
+    def vote_aggregation(self) -> None:
+        """None: one output row per source already, so there is no master-class vote."""
+        return None
+
     def classify_frame(self, df: pd.DataFrame, source: str = "catalogue") -> tuple[pd.DataFrame, dict]:
         """One output row per input row: the source column (if any), P(class) per class, the
         predicted class, the outlier measure and the number of observed categories; and counts."""
