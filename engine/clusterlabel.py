@@ -310,22 +310,16 @@ PINV_RCOND = 1e-15
 
 
 def cluster_assignment(gmm, X: np.ndarray, dtype=None, chunk_size: int | None = None) -> np.ndarray:
-    """(n,) most probable component of each row, by ``kernels.gmm.predict`` on fixed-size row
-    blocks (the last one zero-padded), so that any number of rows reuses one compiled program;
-    the argmax stays on the device and the blocks are gathered once at the end."""
-    import jax.numpy as jnp
-    from kernels.blocks import map_fixed_blocks
-    from kernels.gmm import GMMParams, predict_block
-    from kernels.mahalanobis import DEFAULT_CHUNK_SIZE
+    """(n,) most probable component of each row (``kernels.gmm.predict`` in ``dtype``: fixed-shape
+    calls, so any number of rows reuses one compiled program; only the labels come back)."""
+    from kernels.gmm import GMMParams, predict
     n = len(X)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
-    C = int(chunk_size or DEFAULT_CHUNK_SIZE)
     dt = np.dtype(dtype or np.float64)
-    params = GMMParams(*(jnp.asarray(np.asarray(a, dt)) for a in (gmm.weights, gmm.means, gmm.covariances,
-                                                                  gmm.precisions_cholesky)))
-    outs = map_fixed_blocks(lambda xb: predict_block(params, xb), np.asarray(X, dt), C)
-    return np.concatenate(outs)[:n].astype(np.int64)
+    params = GMMParams(*(np.asarray(a, dt) for a in (gmm.weights, gmm.means, gmm.covariances,
+                                                      gmm.precisions_cholesky)))
+    return predict(params, np.asarray(X, dt), chunk_size=chunk_size)
 
 
 def class_statistics_of(X: np.ndarray, cluster: np.ndarray, labels: np.ndarray, n_clusters: int,

@@ -87,7 +87,7 @@ from kernels.blocks import map_fixed_blocks
 __all__ = [
     "GMMParams", "GMMResult", "SuffStats", "BICCurve",
     "fit_gmm", "sufficient_statistics", "m_step", "e_step",
-    "predict_proba", "predict", "predict_block", "score_samples", "bic", "aic", "n_parameters",
+    "predict_proba", "predict", "score_samples", "bic", "aic", "n_parameters",
     "bic_sweep", "choose_k", "CHOOSE_K_THRESHOLD", "DEFAULT_CHUNK_SIZE",
 ]
 
@@ -615,8 +615,20 @@ def predict_proba(params, X, *, chunk_size=None):
 
 
 def predict(params, X, *, chunk_size=None):
-    """Component labels (n,) int: argmax of the responsibilities."""
-    return np.argmax(e_step(params, X, chunk_size=chunk_size)[0], axis=1)
+    """Component labels (n,) int64: argmax of the responsibilities.
+
+    Same fixed-shape calls as :func:`e_step`, but the argmax runs inside the compiled program, so
+    only the labels (not the (n, K) responsibilities) come back to host memory.
+    """
+    means = jnp.asarray(params.means)
+    dtype = means.dtype
+    weights = jnp.asarray(params.weights, dtype)
+    prec = jnp.asarray(params.precisions_cholesky, dtype)
+    X = np.asarray(X, dtype)
+    n = X.shape[0]
+    c, b = _e_step_layout(n, chunk_size)
+    host = map_fixed_blocks(lambda xb: _labels_program(weights, means, prec, xb), X, b * c)
+    return np.concatenate(host)[:n].astype(np.int64)
 
 
 @jax.jit
@@ -624,14 +636,6 @@ def _labels_program(weights, means, prec_chol, X):
     active = jnp.ones(weights.shape, bool)
     log_resp, _ = _e_step_chunk(weights, means, prec_chol, X.astype(means.dtype), active)
     return jnp.argmax(log_resp, axis=1).astype(jnp.int32)
-
-
-def predict_block(params, X):
-    """Component labels (c,) int32 of one block of rows X (c, d), in ONE compiled call with no
-    other device work: for callers that stream a table through fixed-size blocks (one compile
-    per block shape; the arrays of ``params`` should already be device arrays of the wanted
-    dtype). Same labels as :func:`predict`."""
-    return _labels_program(params.weights, params.means, params.precisions_cholesky, X)
 
 
 def score_samples(params, X, *, chunk_size=None):

@@ -131,7 +131,7 @@ def test_predict_score_bic_aic_equal_sklearn_on_the_same_parameters(data, start)
     np.testing.assert_allclose(np.asarray(G.score_samples(fit, data)), gm.score_samples(data), rtol=1e-10)
     np.testing.assert_allclose(np.asarray(G.predict_proba(fit, data)), gm.predict_proba(data), atol=1e-10)
     np.testing.assert_array_equal(np.asarray(G.predict(fit, data)), gm.predict(data))
-    np.testing.assert_array_equal(np.asarray(G.predict_block(fit, np.asarray(data)[:512])), gm.predict(data[:512]))
+    np.testing.assert_array_equal(G.predict(fit, data[:300]), gm.predict(data[:300]))   # a small table's layout
     assert G.bic(fit, data) == pytest.approx(gm.bic(data), rel=1e-12)
     assert G.aic(fit, data) == pytest.approx(gm.aic(data), rel=1e-12)
     assert gm._n_parameters() == G.n_parameters(K, D)
