@@ -310,16 +310,18 @@ PINV_RCOND = 1e-15
 
 
 def cluster_assignment(gmm, X: np.ndarray, dtype=None, chunk_size: int | None = None) -> np.ndarray:
-    """(n,) most probable component of each row (``kernels.gmm.predict`` in ``dtype``: fixed-shape
-    calls, so any number of rows reuses one compiled program; only the labels come back)."""
+    """(n,) most probable component of each row (``kernels.gmm.predict`` in ``dtype``, in calls of
+    ``chunk_size`` rows whatever n, so any number of rows reuses one compiled program; only the labels
+    come back)."""
     from kernels.gmm import GMMParams, predict
+    from kernels.mahalanobis import DEFAULT_CHUNK_SIZE
     n = len(X)
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     dt = np.dtype(dtype or np.float64)
     params = GMMParams(*(np.asarray(a, dt) for a in (gmm.weights, gmm.means, gmm.covariances,
                                                       gmm.precisions_cholesky)))
-    return predict(params, np.asarray(X, dt), chunk_size=chunk_size)
+    return predict(params, np.asarray(X, dt), block_rows=int(chunk_size or DEFAULT_CHUNK_SIZE))
 
 
 def class_statistics_of(X: np.ndarray, cluster: np.ndarray, labels: np.ndarray, n_clusters: int,

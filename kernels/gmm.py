@@ -614,11 +614,13 @@ def predict_proba(params, X, *, chunk_size=None):
     return np.exp(e_step(params, X, chunk_size=chunk_size)[0])
 
 
-def predict(params, X, *, chunk_size=None):
+def predict(params, X, *, chunk_size=None, block_rows=None):
     """Component labels (n,) int64: argmax of the responsibilities.
 
     Same fixed-shape calls as :func:`e_step`, but the argmax runs inside the compiled program, so
-    only the labels (not the (n, K) responsibilities) come back to host memory.
+    only the labels (not the (n, K) responsibilities) come back to host memory. ``block_rows``:
+    rows per call whatever n (the last call padded), so that tables of every length, small ones
+    included, share one compilation (what a stream of Dask shards wants); default: e_step's layout.
     """
     means = jnp.asarray(params.means)
     dtype = means.dtype
@@ -626,8 +628,10 @@ def predict(params, X, *, chunk_size=None):
     prec = jnp.asarray(params.precisions_cholesky, dtype)
     X = np.asarray(X, dtype)
     n = X.shape[0]
-    c, b = _e_step_layout(n, chunk_size)
-    host = map_fixed_blocks(lambda xb: _labels_program(weights, means, prec, xb), X, b * c)
+    if block_rows is None:
+        c, b = _e_step_layout(n, chunk_size)
+        block_rows = b * c
+    host = map_fixed_blocks(lambda xb: _labels_program(weights, means, prec, xb), X, block_rows)
     return np.concatenate(host)[:n].astype(np.int64)
 
 

@@ -276,11 +276,17 @@ def test_applying_a_mixture_to_tables_of_any_length_compiles_a_few_times(data, s
     big = rng.normal(size=(50_000, D)) * 2.0
     G.score_samples(fit, big[:40_000])                       # fixed layout: 8 chunks of 4096 rows
     G.score_samples(fit, big[:30])                           # small tables: one power-of-two chunk
+    G.predict(fit, big[:30])
+    G.predict(fit, big[:41_000], block_rows=8192)           # a fixed block whatever the length
     before = G._e_step_program._cache_size()
+    before_labels = G._labels_program._cache_size()
     for n in (33_000, 41_234, 50_000):                       # full and padded calls, one shape
         np.testing.assert_allclose(np.asarray(G.score_samples(fit, big[:n])), gm.score_samples(big[:n]),
                                    rtol=1e-10, atol=1e-10)
     for n in (33, 50, 64):                                   # all in the 64-row chunk
         np.testing.assert_array_equal(np.asarray(G.predict(fit, big[:n])), gm.predict(big[:n]))
+    for n in (10, 8192, 20_000):
+        np.testing.assert_array_equal(G.predict(fit, big[:n], block_rows=8192), gm.predict(big[:n]))
     assert G._e_step_program._cache_size() == before
+    assert G._labels_program._cache_size() == before_labels
     assert G._e_step_layout(5000, None) == (4096, 2) and G._e_step_layout(100, None) == (128, 1)
