@@ -179,22 +179,24 @@ class FeatureTransform:
                     raise SchemaError(f"feature {name!r} is 0 in every complete row; its log transform "
                                       "(Eq. 2) needs a non-zero value")
                 self.offsets[j] = nonzero.min() / 10.0
-        logged = self._log(values)
         self.minima = np.full(d, np.nan)
         self.maxima = np.full(d, np.nan)
         for j, name in enumerate(self.features):
             if name in self.minmax:
-                self.minima[j] = logged[:, j].min()
-                self.maxima[j] = logged[:, j].max()
+                logged = self._log_column(j, values[:, j])
+                self.minima[j] = logged.min()
+                self.maxima[j] = logged.max()
         return self
 
-    def _log(self, values: np.ndarray) -> np.ndarray:
-        out = values.copy()
+    def _log_column(self, j: int, col: np.ndarray) -> np.ndarray:
+        """Eq. 2 on feature j's values (a new array for a log feature, ``col`` itself otherwise);
+        NaN where the shifted value is not positive (the log is undefined there)."""
+        if self.features[j] not in self.log:
+            return col
+        shifted = col + self.offsets[j]
         with np.errstate(divide="ignore", invalid="ignore"):
-            for j, name in enumerate(self.features):
-                if name in self.log:
-                    shifted = values[:, j] + self.offsets[j]
-                    out[:, j] = np.where(shifted > 0, np.log(np.where(shifted > 0, shifted, 1.0)), np.nan)
+            out = np.log(shifted)
+        out[~(shifted > 0)] = np.nan
         return out
 
     def transform(self, features: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -212,17 +214,12 @@ class FeatureTransform:
             columns = [values[:, j] for j in range(values.shape[1])]
         n = len(columns[0]) if columns else 0
         out = np.empty((n, len(self.features)))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            for j, name in enumerate(self.features):
-                col = columns[j]
-                if name in self.log:
-                    shifted = col + self.offsets[j]
-                    col = np.log(shifted)
-                    col[~(shifted > 0)] = np.nan          # Eq. 2 is undefined at or below zero
-                if name in self.minmax:
-                    span = self.maxima[j] - self.minima[j]
-                    col = (col - self.minima[j]) / (span if span > 0 else 1.0)
-                out[:, j] = col
+        for j, name in enumerate(self.features):
+            col = self._log_column(j, columns[j])
+            if name in self.minmax:
+                span = self.maxima[j] - self.minima[j]
+                col = (col - self.minima[j]) / (span if span > 0 else 1.0)
+            out[:, j] = col
         return out
 
     def to_dict(self) -> dict:
