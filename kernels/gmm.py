@@ -588,6 +588,15 @@ def _e_step_layout(n, chunk_size):
     return min(c, max(64, 1 << max(0, n - 1).bit_length())), 1
 
 
+def _applied(params, X):
+    """(weights, means, precision factors) as device arrays in the means' dtype, and X as a host
+    array of that dtype: what applying a fitted mixture to a table starts from."""
+    means = jnp.asarray(params.means)
+    dtype = means.dtype
+    return (jnp.asarray(params.weights, dtype), means, jnp.asarray(params.precisions_cholesky, dtype),
+            np.asarray(X, dtype))
+
+
 def e_step(params, X, *, chunk_size=None):
     """(log_resp (n, K), log p(x) (n,)) as host NumPy arrays for X (n, d), computed over row chunks.
 
@@ -595,11 +604,7 @@ def e_step(params, X, *, chunk_size=None):
     last call padded; see :func:`_e_step_layout`), dispatched back to back and gathered once, so
     tables of any length (Dask shards, successive catalogues) reuse the same compilation.
     """
-    means = jnp.asarray(params.means)
-    dtype = means.dtype
-    weights = jnp.asarray(params.weights, dtype)
-    prec = jnp.asarray(params.precisions_cholesky, dtype)
-    X = np.asarray(X, dtype)
+    weights, means, prec, X = _applied(params, X)
     n, d = X.shape
     K = means.shape[0]
     c, b = _e_step_layout(n, chunk_size)
@@ -622,11 +627,7 @@ def predict(params, X, *, chunk_size=None, block_rows=None):
     rows per call whatever n (the last call padded), so that tables of every length, small ones
     included, share one compilation (what a stream of Dask shards wants); default: e_step's layout.
     """
-    means = jnp.asarray(params.means)
-    dtype = means.dtype
-    weights = jnp.asarray(params.weights, dtype)
-    prec = jnp.asarray(params.precisions_cholesky, dtype)
-    X = np.asarray(X, dtype)
+    weights, means, prec, X = _applied(params, X)
     n = X.shape[0]
     if block_rows is None:
         c, b = _e_step_layout(n, chunk_size)
