@@ -155,13 +155,13 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
     agg_of = aggregated_class_of(classes, aggregation)
     cls = pd.array(list(classes), dtype="str")
     agg_cls = pd.array([agg_of[c] for c in classes], dtype="str")
-    name_col = df["name"].astype("str").array
+    name_col = df["name"].array
 
     def table(idx, label_columns):
         """The sources ``idx`` (in table order), with the given class-label columns after name;
         every column is one gather from the per-source arrays or the detections' columns."""
         at = first[idx]
-        cols = {"name": name_col.take(at), **label_columns, "detection_count": counts[idx]}
+        cols = {"name": name_col.take(at).astype("str"), **label_columns, "detection_count": counts[idx]}
         m, sd = mean[idx].T.copy(), std[idx].T.copy()      # whole-row gathers, then one contiguous row per class
         cols.update({c: m[j] for j, c in enumerate(classes)})
         cols.update({f"{c}_std": sd[j] for j, c in enumerate(classes)})
