@@ -684,7 +684,10 @@ def _resolve_dtype(X, dtype):
 
 
 def _check_X(X, n_components=None):
-    X = jnp.asarray(X)
+    """X as a host NumPy array, checked (2-d, numeric, finite, enough rows). Host-side: the checks and
+    the centring below are table preparation, not kernels, and as eager device ops each would compile
+    a small program of its own."""
+    X = np.asarray(X)
     if X.ndim != 2:
         raise ValueError(f"X must be a 2-d array (n_samples, n_features), got shape {X.shape}")
     n, d = X.shape
@@ -695,30 +698,28 @@ def _check_X(X, n_components=None):
             raise ValueError(f"n_components must be >= 1, got {n_components}")
         if n < n_components:
             raise ValueError(f"X has {n} rows but n_components = {n_components}; need n_samples >= n_components")
-    if not jnp.issubdtype(X.dtype, jnp.number):
+    if not np.issubdtype(X.dtype, np.number):
         raise ValueError(f"X must be numeric, got dtype {X.dtype}")
-    finite = jnp.isfinite(X)
-    if not bool(jnp.all(finite)):
-        bad_rows = int(jnp.sum(~jnp.all(finite, axis=1)))
-        bad_cols = [int(j) for j in np.flatnonzero(~np.asarray(jnp.all(finite, axis=0)))]
+    finite = np.isfinite(X)
+    if not finite.all():
+        bad_rows = int(np.sum(~finite.all(axis=1)))
+        bad_cols = [int(j) for j in np.flatnonzero(~finite.all(axis=0))]
         raise ValueError(f"X contains non-finite values (NaN or inf) in {bad_rows} rows, columns {bad_cols}; "
                          "drop or impute incomplete rows before fitting")
     return X
 
 
 def _chunked(X, dtype, chunk_size, shift=None):
-    """X (n, d) -> Xc (n_chunks, c, d) of dtype, maskc (n_chunks, c), n. Rows padded with zeros."""
-    X = jnp.asarray(X)
+    """X (n, d) -> Xc (n_chunks, c, d) of dtype, maskc (n_chunks, c) as device arrays, n. Rows padded
+    with zeros; laid out on the host, moved to the device once."""
+    X = np.asarray(X)
     n, d = X.shape
-    if shift is not None:
-        X = X.astype(jnp.float64) - shift
-    X = X.astype(dtype)
     c = _chunk_rows(n, chunk_size)
     nc = -(-n // c)
-    pad = nc * c - n
-    Xp = jnp.pad(X, ((0, pad), (0, 0))) if pad else X
-    mask = jnp.arange(nc * c) < n
-    return Xp.reshape(nc, c, d), mask.reshape(nc, c), n
+    Xp = np.zeros((nc * c, d), dtype=np.dtype(dtype))
+    Xp[:n] = (X.astype(np.float64) - shift) if shift is not None else X
+    mask = np.arange(nc * c) < n
+    return jnp.asarray(Xp.reshape(nc, c, d)), jnp.asarray(mask.reshape(nc, c)), n
 
 
 def _chunk_rows(n, chunk_size):
@@ -792,7 +793,7 @@ def fit_gmm(X, n_components, *, seed, n_init=1, init="kmeans", max_iter=100, tol
     dt = _resolve_dtype(X, dtype)
     if max_iter < 0 or tol < 0 or reg_covar < 0:
         raise ValueError("max_iter, tol and reg_covar must be >= 0")
-    shift = jnp.mean(X.astype(jnp.float64), axis=0)
+    shift = X.mean(axis=0, dtype=np.float64)
     Xc, maskc, _ = _chunked(X, dt, chunk_size, shift)
     active = jnp.ones((K,), bool)
     args = (jnp.asarray(max_iter, jnp.int32), jnp.asarray(tol, dt), jnp.asarray(reg_covar, dt))
@@ -841,7 +842,7 @@ def bic_sweep(X, ks=range(2, 21), repeats=5, *, seed, max_iter=100, tol=1e-3, re
         bound = max(256, min(DEFAULT_CHUNK_SIZE, _SWEEP_CHUNK_ELEMENTS // (B * kmax * (d + 1))))
         nc = -(-n // bound)
         chunk_size = max(8, -(-(-(-n // nc)) // 8) * 8)
-    shift = jnp.mean(X.astype(jnp.float64), axis=0)
+    shift = X.mean(axis=0, dtype=np.float64)
     Xc, maskc, _ = _chunked(X, dt, chunk_size, shift)
     base = jax.random.key(int(seed))
     args = (Xc, maskc, jnp.asarray(max_iter, jnp.int32), jnp.asarray(tol, dt), jnp.asarray(reg_covar, dt))
@@ -849,7 +850,9 @@ def bic_sweep(X, ks=range(2, 21), repeats=5, *, seed, max_iter=100, tol=1e-3, re
     b, lb = np.empty(shape), np.empty(shape)
     it, conv = np.empty(shape, np.int64), np.empty(shape, bool)
     runs = np.array_split(ks, groups)
-    pending = []
+    # every group's inputs first: an eager device op issued after a program is dispatched waits for
+    # that program to finish, which would hold back the next group's compilation
+    inputs = []
     for run in runs:
         kpad = int(run[-1])
         kk = np.repeat(run, repeats)
@@ -857,8 +860,10 @@ def bic_sweep(X, ks=range(2, 21), repeats=5, *, seed, max_iter=100, tol=1e-3, re
         keys = jnp.stack([jax.random.fold_in(base, int(r) * 1000 + int(k)) for k, r in zip(kk, rr)])
         actives = jnp.asarray(np.arange(kpad)[None, :] < kk[:, None])
         n_free = jnp.asarray([n_parameters(int(k), d) for k in kk], dt)
-        # dispatched, not awaited: the next group's program compiles while this one runs
-        pending.append(_sweep_program(keys, actives, n_free, *args, batch_size=B))
+        inputs.append((keys, actives, n_free))
+    jax.block_until_ready(inputs)
+    # dispatched, not awaited: each next group's program traces and compiles while the previous runs
+    pending = [_sweep_program(*inp, *args, batch_size=B) for inp in inputs]
     row = 0
     for run, out in zip(runs, jax.device_get(pending)):
         sl = slice(row, row + run.size)
