@@ -294,15 +294,21 @@ def features_of(df: pd.DataFrame, preset: dict) -> tuple[pd.DataFrame, np.ndarra
 # steps 2 and 4: fitting
 # ----------------------------------------------------------------------------
 
+def _gmm_in(gmm, dtype):
+    """The fitted mixture's parameters as ``kernels.gmm.GMMParams`` in ``dtype`` (default float64):
+    the kernels apply a mixture in the precision of its means."""
+    from kernels.gmm import GMMParams
+    dt = np.dtype(dtype or np.float64)
+    return GMMParams(*(np.asarray(a, dt) for a in (gmm.weights, gmm.means, gmm.covariances,
+                                                    gmm.precisions_cholesky)))
+
+
 def cluster_log_resp(gmm, X: np.ndarray, dtype=None) -> np.ndarray:
     """(n, K) log responsibilities of rows X under the mixture (``kernels.gmm.e_step``)."""
-    from kernels.gmm import GMMParams, e_step
+    from kernels.gmm import e_step
     if len(X) == 0:
         return np.zeros((0, len(np.asarray(gmm.weights))))
-    dt = np.dtype(dtype or np.float64)
-    params = GMMParams(*(np.asarray(a, dt) for a in (gmm.weights, gmm.means, gmm.covariances,
-                                                      gmm.precisions_cholesky)))
-    return e_step(params, np.asarray(X, dt))[0].astype(np.float64, copy=False)
+    return e_step(_gmm_in(gmm, dtype), X)[0].astype(np.float64, copy=False)
 
 
 # NumPy's default relative cutoff of np.linalg.pinv (the published code's call)
@@ -313,15 +319,11 @@ def cluster_assignment(gmm, X: np.ndarray, dtype=None, chunk_size: int | None = 
     """(n,) most probable component of each row (``kernels.gmm.predict`` in ``dtype``, in calls of
     ``chunk_size`` rows whatever n, so any number of rows reuses one compiled program; only the labels
     come back)."""
-    from kernels.gmm import GMMParams, predict
+    from kernels.gmm import predict
     from kernels.mahalanobis import DEFAULT_CHUNK_SIZE
-    n = len(X)
-    if n == 0:
+    if len(X) == 0:
         return np.zeros(0, dtype=np.int64)
-    dt = np.dtype(dtype or np.float64)
-    params = GMMParams(*(np.asarray(a, dt) for a in (gmm.weights, gmm.means, gmm.covariances,
-                                                      gmm.precisions_cholesky)))
-    return predict(params, np.asarray(X, dt), block_rows=int(chunk_size or DEFAULT_CHUNK_SIZE))
+    return predict(_gmm_in(gmm, dtype), X, block_rows=int(chunk_size or DEFAULT_CHUNK_SIZE))
 
 
 def class_statistics_of(X: np.ndarray, cluster: np.ndarray, labels: np.ndarray, n_clusters: int,

@@ -32,3 +32,15 @@ def map_fixed_blocks(fn, X: np.ndarray, rows: int, fill=0.0) -> list:
             block = np.concatenate([block, pad])
         outs.append(fn(block))
     return jax.device_get(outs)
+
+
+def padded_rows(n: int, full: int, smallest: int = 1) -> int:
+    """Rows of the fixed-shape call(s) for a table of n rows: ``full`` for a table of at least that
+    many, else the next power of two >= n (at least ``smallest``, at most ``full``). Tables of every
+    length then share at most a handful of compiled shapes."""
+    full = int(full)
+    if full < 1:
+        raise ValueError(f"the block size must be >= 1, got {full}")
+    if n >= full:
+        return full
+    return min(full, max(int(smallest), 1 << max(0, int(n) - 1).bit_length()))

@@ -82,7 +82,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from kernels.blocks import map_fixed_blocks
+from kernels.blocks import map_fixed_blocks, padded_rows
 
 __all__ = [
     "GMMParams", "GMMResult", "SuffStats", "BICCurve",
@@ -581,11 +581,9 @@ def _e_step_layout(n, chunk_size):
     c = int(chunk_size or DEFAULT_CHUNK_SIZE)
     if c < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    if n >= c * _E_STEP_BLOCK_CHUNKS:
-        return c, _E_STEP_BLOCK_CHUNKS
-    if n > c:
-        return c, 1 << (-(-n // c) - 1).bit_length()
-    return min(c, max(64, 1 << max(0, n - 1).bit_length())), 1
+    if n > c:                                   # whole chunks: 8 per call, or a power of two fewer
+        return c, padded_rows(-(-n // c), _E_STEP_BLOCK_CHUNKS)
+    return padded_rows(n, c, 64), 1
 
 
 def _applied(params, X):
@@ -857,7 +855,7 @@ def bic_sweep(X, ks=range(2, 21), repeats=5, *, seed, max_iter=100, tol=1e-3, re
         kpad = int(run[-1])
         kk = np.repeat(run, repeats)
         rr = np.tile(np.arange(repeats), run.size)
-        keys = jnp.stack([jax.random.fold_in(base, int(r) * 1000 + int(k)) for k, r in zip(kk, rr)])
+        keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(rr * 1000 + kk, jnp.uint32))
         actives = jnp.asarray(np.arange(kpad)[None, :] < kk[:, None])
         n_free = jnp.asarray([n_parameters(int(k), d) for k in kk], dt)
         inputs.append((keys, actives, n_free))

@@ -54,7 +54,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kernels.blocks import map_fixed_blocks
+from kernels.blocks import map_fixed_blocks, padded_rows
 
 __all__ = ["KDEGrid", "scott_bandwidth", "fit_binned_kde", "evaluate_log_kde",
            "evaluate_kde", "kde_error_bound", "exact_log_kde", "fit_cv_bandwidth"]
@@ -190,14 +190,9 @@ def _log_kde_block(grid: KDEGrid, xb, columns, dtype):
 
 
 def _block_rows(n: int, chunk_rows: int) -> int:
-    """Rows per compiled block: chunk_rows for tables of at least that size, else the next power of two
-    >= n (at least 1024), so tables of every size share a handful of compiled shapes."""
-    chunk_rows = int(chunk_rows)
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
-    if n >= chunk_rows:
-        return chunk_rows
-    return min(chunk_rows, max(1024, 1 << max(0, int(n - 1).bit_length())))
+    """Rows per compiled block: chunk_rows, or for a smaller table the next power of two >= n (at
+    least 1024)."""
+    return padded_rows(n, chunk_rows, 1024)
 
 
 def evaluate_log_kde(grid: KDEGrid, X, columns, chunk_rows: int = 65536, dtype=jnp.float64):
