@@ -67,7 +67,8 @@ Batched fits: ``n_init`` restarts are one ``vmap`` over initialisations;
 exactly inert) and runs every (K, repeat) fit of a group of ks in one compiled
 program (``lax.map`` over fits, ``batch_size`` of them vmapped side by side;
 ``groups`` programs in all — by default 2 below 200,000 rows, else 4; 1 = everything padded to
-max K). Each
+max K), all starting from one k-means program at max K (k-means is most of a program's compile time,
+and inert components change nothing in it). Each
 fit's BIC comes from one more pass of the EM loop's own compiled body after the
 last M-step (one data-pass body per program, not two).
 """
@@ -367,7 +368,8 @@ def _sample_weighted(key, weights, m):
 
 
 def _kmeans_plusplus(key, X, mask, active):
-    """Greedy k-means++ seeding (as scikit-learn: 2 + log K local trials per centre).
+    """Greedy k-means++ seeding (as scikit-learn: 2 + log K local trials per centre; K is the padded
+    component count, so a padded fit in bic_sweep draws the trials of the sweep's largest K).
 
     X (n, d) all rows, mask (n,) valid rows, active (K,) -> centres (K, d).
     Inactive centres are filled but never used.
@@ -522,19 +524,35 @@ def _fit_from_params_program(params, Xc, maskc, active, max_iter, tol, reg_covar
 
 
 @partial(jax.jit, static_argnames=("batch_size",))
-def _sweep_program(keys, actives, n_free, Xc, maskc, max_iter, tol, reg_covar, *, batch_size):
-    """keys (B, key), actives (B, Kpad) bool, n_free (B,) -> per-fit (bic, lower_bound, n_iter, converged).
+def _sweep_init_program(keys, actives, Xc, maskc, reg_covar, *, batch_size):
+    """keys (F, key), actives (F, Kmax) bool -> every fit's k-means start, GMMParams batched (F, Kmax, ...).
+
+    One program for the whole sweep, at the largest K: an inactive component changes nothing in the
+    seeding, Lloyd's iterations or the M-step of the active ones, so a fit padded to Kmax starts where it
+    would padded to its group's K (to float rounding)."""
+    def one(args):
+        key, active = args
+        return _init_params("kmeans", key, Xc, maskc, active, reg_covar)
+    return lax.map(one, (keys, actives), batch_size=batch_size)
+
+
+@partial(jax.jit, static_argnames=("fits", "batch_size"))
+def _sweep_em_program(starts, actives, n_free, Xc, maskc, max_iter, tol, reg_covar, *, fits, batch_size):
+    """starts: the init program's output; fits = (first, stop) static: this group's rows of it;
+    actives (G, Kpad) bool, n_free (G,) -> per-fit (bic, lower_bound, n_iter, converged).
 
     lax.map over the fits, ``batch_size`` of them vmapped side by side (a vmapped while_loop runs until
     the slowest of its batch converges, so batch_size=1 wastes no iterations).
     """
+    kpad = actives.shape[1]
+    p0 = jax.tree_util.tree_map(lambda a: a[fits[0]:fits[1], :kpad], starts)   # components >= kpad are inactive
+
     def one(args):
-        key, active, n_params = args
-        p0 = _init_params("kmeans", key, Xc, maskc, active, reg_covar)
-        res, st = _em(p0, Xc, maskc, active, max_iter, tol, reg_covar, final_stats=True)
+        p, active, n_params = args
+        res, st = _em(p, Xc, maskc, active, max_iter, tol, reg_covar, final_stats=True)
         b = -2.0 * st.loglik + n_params * jnp.log(st.n)
         return b, res.lower_bound, res.n_iter, res.converged
-    return lax.map(one, (keys, actives, n_free), batch_size=batch_size)
+    return lax.map(one, (p0, actives, n_free), batch_size=batch_size)
 
 
 @jax.jit
@@ -830,15 +848,15 @@ def bic_sweep(X, ks=range(2, 21), repeats=5, *, seed, max_iter=100, tol=1e-3, re
               dtype=None, chunk_size=None, groups=None, batch_size=1) -> BICCurve:
     """BIC of k-means-initialised fits for every K in ks, ``repeats`` times each.
 
-    The ks are split into ``groups`` contiguous runs (default: 2 below 200,000 rows, where each
-    compilation (~3 s on a 2-core CPU) weighs as much as the padded work it saves, else 4; never
-    more than len(ks)); every (K, repeat)
-    fit of a run is padded to the run's largest K (inactive components masked out: weight 0,
-    log-weight -inf, exactly inert) and all of them run in ONE compiled program, so the sweep costs
-    ``groups`` compilations. groups=1 pads everything to max(ks) (one program, most padding work);
-    more groups trade compilations for less padded work. Within a program ``batch_size`` fits are
-    vmapped side by side. Repeat r of K uses the key fold_in(key(seed), 1000 r + K), so the result
-    does not depend on groups or batch_size (beyond float rounding).
+    Every fit's k-means start comes from ONE compiled program at max(ks) (inactive components masked
+    out: weight 0, log-weight -inf, exactly inert). The ks are then split into ``groups`` contiguous
+    runs (default: 2 below 200,000 rows, where each compilation (~1.5 s on a 2-core CPU) weighs as much
+    as the padded work it saves, else 4; never more than len(ks)); the EM of every (K, repeat) fit of a
+    run is padded to the run's largest K and all of them run in one compiled program, so the sweep costs
+    ``groups`` + 1 compilations. groups=1 pads everything to max(ks) (least compilation, most padding
+    work). Within a program ``batch_size`` fits are vmapped side by side. Repeat r of K uses the key
+    fold_in(key(seed), 1000 r + K), so the result does not depend on groups or batch_size (beyond float
+    rounding; tested).
     """
     ks = np.asarray(sorted({int(k) for k in ks}), dtype=np.int64)
     if ks.size == 0 or ks[0] < 1:
@@ -868,20 +886,26 @@ def bic_sweep(X, ks=range(2, 21), repeats=5, *, seed, max_iter=100, tol=1e-3, re
     b, lb = np.empty(shape), np.empty(shape)
     it, conv = np.empty(shape, np.int64), np.empty(shape, bool)
     runs = np.array_split(ks, groups)
-    # every group's inputs first: an eager device op issued after a program is dispatched waits for
-    # that program to finish, which would hold back the next group's compilation
-    inputs = []
+    # every fit's start from ONE program at the largest K (k-means is most of a sweep program's compile
+    # time), then one EM program per group at the group's largest K. All inputs are made before any
+    # program is dispatched: an eager device op issued after a dispatch waits for that program, which
+    # would hold back the next compilation.
+    kk = np.repeat(ks, repeats)
+    rr = np.tile(np.arange(repeats), ks.size)
+    keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(rr * 1000 + kk, jnp.uint32))
+    init_actives = jnp.asarray(np.arange(kmax)[None, :] < kk[:, None])
+    groups_in, first = [], 0
     for run in runs:
-        kpad = int(run[-1])
-        kk = np.repeat(run, repeats)
-        rr = np.tile(np.arange(repeats), run.size)
-        keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(rr * 1000 + kk, jnp.uint32))
-        actives = jnp.asarray(np.arange(kpad)[None, :] < kk[:, None])
-        n_free = jnp.asarray([n_parameters(int(k), d) for k in kk], dt)
-        inputs.append((keys, actives, n_free))
-    jax.block_until_ready(inputs)
-    # dispatched, not awaited: each next group's program traces and compiles while the previous runs
-    pending = [_sweep_program(*inp, *args, batch_size=B) for inp in inputs]
+        kpad, stop = int(run[-1]), first + run.size * repeats
+        actives = jnp.asarray(np.arange(kpad)[None, :] < kk[first:stop, None])
+        n_free = jnp.asarray([n_parameters(int(k), d) for k in kk[first:stop]], dt)
+        groups_in.append(((first, stop), actives, n_free))
+        first = stop
+    jax.block_until_ready((keys, init_actives, groups_in))
+    # dispatched, not awaited: each EM program traces and compiles while the initialisations run
+    starts = _sweep_init_program(keys, init_actives, Xc, maskc, args[4], batch_size=B)
+    pending = [_sweep_em_program(starts, actives, n_free, *args, fits=fits, batch_size=B)
+               for fits, actives, n_free in groups_in]
     row = 0
     for run, out in zip(runs, jax.device_get(pending)):
         sl = slice(row, row + run.size)

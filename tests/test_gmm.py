@@ -255,6 +255,18 @@ def test_bic_sweep_finds_the_true_k_and_matches_sklearn():
     np.testing.assert_allclose(curve.bic_std, curve.bic.std(axis=1))
 
 
+def test_bic_sweep_does_not_depend_on_how_ks_are_grouped():
+    """Every fit starts from one initialisation program at the largest K and runs EM padded to its
+    group's largest K: padded components must be inert, so one group, three groups or one group per K
+    give the same fits."""
+    X, _ = _mixture(3000, 4, 3, seed=7, sep=3.0, scale=0.8)
+    curves = [G.bic_sweep(X, ks=range(1, 7), repeats=2, seed=3, groups=g) for g in (1, 3, 6)]
+    for c in curves[1:]:
+        np.testing.assert_array_equal(c.n_iter, curves[0].n_iter)
+        np.testing.assert_allclose(c.bic, curves[0].bic, rtol=1e-9)
+        np.testing.assert_allclose(c.lower_bound, curves[0].lower_bound, rtol=1e-9)
+
+
 def test_choose_k_picks_the_k_before_the_gradient_flattens():
     ks = np.arange(2, 21)
     k0 = 6
