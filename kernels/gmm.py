@@ -881,7 +881,8 @@ def bic_sweep(X, ks=range(2, 21), repeats=5, *, seed, max_iter=100, tol=1e-3, re
     shift = X.mean(axis=0, dtype=np.float64)
     Xc, maskc, _ = _chunked(X, dt, chunk_size, shift)
     base = jax.random.key(int(seed))
-    args = (Xc, maskc, jnp.asarray(max_iter, jnp.int32), jnp.asarray(tol, dt), jnp.asarray(reg_covar, dt))
+    reg = jnp.asarray(reg_covar, dt)
+    args = (Xc, maskc, jnp.asarray(max_iter, jnp.int32), jnp.asarray(tol, dt), reg)
     shape = (ks.size, repeats)
     b, lb = np.empty(shape), np.empty(shape)
     it, conv = np.empty(shape, np.int64), np.empty(shape, bool)
@@ -903,7 +904,7 @@ def bic_sweep(X, ks=range(2, 21), repeats=5, *, seed, max_iter=100, tol=1e-3, re
         first = stop
     jax.block_until_ready((keys, init_actives, groups_in))
     # dispatched, not awaited: each EM program traces and compiles while the initialisations run
-    starts = _sweep_init_program(keys, init_actives, Xc, maskc, args[4], batch_size=B)
+    starts = _sweep_init_program(keys, init_actives, Xc, maskc, reg, batch_size=B)
     pending = [_sweep_em_program(starts, actives, n_free, *args, fits=fits, batch_size=B)
                for fits, actives, n_free in groups_in]
     row = 0
