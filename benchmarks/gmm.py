@@ -127,7 +127,7 @@ def sweep_row(n, ks, repeats, sk_repeats, batch_size, groups, dtypes, runs):
             print(f"  done sweep {dt}: {times[dt][-1]:.1f} s", file=sys.stderr, flush=True)
 
     # xsift before scikit-learn's first K, after every len(ks)/(runs-1) of its Ks, and after its last
-    at = set(np.linspace(0, len(ks), max(runs, 1)).round().astype(int)) if runs > 1 else {0}
+    at = set(np.linspace(0, len(ks), runs).round().astype(int)) if runs > 1 else {0}
     sk_bic = np.empty((len(ks), sk_repeats))
     sk = 0.0
     with warnings.catch_warnings():

@@ -89,7 +89,7 @@ __all__ = [
     "GMMParams", "GMMResult", "SuffStats", "BICCurve",
     "fit_gmm", "sufficient_statistics", "m_step", "e_step",
     "predict_proba", "predict", "score_samples", "bic", "aic", "n_parameters",
-    "bic_sweep", "choose_k", "CHOOSE_K_THRESHOLD", "DEFAULT_CHUNK_SIZE",
+    "bic_sweep", "choose_k", "CHOOSE_K_THRESHOLD", "DEFAULT_CHUNK_SIZE", "em_chunk_rows",
 ]
 
 # rows per chunk when a fitted mixture is applied to a table (e_step, predict, score_samples) and in
@@ -755,12 +755,18 @@ def em_chunk_rows(n_components, n_features, itemsize) -> int:
     return int(min(1 << 16, max(256, EM_CHUNK_BYTES // per_row)))
 
 
+def _balanced_rows(n, bound):
+    """Rows per chunk for the fewest chunks of at most ``bound`` rows, balanced (a multiple of 8) so the
+    padded tail is small."""
+    nc = -(-n // bound)
+    return max(8, -(-(-(-n // nc)) // 8) * 8)
+
+
 def _chunk_rows(n, chunk_size, n_components=1, n_features=1, itemsize=8):
-    """Rows per chunk: chunk_size as given, or by default the fewest chunks of at most
-    :func:`em_chunk_rows` rows, balanced (a multiple of 8) so the padded tail is small."""
+    """Rows per chunk: chunk_size as given, or by default balanced chunks of at most
+    :func:`em_chunk_rows` rows."""
     if chunk_size is None:
-        nc = -(-n // em_chunk_rows(n_components, n_features, itemsize))
-        return max(8, -(-(-(-n // nc)) // 8) * 8)
+        return _balanced_rows(n, em_chunk_rows(n_components, n_features, itemsize))
     chunk_size = int(chunk_size)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -875,9 +881,7 @@ def bic_sweep(X, ks=range(2, 21), repeats=5, *, seed, max_iter=100, tol=1e-3, re
     if chunk_size is None:
         # at most DEFAULT_CHUNK_SIZE rows: on the benchmark's 100k-row sweep larger chunks (the EM
         # default, em_chunk_rows of the padded K) measured no faster
-        bound = max(256, min(DEFAULT_CHUNK_SIZE, _SWEEP_CHUNK_ELEMENTS // (B * kmax * (d + 1))))
-        nc = -(-n // bound)
-        chunk_size = max(8, -(-(-(-n // nc)) // 8) * 8)
+        chunk_size = _balanced_rows(n, max(256, min(DEFAULT_CHUNK_SIZE, _SWEEP_CHUNK_ELEMENTS // (B * kmax * (d + 1)))))
     shift = X.mean(axis=0, dtype=np.float64)
     Xc, maskc, _ = _chunked(X, dt, chunk_size, shift)
     base = jax.random.key(int(seed))
