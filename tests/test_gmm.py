@@ -145,6 +145,36 @@ def test_chunked_and_unchunked_fits_agree(data, start):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("k", [3, 10])
+def test_column_major_chunks_give_the_same_statistics(k):
+    """EM's data pass on column-major chunks (used from _COLS_MIN_K components on) sums the same
+    statistics as on row-major chunks, in both moment paths (K below and above _PAIR_MIN_K)."""
+    X, _ = _mixture(700, k, 5, seed=4, sep=2.0)
+    rng = np.random.default_rng(1)
+    A = rng.normal(0.0, 0.3, (k, 5, 5)) + np.eye(5)
+    params = (jnp.asarray(rng.dirichlet(np.ones(k))), jnp.asarray(X[rng.choice(700, k, replace=False)]),
+              jnp.asarray(np.triu(A)))
+    active = jnp.ones(k, bool)
+    Xc, mc, _ = G._chunked(X, jnp.float64, 256)
+    Xt, mt, _ = G._chunked(X, jnp.float64, 256, cols=True)
+    assert Xt.shape == (3, 5, 256)
+    np.testing.assert_array_equal(np.asarray(Xt), np.swapaxes(np.asarray(Xc), 1, 2))
+    rows = G._data_stats(*params, Xc, mc, active)
+    cols = G._data_stats(*params, Xt, mt, active, cols=True)
+    for a, b in zip(rows, cols):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-12, atol=1e-9)
+
+
+def test_many_component_fit_does_not_depend_on_chunking():
+    X, _ = _mixture(1500, 10, 4, seed=3, sep=2.5)
+    start = G.fit_gmm(X, 10, seed=0, max_iter=1)
+    whole = G.fit_gmm(X, 10, seed=0, init=start, max_iter=5, tol=0.0)
+    chunked = G.fit_gmm(X, 10, seed=0, init=start, max_iter=5, tol=0.0, chunk_size=256)
+    assert whole.lower_bound == pytest.approx(chunked.lower_bound, rel=1e-12)
+    for a, b in zip(whole[:4], chunked[:4]):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-11)
+
+
 def test_external_statistics_loop_reproduces_fit(data, start):
     """The Dask path: params -> sum of per-chunk statistics -> m_step, n times."""
     n_iter, chunk = 4, 400
@@ -257,10 +287,11 @@ def test_bic_sweep_finds_the_true_k_and_matches_sklearn():
 
 def test_bic_sweep_does_not_depend_on_how_ks_are_grouped():
     """Every fit starts from one initialisation program at the largest K and runs EM padded to its
-    group's largest K: padded components must be inert, so one group, three groups or one group per K
-    give the same fits."""
+    group's largest K: padded components must be inert, so one group, three groups or five give the
+    same fits -- also across the switch to column-major chunks (groups padded to 8 or more)."""
     X, _ = _mixture(3000, 4, 3, seed=7, sep=3.0, scale=0.8)
-    curves = [G.bic_sweep(X, ks=range(1, 7), repeats=2, seed=3, groups=g) for g in (1, 3, 6)]
+    assert G._em_layout(9) and not G._em_layout(6)
+    curves = [G.bic_sweep(X, ks=range(1, 10), repeats=2, seed=3, groups=g) for g in (1, 3, 5)]
     for c in curves[1:]:
         np.testing.assert_array_equal(c.n_iter, curves[0].n_iter)
         np.testing.assert_allclose(c.bic, curves[0].bic, rtol=1e-9)
