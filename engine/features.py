@@ -127,7 +127,13 @@ def _as_float(df: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def complete_rows(features: pd.DataFrame | np.ndarray) -> np.ndarray:
-    """Boolean mask of the rows where every feature is present and finite."""
+    """Boolean mask of the rows where every feature is present and finite (a DataFrame column by
+    column: no 2-d copy of the table)."""
+    if isinstance(features, pd.DataFrame):
+        ok = np.ones(len(features), dtype=bool)
+        for c in features.columns:
+            ok &= np.isfinite(features[c].to_numpy(dtype=np.float64, na_value=np.nan))
+        return ok
     values = np.asarray(features, dtype=np.float64)
     return np.isfinite(values).all(axis=1)
 
@@ -203,7 +209,8 @@ class FeatureTransform:
         """``(n, d)`` float64 transformed features; missing stays NaN.
 
         Works column by column on contiguous arrays (a DataFrame's float64 columns are used as
-        they are), each column written once into the C-ordered result.
+        they are), each column written once, contiguously: the result is column-major (the
+        transpose of a C-ordered ``(d, n)`` array; a row selection ``X[rows]`` is C-ordered).
         """
         if self.offsets is None:
             raise XsiftError("the feature transform is not fitted")
@@ -213,14 +220,14 @@ class FeatureTransform:
             values = np.asarray(features, dtype=np.float64)
             columns = [values[:, j] for j in range(values.shape[1])]
         n = len(columns[0]) if columns else 0
-        out = np.empty((n, len(self.features)))
+        out = np.empty((len(self.features), n))
         for j, name in enumerate(self.features):
             col = self._log_column(j, columns[j])
             if name in self.minmax:
                 span = self.maxima[j] - self.minima[j]
                 col = (col - self.minima[j]) / (span if span > 0 else 1.0)
-            out[:, j] = col
-        return out
+            out[j] = col
+        return out.T
 
     def to_dict(self) -> dict:
         return {"features": self.features, "log": self.log, "minmax": self.minmax,

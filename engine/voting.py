@@ -131,22 +131,22 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
     if S:
         # per source and class: mean and population std (two passes, as np.mean / np.std), by
         # weighted bincounts along the source-sorted rows (src_code ascending: every gather below
-        # walks memory in order). Results are kept source-major (S, L), so that the tables'
-        # gathers of selected sources read whole rows.
+        # walks memory in order). Results are kept class-major (L, S): each class's row is written
+        # once, contiguously, and the tables take their columns from these rows.
         src_code = np.repeat(np.arange(S), counts)
-        mean = np.empty((S, L))
-        std = np.empty((S, L))
+        mean = np.empty((L, S))
+        std = np.empty((L, S))
         for j, p in enumerate(probs_t):
-            m = np.bincount(src_code, weights=p, minlength=S) / counts
+            m = mean[j]
+            np.divide(np.bincount(src_code, weights=p, minlength=S), counts, out=m)
             dev = p - m[src_code]
             dev *= dev
-            mean[:, j] = m
-            std[:, j] = np.sqrt(np.bincount(src_code, weights=dev, minlength=S) / counts)
+            np.sqrt(np.bincount(src_code, weights=dev, minlength=S) / counts, out=std[j])
         pred = np.argmax(probs_t, axis=0)  # the predicted class of a detection with probabilities
         hard = hard_vote(src_code, pred, S, L)
-        soft = np.argmax(mean, axis=1)
+        soft = np.argmax(mean, axis=0)
     else:
-        mean = std = np.zeros((0, L))
+        mean = std = np.zeros((L, 0))
         hard = soft = np.zeros(0, dtype=np.int64)
     first = rows[starts]
     agree = hard == soft
@@ -162,9 +162,8 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
         every column is one gather from the per-source arrays or the detections' columns."""
         at = first[idx]
         cols = {"name": name_col.take(at).astype("str"), **label_columns, "detection_count": counts[idx]}
-        m, sd = mean[idx].T.copy(), std[idx].T.copy()      # whole-row gathers, then one contiguous row per class
-        cols.update({c: m[j] for j, c in enumerate(classes)})
-        cols.update({f"{c}_std": sd[j] for j, c in enumerate(classes)})
+        cols.update({c: mean[j].take(idx) for j, c in enumerate(classes)})
+        cols.update({f"{c}_std": std[j].take(idx) for j, c in enumerate(classes)})
         cols.update({"ra": df["ra"].to_numpy(dtype=np.float64)[at], "dec": df["dec"].to_numpy(dtype=np.float64)[at]})
         cols.update({c: df[c].array.take(at) for c in feature_columns})
         return pd.DataFrame(cols, copy=False)      # fresh columns: no consolidating copy

@@ -91,7 +91,7 @@ def _classify_chunk(X, k, means, precisions, mask, squared):
     probs = jnp.where(usable, jnp.exp(jnp.where(usable, logp, 0.0)), 0.0)
     probs = jnp.where(jnp.any(mask[k]), probs, jnp.nan)
     pred = jnp.where(jnp.any(mask[k]), jnp.argmax(jnp.where(usable, logp, -jnp.inf), axis=1), -1)
-    return probs, pred
+    return probs.T, pred                        # class-major (L, chunk): see classify_rows
 
 
 def cluster_chunk_layout(cluster, n_clusters: int, chunk_size: int):
@@ -107,10 +107,12 @@ def cluster_chunk_layout(cluster, n_clusters: int, chunk_size: int):
     chunks_per = -(-counts // chunk_size)
     start = np.concatenate([[0], np.cumsum(counts)[:-1]])
     padded_start = np.concatenate([[0], np.cumsum(chunks_per * chunk_size)[:-1]])
-    order = np.argsort(cluster, kind="stable")
-    rank = np.empty(len(cluster), dtype=np.int64)
-    rank[order] = np.arange(len(cluster)) - start[cluster[order]]
-    slot = padded_start[cluster] + rank
+    # a stable sort by cluster (16-bit keys: NumPy's radix sort); the i-th row in that order goes to
+    # slot i + (padded start - start) of its cluster
+    key = cluster.astype(np.int16) if n_clusters <= np.iinfo(np.int16).max else cluster
+    order = np.argsort(key, kind="stable")
+    slot = np.empty(len(cluster), dtype=np.int64)
+    slot[order] = np.arange(len(cluster)) + np.repeat(padded_start - start, counts)
     chunk_cluster = np.repeat(np.arange(n_clusters), chunks_per)
     return slot, chunk_cluster, int(chunks_per.sum() * chunk_size)
 
@@ -125,8 +127,9 @@ def classify_rows(X, cluster, means, precisions, mask, *, squared: bool = True,
     or the Mahalanobis distance itself (Eq. 6).
 
     Returns NumPy arrays probs (n, L) (0 for excluded classes, NaN rows where the
-    cluster has no usable class) and predicted (n,) int (argmax, first class on a tie,
-    -1 where no class is usable).
+    cluster has no usable class; a column-major view, so that each class's column is
+    contiguous) and predicted (n,) int (argmax, first class on a tie, -1 where no class is
+    usable).
 
     Rows are laid out so that each chunk of exactly ``chunk_size`` rows holds one cluster's rows
     (:func:`cluster_chunk_layout`); a chunk then needs only its cluster's L blocks,
@@ -154,6 +157,7 @@ def classify_rows(X, cluster, means, precisions, mask, *, squared: bool = True,
     # host-side slices (no eager device ops between dispatches); each call returns at once
     outs = [_classify_chunk(Xp[i * c:(i + 1) * c], ks[k], means_j, P_j, mask_j, squared)
             for i, k in enumerate(chunk_cluster.tolist())]
-    probs = np.concatenate([np.asarray(p) for p, _ in outs])[slot]
+    # class-major on the host: each class's probabilities are one contiguous row (the tables' columns)
+    probs_t = np.concatenate([np.asarray(p) for p, _ in outs], axis=1)[:, slot]
     pred = np.concatenate([np.asarray(k) for _, k in outs])[slot].astype(np.int64)
-    return probs, pred
+    return probs_t.T, pred
