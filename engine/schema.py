@@ -118,15 +118,26 @@ def duplicated_keys(df: pd.DataFrame, key: list[str]) -> pd.Series:
 
     Each key column is factorised once and the codes combined into one 64-bit integer per row
     (a hash of integers is far cheaper than pandas' tuple hashing of mixed columns); keys whose
-    combined range would not fit fall back to pandas.
+    combined range would not fit fall back to pandas. Only rows whose first key column repeats
+    (a source with several detections) can be duplicates, so the other columns are factorised and
+    the combined keys compared on those rows only.
     """
-    combined = np.zeros(len(df), dtype=np.int64)
-    span = 1
-    for col in key:
-        codes, uniques = pd.factorize(df[col], use_na_sentinel=False)
+    out = np.zeros(len(df), dtype=bool)
+    first, rest = key[0], list(key[1:])
+    codes, uniques = pd.factorize(df[first], use_na_sentinel=False)
+    repeated = np.bincount(codes, minlength=len(uniques))[codes] > 1
+    if not rest or not repeated.any():
+        out[:] = repeated
+        return pd.Series(out, index=df.index)
+    rows = np.flatnonzero(repeated)
+    combined = codes[rows].astype(np.int64)
+    span = max(len(uniques), 1)
+    for col in rest:
+        codes, uniques = pd.factorize(df[col].iloc[rows], use_na_sentinel=False)
         n = max(len(uniques), 1)
         if span > (1 << 62) // n:
             return df.duplicated(subset=key, keep=False)
         combined = combined * n + codes
         span *= n
-    return pd.Series(pd.Series(combined).duplicated(keep=False).to_numpy(), index=df.index)
+    out[rows] = pd.Series(combined).duplicated(keep=False).to_numpy()
+    return pd.Series(out, index=df.index)

@@ -23,7 +23,8 @@ references) have no probabilities; they take no part in the votes and are counte
 in the summary (a source with only such detections gets no master class).
 
 Everything is vectorised: source codes from one ``pd.factorize``, one stable sort
-by (source, obsid), weighted ``np.bincount`` for the per-source sums and the vote counts. The function works on
+by (source, obsid); a source with one detection takes its detection's values as they are, the
+others weighted ``np.bincount`` for the per-source sums and the vote counts. The function works on
 any set of whole sources, so a distributed run can call it per partition after
 grouping rows by ``name``.
 """
@@ -109,19 +110,22 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
         skip = set(IDENTITY_COLUMNS) | set(classes)
         feature_columns = [c for c in df.columns if c not in skip]
     L = len(classes)
-    # class-major (L, n): one contiguous row per class, so that the gathers and reductions below
-    # run along contiguous memory
-    probs_all_t = np.stack([df[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in classes]) if L \
-        else np.zeros((0, len(df)))
-    usable = np.isfinite(probs_all_t).all(axis=0)
+    columns = [df[c].to_numpy(dtype=np.float64, na_value=np.nan) for c in classes]
+    usable = np.ones(len(df), dtype=bool)
+    for p in columns:
+        usable &= np.isfinite(p)
     if "no_usable_class" in df.columns:
         usable &= ~df["no_usable_class"].to_numpy(dtype=bool)
     codes_all, n_sources_all = source_codes(df["name"]) if len(df) else (np.zeros(0, np.int64), 0)
     rows = np.flatnonzero(usable)
     rows = rows[sort_detections(codes_all[rows], df["obsid"].to_numpy()[rows])]
     src = codes_all[rows]
-    probs_t = probs_all_t[:, rows]
     n = len(rows)
+    # class-major (L, n): one contiguous row per class, so that the gathers and reductions below
+    # run along contiguous memory
+    probs_t = np.empty((L, n))
+    for j, p in enumerate(columns):
+        np.take(p, rows, out=probs_t[j])
     if n:
         starts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])
     else:
@@ -129,21 +133,32 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
     S = len(starts)
     counts = np.diff(np.r_[starts, n]).astype(np.int64)
     if S:
-        # per source and class: mean and population std (two passes, as np.mean / np.std), by
-        # weighted bincounts along the source-sorted rows (src_code ascending: every gather below
-        # walks memory in order). Results are kept class-major (L, S): each class's row is written
-        # once, contiguously, and the tables take their columns from these rows.
-        src_code = np.repeat(np.arange(S), counts)
-        mean = np.empty((L, S))
-        std = np.empty((L, S))
-        for j, p in enumerate(probs_t):
-            m = mean[j]
-            np.divide(np.bincount(src_code, weights=p, minlength=S), counts, out=m)
-            dev = p - m[src_code]
-            dev *= dev
-            np.sqrt(np.bincount(src_code, weights=dev, minlength=S) / counts, out=std[j])
+        # Results are kept class-major (L, S): the tables take their columns from these rows.
         pred = np.argmax(probs_t, axis=0)  # the predicted class of a detection with probabilities
-        hard = hard_vote(src_code, pred, S, L)
+        mean = np.empty((L, S))
+        std = np.zeros((L, S))
+        hard = np.empty(S, dtype=np.int64)
+        # a source with one detection: its probabilities are the means (exactly, as np.mean of one
+        # value), its std 0, its hard vote its detection's class
+        multi = counts > 1
+        one = np.flatnonzero(~multi)
+        mean[:, one] = probs_t[:, starts[one]]
+        hard[one] = pred[starts[one]]
+        many = np.flatnonzero(multi)
+        if many.size:
+            # the others: mean and population std (two passes, as np.mean / np.std) by weighted
+            # bincounts along their source-sorted rows, and the hard vote over those rows
+            in_many = np.repeat(multi, counts)
+            cm = counts[many]
+            code = np.repeat(np.arange(many.size), cm)
+            for j in range(L):
+                p = probs_t[j, in_many]
+                m = np.bincount(code, weights=p, minlength=many.size) / cm
+                dev = p - m[code]
+                dev *= dev
+                mean[j, many] = m
+                std[j, many] = np.sqrt(np.bincount(code, weights=dev, minlength=many.size) / cm)
+            hard[many] = hard_vote(code, pred[in_many], many.size, L)
         soft = np.argmax(mean, axis=0)
     else:
         mean = std = np.zeros((L, 0))
