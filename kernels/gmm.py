@@ -557,20 +557,20 @@ def _best_of(results):
 
 
 @partial(jax.jit, static_argnames=("init_kind",))
-def _fit_program(keys, Xc, maskc, active, max_iter, tol, reg_covar, em_data=None, *, init_kind):
-    """keys (n_init, key) -> best GMMResult over the vmapped restarts. em_data: EM's own column-major
-    chunks (Xt, maskt) (see :func:`_em_layout`), or None for EM on the initialisation's chunks."""
+def _fit_program(keys, Xc, maskc, active, max_iter, tol, reg_covar, em_Xc, em_maskc, *, init_kind):
+    """keys (n_init, key) -> best GMMResult over the vmapped restarts. Xc, maskc: row-major chunks for
+    the initialisation; em_Xc, em_maskc: EM's chunks, in the layout of :func:`_em_layout` (the same
+    arrays below _COLS_MIN_K components)."""
     def one(key):
         p0 = _init_params(init_kind, key, Xc, maskc, active, reg_covar)
-        if em_data is None:
-            return _em(p0, Xc, maskc, active, max_iter, tol, reg_covar)
-        return _em(p0, *em_data, active, max_iter, tol, reg_covar, cols=True)
+        return _em(p0, em_Xc, em_maskc, active, max_iter, tol, reg_covar, cols=_em_layout(active.shape[0]))
     return _best_of(jax.vmap(one)(keys))
 
 
-@partial(jax.jit, static_argnames=("cols",))
-def _fit_from_params_program(params, Xc, maskc, active, max_iter, tol, reg_covar, *, cols):
-    return _em(params, Xc, maskc, active, max_iter, tol, reg_covar, cols=cols)
+@jax.jit
+def _fit_from_params_program(params, Xc, maskc, active, max_iter, tol, reg_covar):
+    """EM from given parameters on chunks in the layout of :func:`_em_layout`."""
+    return _em(params, Xc, maskc, active, max_iter, tol, reg_covar, cols=_em_layout(active.shape[0]))
 
 
 @partial(jax.jit, static_argnames=("batch_size",))
@@ -586,16 +586,17 @@ def _sweep_init_program(keys, actives, Xc, maskc, reg_covar, *, batch_size):
     return lax.map(one, (keys, actives), batch_size=batch_size)
 
 
-@partial(jax.jit, static_argnames=("fits", "batch_size", "cols"))
-def _sweep_em_program(starts, actives, n_free, Xc, maskc, max_iter, tol, reg_covar, *, fits, batch_size, cols):
+@partial(jax.jit, static_argnames=("fits", "batch_size"))
+def _sweep_em_program(starts, actives, n_free, Xc, maskc, max_iter, tol, reg_covar, *, fits, batch_size):
     """starts: the init program's output; fits = (first, stop) static: this group's rows of it;
-    actives (G, Kpad) bool, n_free (G,) -> per-fit (bic, lower_bound, n_iter, converged). cols: Xc
-    holds column-major chunks (:func:`_em_layout`).
+    actives (G, Kpad) bool, n_free (G,) -> per-fit (bic, lower_bound, n_iter, converged). Xc, maskc:
+    chunks in the layout of :func:`_em_layout` for Kpad components.
 
     lax.map over the fits, ``batch_size`` of them vmapped side by side (a vmapped while_loop runs until
     the slowest of its batch converges, so batch_size=1 wastes no iterations).
     """
     kpad = actives.shape[1]
+    cols = _em_layout(kpad)
     p0 = jax.tree_util.tree_map(lambda a: a[fits[0]:fits[1], :kpad], starts)   # components >= kpad are inactive
 
     def one(args):
@@ -910,11 +911,11 @@ def fit_gmm(X, n_components, *, seed, n_init=1, init="kmeans", max_iter=100, tol
         if int(n_init) < 1:
             raise ValueError(f"n_init must be >= 1, got {n_init}")
         keys = jax.random.split(jax.random.key(int(seed)), int(n_init))
-        Xc, maskc = _chunked(X, dt, chunk_size, shift, K * restarts)[:2] if cols else em_data
-        res = _fit_program(keys, Xc, maskc, active, *args, em_data if cols else None, init_kind=init)
+        init_data = _chunked(X, dt, chunk_size, shift, K * restarts)[:2] if cols else em_data
+        res = _fit_program(keys, *init_data, active, *args, *em_data, init_kind=init)
     else:
         p0 = _as_params(init, K, d, dt, shift)
-        res = _fit_from_params_program(p0, *em_data, active, *args, cols=cols)
+        res = _fit_from_params_program(p0, *em_data, active, *args)
     return _finish(res, shift, np.dtype(dt), reg_covar)
 
 
@@ -981,12 +982,9 @@ def bic_sweep(X, ks=range(2, 21), repeats=5, *, seed, max_iter=100, tol=1e-3, re
     jax.block_until_ready((keys, init_actives, groups_in))
     # dispatched, not awaited: each EM program traces and compiles while the initialisations run
     starts = _sweep_init_program(keys, init_actives, Xc, maskc, reg, batch_size=B)
-    pending = []
-    for fits, actives, n_free in groups_in:
-        cols = _em_layout(actives.shape[1])
-        data = cols_data if cols else (Xc, maskc)
-        pending.append(_sweep_em_program(starts, actives, n_free, *data, *loop, fits=fits, batch_size=B,
-                                         cols=cols))
+    pending = [_sweep_em_program(starts, actives, n_free, *(cols_data if _em_layout(kpad) else (Xc, maskc)), *loop,
+                                 fits=fits, batch_size=B)
+               for (fits, actives, n_free), kpad in zip(groups_in, (int(r[-1]) for r in runs))]
     row = 0
     for run, out in zip(runs, jax.device_get(pending)):
         sl = slice(row, row + run.size)

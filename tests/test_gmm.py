@@ -268,7 +268,7 @@ def test_n_init_keeps_the_best_restart(data):
     import jax
     for key in jax.random.split(jax.random.key(0), 4):
         r = G._fit_program(key[None], Xc, maskc, jnp.ones(K, bool), jnp.asarray(15), jnp.asarray(1e-3),
-                           jnp.asarray(1e-6), init_kind="random")
+                           jnp.asarray(1e-6), Xc, maskc, init_kind="random")       # EM on the same chunks
         singles.append(float(r.lower_bound))
     assert best.lower_bound == pytest.approx(max(singles), rel=1e-12)
     assert len(set(np.round(singles, 6))) > 1        # the restarts really differ
