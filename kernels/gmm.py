@@ -273,7 +273,8 @@ _PAIR_MIN_K = 8
 
 def _moment_stats(resp, X, mask, cols=False):
     """resp (n, K), X (n, d), mask (n,) -> (nk (K,), sx (K, d), sxx (K, d, d)) in one product.
-    cols=True: resp (K, n) and X (d, n), column-major."""
+    cols=True: resp (K, n) and X (d, n), column-major; that layout serves K >= _COLS_MIN_K only and
+    always takes the pairwise-product path."""
     if cols:
         d, n = X.shape
         K = resp.shape[0]
@@ -287,11 +288,10 @@ def _moment_stats(resp, X, mask, cols=False):
         Xa = jnp.concatenate([X, jnp.ones((n, 1), X.dtype)], axis=1)      # (n, d+1)
         row_axis = 0
     over_rows = (((row_axis,), (row_axis,)), ((), ()))
-    if K >= _PAIR_MIN_K:
+    if cols or K >= _PAIR_MIN_K:
         M = _pair_unpack(lax.dot_general(resp, _pair_features(Xa, cols), over_rows), d)
     else:
-        RX = (resp[:, None, :] * Xa[None, :, :]) if cols else (resp[:, :, None] * Xa[:, None, :])
-        RX = RX.reshape((K * (d + 1), n) if cols else (n, K * (d + 1)))
+        RX = (resp[:, :, None] * Xa[:, None, :]).reshape(n, K * (d + 1))
         M = lax.dot_general(RX, Xa, over_rows).reshape(K, d + 1, d + 1)
     return M[:, d, d], M[:, :d, d], M[:, :d, :d]
 
@@ -929,7 +929,8 @@ def bic_sweep(X, ks=range(2, 21), repeats=5, *, seed, max_iter=100, tol=1e-3, re
     as the padded work it saves, else 4; never more than len(ks)); the EM of every (K, repeat) fit of a
     run is padded to the run's largest K and all of them run in one compiled program, so the sweep costs
     ``groups`` + 1 compilations. groups=1 pads everything to max(ks) (least compilation, most padding
-    work). Within a program ``batch_size`` fits are vmapped side by side. Repeat r of K uses the key
+    work). A group padded to 8 components or more runs EM on column-major chunks (:func:`_em_layout`).
+    Within a program ``batch_size`` fits are vmapped side by side. Repeat r of K uses the key
     fold_in(key(seed), 1000 r + K), so the result does not depend on groups or batch_size (beyond float
     rounding; tested).
     """

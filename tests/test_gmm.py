@@ -148,7 +148,8 @@ def test_chunked_and_unchunked_fits_agree(data, start):
 @pytest.mark.parametrize("k", [3, 10])
 def test_column_major_chunks_give_the_same_statistics(k):
     """EM's data pass on column-major chunks (used from _COLS_MIN_K components on) sums the same
-    statistics as on row-major chunks, in both moment paths (K below and above _PAIR_MIN_K)."""
+    statistics as on row-major chunks, against both row-major moment paths (K below and above
+    _PAIR_MIN_K)."""
     X, _ = _mixture(700, k, 5, seed=4, sep=2.0)
     rng = np.random.default_rng(1)
     A = rng.normal(0.0, 0.3, (k, 5, 5)) + np.eye(5)
