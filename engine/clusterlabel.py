@@ -238,16 +238,22 @@ def prepare_catalog(df: pd.DataFrame, preset: dict, *, source: str = "catalogue"
     """Schema-check ``df`` for the preset (identity, sky, feature and, if ``need_types``, type
     columns); returns the cleaned frame and the check report as a dict. ``all_null="count"``
     (applying a saved model) reports a feature column null in every row instead of refusing."""
+    clean, report = _prepare(df, preset, source=source, need_types=need_types, all_null=all_null)
+    return clean, report.as_dict()
+
+
+def _prepare(df, preset, *, source, need_types=True, all_null="error"):
+    """:func:`prepare_catalog` with the check's report as a ``CheckReport`` (which also holds the codes
+    of the source names, ``key_codes``)."""
     from engine.schema import check_catalog
     cols = preset_columns(preset)
     raw = raw_feature_columns(preset)
     required = [cols["name"], cols["obsid"], cols["ra"], cols["dec"]] + raw
     if need_types:
         required.append(cols["type"])
-    clean, report = check_catalog(df, required=required, numeric=[cols["ra"], cols["dec"]],
-                                  features=raw, key=[cols["name"], cols["obsid"]], source=source,
-                                  all_null=all_null)
-    return clean, report.as_dict()
+    return check_catalog(df, required=required, numeric=[cols["ra"], cols["dec"]],
+                         features=raw, key=[cols["name"], cols["obsid"]], source=source,
+                         all_null=all_null)
 
 
 def reference_labels(df: pd.DataFrame, preset: dict) -> tuple[np.ndarray, dict]:
@@ -454,13 +460,22 @@ def classify_catalog(model: ClusterLabelModel, df: pd.DataFrame, *, dtype=None, 
     ``no_usable_class`` and the untransformed feature columns. A catalogue without the
     reference-type column is classified whole (every detection unlabelled).
     """
+    return _classify(model, df, dtype=dtype, chunk_size=chunk_size, check=check, source=source)[:2]
+
+
+def _classify(model, df, *, dtype=None, chunk_size=None, check=True, source="catalogue", name_codes=None):
+    """:func:`classify_catalog`'s work -> (detection_level, report, codes of the names of its rows (from
+    the schema check, or from ``name_codes`` given for the rows of ``df``; None if neither),
+    predicted class index of its rows (n,) int)."""
     from kernels.mahalanobis import DEFAULT_CHUNK_SIZE, classify_rows
     preset = model.preset
     cols = preset_columns(preset)
     t0 = time.perf_counter()
     report: dict = {"rows_in": int(len(df))}
     if check:
-        df, report["schema"] = prepare_catalog(df, preset, source=source, need_types=False, all_null="count")
+        df, checked = _prepare(df, preset, source=source, need_types=False, all_null="count")
+        report["schema"] = checked.as_dict()
+        name_codes = checked.key_codes
     t_check = time.perf_counter()
     feats, ok = features_of(df, preset)
     labels, label_counts = reference_labels(df, preset)
@@ -490,7 +505,29 @@ def classify_catalog(model: ClusterLabelModel, df: pd.DataFrame, *, dtype=None, 
         "timings": {"check_s": round(t_check - t0, 4), "features_s": round(t1 - t_check, 4), "clusters_s": round(t2 - t1, 4),
                     "distances_softmin_s": round(t3 - t2, 4), "table_s": round(t4 - t3, 4)},
     })
-    return out, report
+    codes = None if name_codes is None else np.asarray(name_codes)[target]
+    return out, report, codes, pred
+
+
+def classify_and_vote(model: ClusterLabelModel, df: pd.DataFrame, *, dtype=None, chunk_size=None,
+                      check: bool = True, source: str = "catalogue", name_codes=None):
+    """:func:`classify_catalog` followed by the master-class vote (:func:`engine.voting.master_classes`),
+    the whole classify stage of an in-memory run. The results are those of the two calls one after
+    the other; the vote only reuses what the classification already has (the schema check's codes of
+    the source names, each detection's predicted class index) instead of computing it again.
+    ``name_codes``: with ``check=False``, codes of the names of ``df``'s rows if the caller has them.
+
+    Returns (detection_level, uniquely_classified, ambiguous, report, vote summary).
+    """
+    from engine.voting import master_classes
+    det, report, codes, pred = _classify(model, df, dtype=dtype, chunk_size=chunk_size, check=check,
+                                         source=source, name_codes=name_codes)
+    t0 = time.perf_counter()
+    _, _, agg = preset_classes(model.preset)
+    uniq, amb, summary = master_classes(det, model.classes, agg, feature_columns=feature_names(model.preset),
+                                        name_codes=codes, predicted=pred)
+    summary["timings"] = {"voting_s": round(time.perf_counter() - t0, 4)}
+    return det, uniq, amb, report, summary
 
 
 def _detection_table(df, feats, rows, cluster, probs, pred, classes, cols) -> pd.DataFrame:
@@ -556,15 +593,12 @@ def run_pipeline(df: pd.DataFrame, preset: dict, *, n_components: int = 6, seed:
                  distance: str = "squared", dtype=None, gmm_params=None, source: str = "catalogue"):
     """Fit and classify one catalogue, as the paper did. Returns (model, tables, report) with
     tables ``clusters``, ``detection_level``, ``uniquely_classified``, ``ambiguous``."""
-    from engine.voting import master_classes
-    df, schema = prepare_catalog(df, preset, source=source)
+    df, checked = _prepare(df, preset, source=source)
+    schema = checked.as_dict()
     model, fit_report = fit_model(df, preset, n_components=n_components, seed=seed, gmm_params=gmm_params,
                                   distance=distance, dtype=dtype, source=source, check=False)
-    det, cls_report = classify_catalog(model, df, dtype=dtype, check=False)
-    t0 = time.perf_counter()
-    _, _, agg = preset_classes(preset)
-    uniq, amb, summary = master_classes(det, model.classes, agg, feature_columns=feature_names(preset))
-    summary["timings"] = {"voting_s": round(time.perf_counter() - t0, 4)}
+    det, uniq, amb, cls_report, summary = classify_and_vote(model, df, dtype=dtype, check=False,
+                                                            name_codes=checked.key_codes)
     tables = {"clusters": cluster_table(model, df, dtype=dtype), "detection_level": det,
               "uniquely_classified": uniq, "ambiguous": amb}
     return model, tables, {"schema": schema, "fit": fit_report, "classify": cls_report, "voting": summary}
@@ -714,15 +748,12 @@ def _check_output_options(args) -> None:
 
 def run_classify(args) -> int:
     from engine.report import write_manifest
-    from engine.voting import master_classes
     _check_output_options(args)
     t0 = time.perf_counter()
     model = ClusterLabelModel.load(args.model)
     from engine.io import read_catalog
     df = read_catalog(args.catalog)
-    det, report = classify_catalog(model, df, dtype=_dtype_of(args), source=str(args.catalog))
-    _, _, agg = preset_classes(model.preset)
-    uniq, amb, summary = master_classes(det, model.classes, agg, feature_columns=feature_names(model.preset))
+    det, uniq, amb, report, summary = classify_and_vote(model, df, dtype=_dtype_of(args), source=str(args.catalog))
     out = pathlib.Path(args.out)
     tables = {"detection_level": det, "uniquely_classified": uniq, "ambiguous": amb}
     written = _write_tables(tables, out, args.format, model.classes, args.published_format)

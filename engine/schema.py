@@ -36,6 +36,9 @@ class CheckReport:
     duplicates_dropped: int = 0
     infinite_to_missing: dict = field(default_factory=dict)
     all_null_features: list = field(default_factory=list)
+    # codes of the first key column (the source name) for the rows of the checked frame: equal exactly
+    # where the names are; kept so that later steps need not factorise the names again (not reported)
+    key_codes: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict:
         return {"rows_in": self.rows_in, "rows_out": self.rows_out,
@@ -96,7 +99,8 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
             raise SchemaError(f"{source}: feature column {col!r} is null in every row; "
                               "expected measured values")
     if key:
-        dup = duplicated_keys(df, list(key))
+        dup, key_codes = _duplicated_keys(df, list(key))
+        report.key_codes = key_codes
         if dup.any():
             exact = df.duplicated(keep="first")
             conflicting = df[dup].drop_duplicates()
@@ -109,6 +113,7 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
                                   "expected one row per detection")
             report.duplicates_dropped = int(exact.sum())
             df = df[~exact].reset_index(drop=True)
+            report.key_codes = key_codes[~exact.to_numpy()]
     report.rows_out = len(df)
     return df, report
 
@@ -122,22 +127,28 @@ def duplicated_keys(df: pd.DataFrame, key: list[str]) -> pd.Series:
     (a source with several detections) can be duplicates, so the other columns are factorised and
     the combined keys compared on those rows only.
     """
+    return _duplicated_keys(df, key)[0]
+
+
+def _duplicated_keys(df: pd.DataFrame, key: list[str]) -> tuple[pd.Series, np.ndarray]:
+    """(:func:`duplicated_keys`, the codes of the first key column (nulls coded too))."""
     out = np.zeros(len(df), dtype=bool)
     first, rest = key[0], list(key[1:])
-    codes, uniques = pd.factorize(df[first], use_na_sentinel=False)
-    repeated = np.bincount(codes, minlength=len(uniques))[codes] > 1
+    first_codes, uniques = pd.factorize(df[first], use_na_sentinel=False)
+    first_codes = first_codes.astype(np.int64, copy=False)
+    repeated = np.bincount(first_codes, minlength=len(uniques))[first_codes] > 1
     if not rest or not repeated.any():
         out[:] = repeated
-        return pd.Series(out, index=df.index)
+        return pd.Series(out, index=df.index), first_codes
     rows = np.flatnonzero(repeated)
-    combined = codes[rows].astype(np.int64)
+    combined = first_codes[rows]
     span = max(len(uniques), 1)
     for col in rest:
         codes, uniques = pd.factorize(df[col].iloc[rows], use_na_sentinel=False)
         n = max(len(uniques), 1)
         if span > (1 << 62) // n:
-            return df.duplicated(subset=key, keep=False)
+            return df.duplicated(subset=key, keep=False), first_codes
         combined = combined * n + codes
         span *= n
     out[rows] = pd.Series(combined).duplicated(keep=False).to_numpy()
-    return pd.Series(out, index=df.index)
+    return pd.Series(out, index=df.index), first_codes

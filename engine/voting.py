@@ -49,9 +49,25 @@ def aggregated_class_of(classes: list[str], aggregation: dict[str, list[str]]) -
 
 
 def source_codes(names) -> tuple[np.ndarray, int]:
-    """(code of each row's source, number of sources); codes follow the sources' first appearance."""
-    codes, uniques = pd.factorize(pd.Series(names), sort=False)
+    """(code of each row's source, number of sources); codes follow the sources' first appearance
+    (rows with a null name form one source, as they do in the schema check's duplicate keys)."""
+    codes, uniques = pd.factorize(pd.Series(names), sort=False, use_na_sentinel=False)
     return codes.astype(np.int64), len(uniques)
+
+
+def source_codes_of_keys(keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """The same as :func:`source_codes` for integer keys standing for the names (equal exactly where
+    the names are): (codes by first appearance, number of sources)."""
+    codes, uniques = pd.factorize(keys, sort=False)
+    return codes.astype(np.int64, copy=False), len(uniques)
+
+
+def _take(series: pd.Series, at: np.ndarray):
+    """The values of ``series`` at positions ``at``: a NumPy take for NumPy-typed columns (pandas'
+    extension-array take is several times slower), the column's own take otherwise (keeps its dtype)."""
+    if isinstance(series.dtype, np.dtype):
+        return series.to_numpy().take(at)
+    return series.array.take(at)
 
 
 def sort_detections(codes: np.ndarray, obsids) -> np.ndarray:
@@ -91,7 +107,7 @@ def hard_vote(source_sorted: np.ndarray, predicted_sorted: np.ndarray, n_sources
 
 
 def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregation: dict[str, list[str]],
-                   *, feature_columns: list[str] | None = None
+                   *, feature_columns: list[str] | None = None, name_codes=None, predicted=None
                    ) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Uniquely classified and ambiguous tables, and a summary (counts, Cohen's kappa).
 
@@ -100,6 +116,13 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
     (rows with any null probability are treated as flagged). ``feature_columns``: columns
     reported from the first detection (default: every column that is not an identity or
     probability column).
+
+    Two optional arrays, one value per row of ``detection_level``, spare work a caller has already
+    done (the results are the same without them): ``name_codes``, integers equal exactly where the
+    rows' ``name`` is equal (e.g. the codes the schema check computed; they are renumbered here by
+    first appearance, so any integers do), and ``predicted``, each row's class index — the argmax of
+    its probabilities (first on a tie), -1 where it has none — as ``kernels.mahalanobis.classify_rows``
+    returns it.
     """
     df = detection_level
     missing = [c for c in ("name", "obsid", "ra", "dec", *classes) if c not in df.columns]
@@ -116,7 +139,17 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
         usable &= np.isfinite(p)
     if "no_usable_class" in df.columns:
         usable &= ~df["no_usable_class"].to_numpy(dtype=bool)
-    codes_all, n_sources_all = source_codes(df["name"]) if len(df) else (np.zeros(0, np.int64), 0)
+    for what, given in (("name_codes", name_codes), ("predicted", predicted)):
+        if given is not None and np.shape(given) != (len(df),):
+            raise ValueError(f"{what} must hold one value per row of the detection-level table "
+                             f"({len(df)}), got shape {np.shape(given)}")
+    if not len(df):
+        codes_all, n_sources_all = np.zeros(0, np.int64), 0
+    elif name_codes is not None:
+        # integers factorise ~8x faster than the names themselves
+        codes_all, n_sources_all = source_codes_of_keys(np.asarray(name_codes, dtype=np.int64))
+    else:
+        codes_all, n_sources_all = source_codes(df["name"])
     rows = np.flatnonzero(usable)
     rows = rows[sort_detections(codes_all[rows], df["obsid"].to_numpy()[rows])]
     src = codes_all[rows]
@@ -134,7 +167,12 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
     counts = np.diff(np.r_[starts, n]).astype(np.int64)
     if S:
         # Results are kept class-major (L, S): the tables take their columns from these rows.
-        pred = np.argmax(probs_t, axis=0)  # the predicted class of a detection with probabilities
+        if predicted is None:
+            pred = np.argmax(probs_t, axis=0)  # the predicted class of a detection with probabilities
+        else:
+            pred = np.asarray(predicted, dtype=np.int64)[rows]
+            if pred.min() < 0 or pred.max() >= L:
+                raise ValueError(f"predicted: a detection with probabilities has class index outside [0, {L})")
         mean = np.empty((L, S))
         std = np.zeros((L, S))
         hard = np.empty(S, dtype=np.int64)
@@ -180,7 +218,7 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
         cols.update({c: mean[j].take(idx) for j, c in enumerate(classes)})
         cols.update({f"{c}_std": std[j].take(idx) for j, c in enumerate(classes)})
         cols.update({"ra": df["ra"].to_numpy(dtype=np.float64)[at], "dec": df["dec"].to_numpy(dtype=np.float64)[at]})
-        cols.update({c: df[c].array.take(at) for c in feature_columns})
+        cols.update({c: _take(df[c], at) for c in feature_columns})
         return pd.DataFrame(cols, copy=False)      # fresh columns: no consolidating copy
 
     # class labels as (cheap) takes from the L-entry arrays of names

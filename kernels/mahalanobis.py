@@ -90,7 +90,10 @@ def _classify_chunk(X, k, means, precisions, mask, squared):
     logp = log_softmin(dist, usable)
     probs = jnp.where(usable, jnp.exp(jnp.where(usable, logp, 0.0)), 0.0)
     probs = jnp.where(jnp.any(mask[k]), probs, jnp.nan)
-    pred = jnp.where(jnp.any(mask[k]), jnp.argmax(jnp.where(usable, logp, -jnp.inf), axis=1), -1)
+    # the class of the largest reported probability (the first on a tie), so that a detection's
+    # predicted class is always the argmax of the probabilities in its table row (a vote from
+    # that table recomputes it so)
+    pred = jnp.where(jnp.any(mask[k]), jnp.argmax(probs, axis=1), -1)
     return probs.T, pred                        # class-major (L, chunk): see classify_rows
 
 

@@ -15,8 +15,8 @@ from scipy.special import softmax
 from sklearn.metrics import cohen_kappa_score
 from sklearn.mixture import GaussianMixture
 
-from engine.clusterlabel import (ClusterLabelModel, classify_catalog, classify_detections, cluster_table,
-                                 fit_model, reference_labels, run_pipeline)
+from engine.clusterlabel import (ClusterLabelModel, classify_and_vote, classify_catalog, classify_detections,
+                                 cluster_table, fit_model, reference_labels, run_pipeline)
 from engine.errors import SchemaError, XsiftError
 from engine.features import derive_features, feature_names, load_preset
 from engine.simulate import simulate_catalog
@@ -260,6 +260,24 @@ def test_duplicate_detections(scenario, fitted):
     conflicting.loc[len(df), "hard_hm"] = 0.123456
     with pytest.raises(SchemaError, match="different values"):
         fit_model(conflicting, PRESET, gmm_params=Params(gm))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_classify_and_vote_equals_classify_then_vote(scenario, fitted, dtype):
+    """The in-memory stage that hands the schema check's name codes and the kernel's predicted classes
+    to the vote gives exactly the tables of classify_catalog followed by master_classes -- on a
+    catalogue whose identical duplicate rows the check drops (so the codes must follow the dropping)
+    and whose labelled rows are interleaved with the classified ones."""
+    df, _ = scenario
+    model, _ = fitted
+    dup = pd.concat([df, df.iloc[:300]], ignore_index=True).sample(frac=1.0, random_state=5)
+    det, report = classify_catalog(model, dup, dtype=dtype)
+    assert report["schema"]["duplicates_dropped"] == 300
+    uniq, amb, summary = master_classes(det, CLASSES, AGG, feature_columns=feature_names(PRESET))
+    det2, uniq2, amb2, report2, summary2 = classify_and_vote(model, dup, dtype=dtype)
+    assert det2.equals(det) and uniq2.equals(uniq) and amb2.equals(amb)
+    assert {k: v for k, v in summary2.items() if k != "timings"} == summary
+    assert len(amb) > 0 and (uniq["detection_count"] > 1).any()
 
 
 def test_cli_run_with_no_labels_writes_nothing(tmp_path, scenario):

@@ -75,6 +75,33 @@ def test_master_classes_match_literal_oracle(seed):
     assert (np.diff(uniq["detection_count"].to_numpy()) <= 0).all()
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_given_name_codes_and_predicted_classes_change_nothing(seed):
+    """A caller's codes for the names (any integers equal exactly where the names are) and predicted
+    class indices give the tables of the vote that computes both itself."""
+    df = detection_table(seed)
+    rng = np.random.default_rng(seed)
+    names = df["name"].unique()
+    key_of = dict(zip(names, rng.permutation(len(names)) * 7 + 10**9))      # unordered, not from 0
+    codes = df["name"].map(key_of).to_numpy(dtype=np.int64, copy=True)
+    probs = df[CLASSES].to_numpy(float)
+    flagged = df["no_usable_class"].to_numpy()
+    predicted = np.where(flagged, -1, np.argmax(np.nan_to_num(probs, nan=-1.0), axis=1))
+    expected = master_classes(df, CLASSES, AGG)
+    given = master_classes(df, CLASSES, AGG, name_codes=codes, predicted=predicted)
+    assert given[0].equals(expected[0]) and given[1].equals(expected[1]) and given[2] == expected[2]
+    # the codes are used, not ignored: a detection of a multi-detection source given a code of its own
+    # makes one source more
+    row = int(np.flatnonzero(df["name"].duplicated(keep=False).to_numpy())[0])
+    codes[row] = codes.max() + 1
+    moved = master_classes(df, CLASSES, AGG, name_codes=codes, predicted=predicted)
+    assert moved[2]["sources"] == expected[2]["sources"] + 1
+    with pytest.raises(ValueError, match="one value per row"):
+        master_classes(df, CLASSES, AGG, name_codes=codes[:-1])
+    with pytest.raises(ValueError, match="one value per row"):
+        master_classes(df, CLASSES, AGG, predicted=predicted[:-1])
+
+
 def test_hard_vote_tie_goes_to_first_in_obsid_order():
     # source A: obsid order gives LMXB, QSO, QSO, LMXB -> tie 2:2, LMXB appears first
     df = pd.DataFrame({"name": ["A"] * 4 + ["B"] * 2, "obsid": [40, 10, 30, 20, 2, 1], "ra": 1.0, "dec": 2.0,
