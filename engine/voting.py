@@ -154,11 +154,6 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
     rows = rows[sort_detections(codes_all[rows], df["obsid"].to_numpy()[rows])]
     src = codes_all[rows]
     n = len(rows)
-    # class-major (L, n): one contiguous row per class, so that the gathers and reductions below
-    # run along contiguous memory
-    probs_t = np.empty((L, n))
-    for j, p in enumerate(columns):
-        np.take(p, rows, out=probs_t[j])
     if n:
         starts = np.flatnonzero(np.r_[True, src[1:] != src[:-1]])
     else:
@@ -168,7 +163,12 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
     if S:
         # Results are kept class-major (L, S): the tables take their columns from these rows.
         if predicted is None:
-            pred = np.argmax(probs_t, axis=0)  # the predicted class of a detection with probabilities
+            # the predicted class of each voted detection: the argmax of its probabilities
+            probs_t = np.empty((L, n))
+            for j, p in enumerate(columns):
+                np.take(p, rows, out=probs_t[j])
+            pred = np.argmax(probs_t, axis=0)
+            del probs_t
         else:
             pred = np.asarray(predicted, dtype=np.int64)[rows]
             if pred.min() < 0 or pred.max() >= L:
@@ -176,28 +176,32 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
         mean = np.empty((L, S))
         std = np.zeros((L, S))
         hard = np.empty(S, dtype=np.int64)
+        soft = np.empty(S, dtype=np.int64)
         # a source with one detection: its probabilities are the means (exactly, as np.mean of one
-        # value), its std 0, its hard vote its detection's class
+        # value), its std 0, both its votes its detection's class (the argmax of those probabilities)
         multi = counts > 1
         one = np.flatnonzero(~multi)
-        mean[:, one] = probs_t[:, starts[one]]
-        hard[one] = pred[starts[one]]
+        rows_one = rows[starts[one]]
+        for j, p in enumerate(columns):
+            mean[j, one] = p.take(rows_one)
+        hard[one] = soft[one] = pred[starts[one]]
         many = np.flatnonzero(multi)
         if many.size:
             # the others: mean and population std (two passes, as np.mean / np.std) by weighted
             # bincounts along their source-sorted rows, and the hard vote over those rows
             in_many = np.repeat(multi, counts)
+            rows_many = rows[in_many]
             cm = counts[many]
             code = np.repeat(np.arange(many.size), cm)
-            for j in range(L):
-                p = probs_t[j, in_many]
-                m = np.bincount(code, weights=p, minlength=many.size) / cm
-                dev = p - m[code]
+            for j, p in enumerate(columns):
+                pm = p.take(rows_many)
+                m = np.bincount(code, weights=pm, minlength=many.size) / cm
+                dev = pm - m[code]
                 dev *= dev
                 mean[j, many] = m
                 std[j, many] = np.sqrt(np.bincount(code, weights=dev, minlength=many.size) / cm)
             hard[many] = hard_vote(code, pred[in_many], many.size, L)
-        soft = np.argmax(mean, axis=0)
+            soft[many] = np.argmax(mean[:, many], axis=0)
     else:
         mean = std = np.zeros((L, 0))
         hard = soft = np.zeros(0, dtype=np.int64)
