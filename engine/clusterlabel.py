@@ -536,9 +536,8 @@ def _detection_table(df, feats, rows, cluster, probs, pred, classes, cols) -> pd
            "cluster": cluster.astype(np.int64),
            "ra": df[cols["ra"]].to_numpy(dtype=np.float64)[rows],
            "dec": df[cols["dec"]].to_numpy(dtype=np.float64)[rows]}
-    probs = np.asarray(probs, dtype=np.float64)
-    for j, c in enumerate(classes):
-        out[c] = probs[:, j]
+    for j, c in enumerate(classes):     # each class's column is contiguous (see classify_rows)
+        out[c] = np.asarray(probs[:, j], dtype=np.float64)
     cls = pd.array(list(classes) + [None], dtype="str")          # take from L + 1 names: no per-row strings
     out["predicted_class"] = cls.take(np.where(pred < 0, len(classes), pred))
     out["no_usable_class"] = pred < 0

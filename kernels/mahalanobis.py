@@ -161,6 +161,9 @@ def classify_rows(X, cluster, means, precisions, mask, *, squared: bool = True,
     outs = [_classify_chunk(Xp[i * c:(i + 1) * c], ks[k], means_j, P_j, mask_j, squared)
             for i, k in enumerate(chunk_cluster.tolist())]
     # class-major on the host: each class's probabilities are one contiguous row (the tables' columns)
-    probs_t = np.concatenate([np.asarray(p) for p, _ in outs], axis=1)[:, slot]
+    padded = np.concatenate([np.asarray(p) for p, _ in outs], axis=1)
+    probs_t = np.empty((L, n), dtype=padded.dtype)
+    for j in range(L):          # a 1-d take per class row: several times faster than padded[:, slot]
+        np.take(padded[j], slot, out=probs_t[j])
     pred = np.concatenate([np.asarray(k) for _, k in outs])[slot].astype(np.int64)
     return probs_t.T, pred
