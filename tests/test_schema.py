@@ -90,3 +90,26 @@ def test_duplicated_keys_matches_pandas():
         pd.testing.assert_series_equal(ours, ref, check_names=False)
     assert not duplicated_keys(df, ["name", "obsid"]).all()
     pd.testing.assert_frame_equal(df, before)
+
+
+def test_feature_columns_come_out_as_float64():
+    """float32 and nullable columns are converted (a float64 column is kept as it is, unchanged)."""
+    df = good().astype({"hard_hs": np.float32, "bb_kt": "Float64"})
+    df.loc[1, "bb_kt"] = pd.NA
+    out, _ = check(df)
+    assert out["hard_hs"].dtype == np.float64 and out["bb_kt"].dtype == np.float64
+    assert np.isnan(out.loc[1, "bb_kt"]) and out.loc[2, "bb_kt"] == 3.0
+    np.testing.assert_array_equal(out["hard_hs"].to_numpy(), good()["hard_hs"].to_numpy(np.float32))
+
+
+def test_key_codes_follow_the_checked_rows():
+    """The codes of the source names kept for later steps: one per row of the checked table (after
+    the identical duplicates are dropped), equal exactly where the names are."""
+    more = pd.DataFrame({"name": ["c", "a", None, "d", None], "obsid": [5, 6, 7, 8, 9],
+                         "hard_hs": [0.5, 0.6, 0.7, 0.8, 0.9], "bb_kt": [5.0, 6.0, 7.0, 8.0, 9.0]})
+    df = pd.concat([good(), good().iloc[[1]], more], ignore_index=True)
+    out, report = check(df)
+    assert report.duplicates_dropped == 1 and len(report.key_codes) == len(out) == 8
+    names = out["name"].astype(object).where(out["name"].notna(), "<null>").to_numpy()
+    codes = report.key_codes
+    assert np.array_equal(codes[:, None] == codes[None, :], names[:, None] == names[None, :])
