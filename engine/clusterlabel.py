@@ -488,7 +488,7 @@ def _classify(model, df, *, dtype=None, chunk_size=None, check=True, source="cat
     t2 = time.perf_counter()
     probs, pred = classify_rows(X, cluster, model.class_means, model.class_precisions, model.class_mask,
                                 squared=(model.distance == "squared"),
-                                chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, dtype=dtype)
+                                chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, dtype=dtype, out_dtype=np.float64)
     t3 = time.perf_counter()
     out = _detection_table(df, feats, target, cluster, probs, pred, model.classes, cols)
     t4 = time.perf_counter()

@@ -121,7 +121,7 @@ def cluster_chunk_layout(cluster, n_clusters: int, chunk_size: int):
 
 
 def classify_rows(X, cluster, means, precisions, mask, *, squared: bool = True,
-                  chunk_size: int = DEFAULT_CHUNK_SIZE, dtype=None):
+                  chunk_size: int = DEFAULT_CHUNK_SIZE, dtype=None, out_dtype=None):
     """Softmin class probabilities of rows over the classes of their own cluster.
 
     X (n, d); cluster (n,) int in [0, K); means (K, L, d); precisions (K, L, d, d)
@@ -131,8 +131,8 @@ def classify_rows(X, cluster, means, precisions, mask, *, squared: bool = True,
 
     Returns NumPy arrays probs (n, L) (0 for excluded classes, NaN rows where the
     cluster has no usable class; a column-major view, so that each class's column is
-    contiguous) and predicted (n,) int (argmax, first class on a tie, -1 where no class is
-    usable).
+    contiguous; in ``out_dtype``, by default the computing ``dtype``) and predicted (n,) int
+    (argmax, first class on a tie, -1 where no class is usable).
 
     Rows are laid out so that each chunk of exactly ``chunk_size`` rows holds one cluster's rows
     (:func:`cluster_chunk_layout`); a chunk then needs only its cluster's L blocks,
@@ -162,8 +162,8 @@ def classify_rows(X, cluster, means, precisions, mask, *, squared: bool = True,
             for i, k in enumerate(chunk_cluster.tolist())]
     # class-major on the host: each class's probabilities are one contiguous row (the tables' columns)
     padded = np.concatenate([np.asarray(p) for p, _ in outs], axis=1)
-    probs_t = np.empty((L, n), dtype=padded.dtype)
+    probs_t = np.empty((L, n), dtype=np.dtype(out_dtype or padded.dtype))
     for j in range(L):          # a 1-d take per class row: several times faster than padded[:, slot]
-        np.take(padded[j], slot, out=probs_t[j])
+        probs_t[j] = padded[j].take(slot)       # (converted here, in cache, if out_dtype differs)
     pred = np.concatenate([np.asarray(k) for _, k in outs])[slot].astype(np.int64)
     return probs_t.T, pred
