@@ -43,13 +43,15 @@ def parse_k_range(text: str) -> list[int]:
 
 
 def bic_table(curve) -> pd.DataFrame:
-    """k, bic_mean, bic_std, gradient (np.gradient of the mean BIC against K), n_converged."""
+    """k, bic_mean, bic_std, gradient (np.gradient of the mean BIC against K), bic_min (the best
+    repeat's BIC), n_converged."""
     ks = np.asarray(curve.ks)
     return pd.DataFrame({
         "k": ks.astype(np.int64),
         "bic_mean": np.asarray(curve.bic_mean, np.float64),
         "bic_std": np.asarray(curve.bic_std, np.float64),
         "gradient": np.gradient(np.asarray(curve.bic_mean, np.float64), ks.astype(np.float64)),
+        "bic_min": np.asarray(curve.bic, np.float64).min(axis=1),
         "n_converged": np.asarray(curve.converged).sum(axis=1).astype(np.int64),
     })
 

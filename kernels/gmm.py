@@ -415,15 +415,19 @@ def _sample_weighted(key, weights, m):
 
 
 def _kmeans_plusplus(key, X, mask, active):
-    """Greedy k-means++ seeding (as scikit-learn: 2 + log K local trials per centre; K is the padded
-    component count, so a padded fit in bic_sweep draws the trials of the sweep's largest K).
+    """Greedy k-means++ seeding (as scikit-learn: 2 + int(log K) local trials per centre, K the number
+    of active components).
 
     X (n, d) all rows, mask (n,) valid rows, active (K,) -> centres (K, d).
-    Inactive centres are filled but never used.
+    Inactive centres are filled but never used. A fit padded to more components (bic_sweep) draws the
+    candidates of the padded count (a static shape) and scores only its own first 2 + int(log K) of
+    them; JAX's counter-based random bits make those the very candidates the unpadded fit draws.
     """
     n, d = X.shape
     K = active.shape[0]
     n_trials = 2 + int(math.log(K))
+    trials_of = jnp.asarray([2 + int(math.log(k)) for k in range(1, K + 1)], jnp.int32)
+    own_trials = jnp.arange(n_trials) < trials_of[jnp.maximum(jnp.sum(active), 1) - 1]
     key, k0 = jax.random.split(key)
     uniform = mask.astype(X.dtype)
     first = _sample_weighted(k0, uniform, 1)[0]
@@ -441,7 +445,7 @@ def _kmeans_plusplus(key, X, mask, active):
         cd = jnp.maximum(x2[:, None] - 2.0 * X @ cx.T + jnp.sum(cx * cx, axis=1)[None, :], 0.0)  # (n, trials)
         new_closest = jnp.minimum(closest[:, None], cd)
         pot = jnp.sum(jnp.where(mask[:, None], new_closest, 0.0), axis=0)
-        best = jnp.argmin(pot)
+        best = jnp.argmin(jnp.where(own_trials, pot, jnp.inf))
         use = active[i]
         centres = jnp.where(use, centres.at[i].set(X[cand[best]]), centres)
         closest = jnp.where(use, jnp.where(mask, new_closest[:, best], 0.0), closest)

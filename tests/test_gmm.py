@@ -299,6 +299,18 @@ def test_bic_sweep_does_not_depend_on_how_ks_are_grouped():
         np.testing.assert_allclose(c.lower_bound, curves[0].lower_bound, rtol=1e-9)
 
 
+def test_a_padded_sweep_fit_seeds_as_its_own_k():
+    """k-means++ takes 2 + int(log K) local trials per centre with K the fit's own component count
+    (scikit-learn's rule), also when bic_sweep pads the fit to a larger K: the K = 2 fits of a sweep up
+    to K = 9 (padded to 9: 4 trials drawn) equal those of a sweep of K = 2 alone (2 trials)."""
+    X, _ = _mixture(3000, 4, 3, seed=7, sep=2.0, scale=1.0)
+    for seed in range(3):
+        alone = G.bic_sweep(X, ks=[2], repeats=3, seed=seed, groups=1)
+        padded = G.bic_sweep(X, ks=[2, 9], repeats=3, seed=seed, groups=2)
+        np.testing.assert_array_equal(padded.n_iter[0], alone.n_iter[0])
+        np.testing.assert_allclose(padded.bic[0], alone.bic[0], rtol=1e-9)
+
+
 def test_choose_k_picks_the_k_before_the_gradient_flattens():
     ks = np.arange(2, 21)
     k0 = 6
