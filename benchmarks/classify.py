@@ -128,7 +128,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     import jax
     import kernels  # noqa: F401
-    print(f"machine: cpu_count={os.cpu_count()} jax.devices()={jax.devices()}")
+    from machine import describe
+    print(f"machine: cpu_count={os.cpu_count()} jax.devices()={jax.devices()}\n{describe()}")
     print("\nPart 1: one cluster, 10 classes, 12 features: published N x N formula vs xsift (float64)")
     print(f"{'N':>7} | {'published s':>11} | {'xsift s':>8} | {'ratio':>7} | {'max |dp|':>9} | published N x N array")
     for n, tp, tx, r, err, gb in part1([int(s) for s in args.sizes.split(",")]):

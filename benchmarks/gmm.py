@@ -28,6 +28,7 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.mixture import GaussianMixture  # noqa: E402
 
 import kernels.gmm as G  # noqa: E402
+from machine import describe  # noqa: E402
 
 K, D = 6, 12
 
@@ -167,6 +168,7 @@ def main(argv=None):
 
     print(f"# xsift GMM vs scikit-learn  |  cpu_count={os.cpu_count()}  jax.devices()={jax.devices()}  "
           f"jax {jax.__version__}  |  d={D}, K={K}, full covariance")
+    print(f"# {describe()}")
     rows = iteration_rows(args.sizes, *args.iters, args.timing_repeats)
     print("\n| N | dtype | sklearn s/iter | xsift s/iter | speed-up | xsift lower bound | sklearn lower bound |")
     print("|---:|---|---:|---:|---:|---:|---:|")
