@@ -81,7 +81,7 @@ last M-step (one data-pass body per program, not two).
 from __future__ import annotations
 
 import math
-from functools import partial
+from functools import partial, reduce
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -238,6 +238,17 @@ def _e_step_chunk(weights, means, prec_chol, X, active, cols=False):
         wlp = _log_gaussian_prob_cols(X, means, prec_chol) + _log_weights(weights, active)[:, None]
     else:
         wlp = _log_gaussian_prob(X, means, prec_chol) + _log_weights(weights, active)[None, :]
+    if not cols and wlp.shape[1] < _COLS_MIN_K and wlp.dtype == jnp.float32:
+        # a few components, row-major, float32: the log-sum-exp as element-wise maxima and sums of
+        # the K columns (one fused loop) rather than XLA's CPU reductions over a short minor axis --
+        # one EM pass at 1M rows, K = 6: float32 40.5 -> 38 ms, but float64 100 -> 111 ms, so float64
+        # keeps the reductions (interleaved in one process, best of 7)
+        parts = [wlp[:, k] for k in range(wlp.shape[1])]
+        m = reduce(jnp.maximum, parts)
+        m = jnp.where(jnp.isfinite(m), m, 0.0)
+        total = reduce(jnp.add, [jnp.exp(v - m) for v in parts])
+        log_norm = jnp.log(total) + m
+        return wlp - log_norm[:, None], log_norm
     ax = 0 if cols else 1
     m = jnp.max(wlp, axis=ax, keepdims=True)
     m = jnp.where(jnp.isfinite(m), m, 0.0)
