@@ -149,8 +149,9 @@ def sweep_row(n, ks, repeats, sk_repeats, batch_size, groups, dtypes, runs):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000], help="row counts N")
-    ap.add_argument("--iters", type=int, nargs=2, default=[2, 6], metavar=("N1", "N2"),
-                    help="per-iteration time from the difference of runs with N1 and N2 iterations")
+    ap.add_argument("--iters", type=int, nargs=2, default=[2, 12], metavar=("N1", "N2"),
+                    help="per-iteration time from the difference of runs with N1 and N2 iterations (the "
+                         "more iterations between them, the less the fixed costs' noise weighs)")
     ap.add_argument("--timing-repeats", type=int, default=5,
                     help="runs per iteration count and library, taking turns; the fastest counts")
     ap.add_argument("--no-sweep", action="store_true", help="skip the BIC sweep")
