@@ -303,7 +303,11 @@ def _moment_stats(resp, X, mask, cols=False):
         M = _pair_unpack(lax.dot_general(resp, _pair_features(Xa, cols), over_rows), d)
     else:
         RX = (resp[:, :, None] * Xa[:, None, :]).reshape(n, K * (d + 1))
-        M = lax.dot_general(RX, Xa, over_rows).reshape(K, d + 1, d + 1)
+        # Xa^T RX -> (d+1, K(d+1)), not RX^T Xa: the same contraction with the narrow operand first
+        # runs ~20 % faster on XLA's CPU dot (one EM pass at 1M rows, K = 6: float32 40 -> 32 ms,
+        # float64 100 -> 92 ms, interleaved, best of 10); the pairwise path above measured equal
+        # either way round
+        M = lax.dot_general(Xa, RX, over_rows).reshape(d + 1, K, d + 1).transpose(1, 0, 2)
     return M[:, d, d], M[:, :d, d], M[:, :d, :d]
 
 
