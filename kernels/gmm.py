@@ -103,7 +103,10 @@ __all__ = [
 # interleaved, row-major at its best chunk vs column-major: 100k rows K = 20: 35.7 ms (2,048 rows) /
 # 39.4 (8,192) vs 25.2 (2,048) / 34.1 (1,024) / 30.5 (8,192); K = 11: 27.0 (4,096) vs 17.7 (2,048);
 # K = 8: 23.2 (2,048) vs 18.2 (2,048); float64 K = 11: 62.3 vs 40.3. At K = 6 (1M rows) row-major
-# stays faster (104-112 ms vs 137-169 ms).
+# stays faster (104-112 ms vs 137-169 ms). On the Zen 5 EPYC of 2026-11-30 the crossover moved: row-major
+# chunks with pairwise moments beat column-major up to K = 16 (100k rows, float32, best of 15: K = 12
+# 8.0 vs 9.2 ms, K = 16 9.3 vs 10.6, K = 20 12.1 vs 10.4), yet with the switch at 18 the float32 BIC
+# sweep was no faster (mean of 3 cold runs 11.6 vs 11.4 s), so it stays at 8.
 _COLS_MIN_K = 8
 COLS_CHUNK_ROWS = 2048
 # rows per chunk when a fitted mixture is applied to a table (e_step, predict, score_samples) and in
