@@ -193,6 +193,8 @@ def main(argv=None) -> int:
     print(f"# xsift scale-out benchmark  cpu_count={os.cpu_count()}  jax.devices()={jax.devices()}  "
           f"LocalCluster 2 workers x 1 thread, each pinned to a core; {args.rows_per_shard:,} rows per shard; fit sample "
           f"{args.fit_sample:,}", flush=True)
+    from machine import describe  # benchmarks/machine.py, beside this file
+    print(f"# {describe()}", flush=True)
     rows = []
     smallest = min(args.sizes)
     for n in sorted(args.sizes):
