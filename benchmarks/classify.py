@@ -16,7 +16,11 @@ precision (default 5), taking turns between the precisions, and the median run i
 range. The published code cannot run here at all (its N x N arrays would need N^2 x 8 bytes per
 cluster and class).
 
-Usage: python benchmarks/classify.py [--sizes 5000,10000,20000] [--detections 1000000] [--runs 5]
+Part 1 runs with glibc's malloc defaults, as the published code runs in a plain Python process; before
+part 2 the process keeps freed memory as the ``xsift`` command does (``engine.memory``), unless
+``--malloc system``.
+
+Usage: python benchmarks/classify.py [--sizes 5000,10000,20000] [--detections 1000000] [--runs 5] [--malloc system]
 """
 from __future__ import annotations
 
@@ -125,9 +129,14 @@ def main(argv=None):
     ap.add_argument("--detections", type=int, default=1_000_000, help="detections for part 2 (0: skip)")
     ap.add_argument("--fit-detections", type=int, default=100_000, help="simulated detections the model is fitted on")
     ap.add_argument("--runs", type=int, default=5, help="timed runs of part 2 per precision (the median is reported)")
+    ap.add_argument("--malloc", choices=("xsift", "system"), default="xsift",
+                    help="xsift: before part 2, keep freed memory in the process, as the xsift command does "
+                         "(engine.memory.keep_freed_memory); system: glibc's defaults throughout. Part 1 always runs "
+                         "with the defaults, as the published code runs in a plain Python process")
     args = ap.parse_args(argv)
     import jax
     import kernels  # noqa: F401
+    from engine.memory import keep_freed_memory
     from machine import describe
     print(f"machine: cpu_count={os.cpu_count()} jax.devices()={jax.devices()}\n{describe()}")
     print("\nPart 1: one cluster, 10 classes, 12 features: published N x N formula vs xsift (float64)")
@@ -135,7 +144,10 @@ def main(argv=None):
     for n, tp, tx, r, err, gb in part1([int(s) for s in args.sizes.split(",")]):
         print(f"{n:>7} | {tp:>11.3f} | {tx:>8.4f} | {r:>6.0f}x | {err:>9.1e} | {gb:.2f} GB per class")
     if args.detections:
-        print(f"\nPart 2: whole classify stage (features, transform, GMM assignment, distances, softmin, "
+        kept = keep_freed_memory() if args.malloc == "xsift" else False
+        print(f"\nmalloc for part 2: "
+              f"{'freed memory kept in the process (as the xsift command runs)' if kept else 'system defaults'}")
+        print(f"Part 2: whole classify stage (features, transform, GMM assignment, distances, softmin, "
               f"table, voting), {args.detections:,} detections in memory")
         print(f"median of {args.runs} runs per precision (range of the runs in brackets); the stages of the median run")
         print(f"{'precision':>9} | {'detections':>10} | {'classified':>10} | {'sources':>8} | {'total s':>17} | "

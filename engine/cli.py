@@ -123,6 +123,7 @@ def apply_device(device: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from engine.errors import XsiftError
+    from engine.memory import keep_freed_memory
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "_run", None) is None:
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         apply_device(getattr(args, "device", None))
+        # a command runs and ends: keep freed memory mapped rather than fault it in again (engine/memory.py)
+        keep_freed_memory()
         return int(args._run(args) or 0)
     except XsiftError as exc:
         print(f"xsift {args.command}: error: {exc}", file=sys.stderr)
