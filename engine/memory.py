@@ -1,8 +1,9 @@
 """Keep freed memory in the process, so that large arrays reuse pages already mapped.
 
 A classify call allocates and frees a few hundred MB of NumPy arrays (the padded feature rows, the
-per-chunk outputs, the probability columns, the tables). By default glibc hands every freed block of
-more than 32 MiB back to the kernel (``munmap``) and trims the heap's free top, so the next large array
+per-chunk outputs, the probability columns, the tables). By default glibc maps every block above its
+mmap threshold (128 KiB, rising with use to at most 32 MiB) on its own and hands it back to the kernel
+when freed (``munmap``), and trims the heap's free top, so the next large array
 faults all its pages in again, each one zeroed. On a virtual machine whose host takes back the guest's
 free memory (free page reporting, as on the Firecracker VM these benchmarks ran on) that first touch
 costs far more than a zeroed page: the same host-side copy of 82 MB took 4–8 ms or 190 ms from one
