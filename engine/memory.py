@@ -40,11 +40,12 @@ def keep_freed_memory() -> bool:
         return False
     try:
         libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-        gnu_get_libc_version = libc.gnu_get_libc_version     # glibc only (musl has a no-op mallopt)
-    except (OSError, AttributeError):
+    except OSError:
         return False
-    del gnu_get_libc_version
+    # glibc only: musl's mallopt is a no-op, and it has no gnu_get_libc_version
+    if not (hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version")):
+        return False
+    mallopt = libc.mallopt
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return bool(mallopt(_M_MMAP_MAX, 0)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
