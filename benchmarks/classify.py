@@ -5,10 +5,10 @@ Part 1 — one cluster, L = 10 classes, d = 12 features, N unlabelled detections
   published : the CSC paper's code path per class: ``x_mu = X - mu; left = x_mu @ pinv(S);
               mahal = left @ x_mu.T; mahal.diagonal()`` (an N x N product), then the softmin
               with ``np.exp`` — run in this process on the same arrays;
-  xsift     : ``kernels.mahalanobis.classify_rows`` (compiled once beforehand), same arrays.
+  xsift     : ``xsift.kernels.mahalanobis.classify_rows`` (compiled once beforehand), same arrays.
   The two results are checked to agree (max |dp|) before the times are printed.
 
-Part 2 — the whole classify stage of a fitted model (``engine.clusterlabel.classify_and_vote``,
+Part 2 — the whole classify stage of a fitted model (``xsift.methods.cluster_then_label.classify_and_vote``,
 what ``xsift classify`` and ``xsift run`` call: schema check, derived features, transform, GMM cluster
 assignment, distances, softmin, detection table, hard/soft votes) on 1M complete unlabelled detections
 in memory, float64 and float32, after one warm-up run of the same shape; --runs timed runs per
@@ -17,7 +17,7 @@ range. The published code cannot run here at all (its N x N arrays would need N^
 cluster and class).
 
 Part 1 runs with glibc's malloc defaults, as the published code runs in a plain Python process; before
-part 2 the process keeps freed memory as the ``xsift`` command does (``engine.memory``), unless
+part 2 the process keeps freed memory as the ``xsift`` command does (``xsift.cli.memory``), unless
 ``--malloc system``.
 
 Usage: python benchmarks/classify.py [--sizes 5000,10000,20000] [--detections 1000000] [--runs 5] [--malloc system]
@@ -50,7 +50,7 @@ def published_cluster(X, means, precs):
 
 def part1(sizes, L=10, d=12, seed=0):
     import jax
-    from kernels.mahalanobis import classify_rows
+    from xsift.kernels.mahalanobis import classify_rows
     rng = np.random.default_rng(seed)
     means = rng.normal(scale=0.3, size=(L, d))
     A = rng.normal(size=(L, d, d))
@@ -77,9 +77,9 @@ def model_and_catalog(n_detections, fit_detections, seed=0):
     """A model fitted on a simulated catalogue, and ``n_detections`` complete unlabelled detections
     (several simulated catalogues' complete rows, renamed so that sources stay distinct)."""
     import pandas as pd
-    from engine.clusterlabel import features_of, fit_model
-    from engine.features import load_preset
-    from engine.simulate import simulate_catalog
+    from xsift.methods.cluster_then_label import features_of, fit_model
+    from xsift.data.features import load_preset
+    from xsift.simulate import simulate_catalog
     preset = load_preset("csc")
     fit_cat = simulate_catalog(fit_detections, seed=seed)
     model, _ = fit_model(fit_cat, preset, n_components=6, seed=seed)
@@ -98,7 +98,7 @@ def model_and_catalog(n_detections, fit_detections, seed=0):
 
 
 def part2(n_detections, fit_detections, runs):
-    from engine.clusterlabel import classify_and_vote
+    from xsift.methods.cluster_then_label import classify_and_vote
     preset, model, cat = model_and_catalog(n_detections, fit_detections)
     dtypes = (np.float64, np.float32)
 
@@ -131,12 +131,11 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=5, help="timed runs of part 2 per precision (the median is reported)")
     ap.add_argument("--malloc", choices=("xsift", "system"), default="xsift",
                     help="xsift: before part 2, keep freed memory in the process, as the xsift command does "
-                         "(engine.memory.keep_freed_memory); system: glibc's defaults throughout. Part 1 always runs "
+                         "(xsift.cli.memory.keep_freed_memory); system: glibc's defaults throughout. Part 1 always runs "
                          "with the defaults, as the published code runs in a plain Python process")
     args = ap.parse_args(argv)
     import jax
-    import kernels  # noqa: F401
-    from engine.memory import keep_freed_memory
+    from xsift.cli.memory import keep_freed_memory
     from machine import describe
     print(f"machine: cpu_count={os.cpu_count()} jax.devices()={jax.devices()}\n{describe()}")
     print("\nPart 1: one cluster, 10 classes, 12 features: published N x N formula vs xsift (float64)")

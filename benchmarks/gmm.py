@@ -27,7 +27,7 @@ import jax  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.mixture import GaussianMixture  # noqa: E402
 
-import kernels.gmm as G  # noqa: E402
+import xsift.kernels.gmm as G  # noqa: E402
 from machine import describe  # noqa: E402
 
 K, D = 6, 12

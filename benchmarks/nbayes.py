@@ -1,13 +1,13 @@
 """Naive-Bayes kernels side by side with scipy, in one process.
 
-1. KDE evaluation: ``kernels.kde`` (binned + FFT + interpolation, jitted, chunked) against
+1. KDE evaluation: ``xsift.kernels.kde`` (binned + FFT + interpolation, jitted, chunked) against
    ``scipy.stats.gaussian_kde`` with the same Scott bandwidth, 5,000 training points, at 100k and
    10M evaluation points. scipy is timed on 100k points; its 10M time is that rate extrapolated
    (direct evaluation is linear in the number of points; running it would take ~10 minutes here).
    The maximum absolute error against scipy's exact values (on 100k points) is printed beside the
    documented bound. Both sizes are timed after one call of the same shape (compilation excluded; it is
    paid once per table size, ~0.3 s).
-2. Differential evolution: ``kernels.evolution`` against ``scipy.optimize.differential_evolution``
+2. Differential evolution: ``xsift.kernels.evolution`` against ``scipy.optimize.differential_evolution``
    (best1bin, same bounds, population 15 x d, same number of generations, ``tol=0``, no polish;
    scipy's default ``updating='immediate'``) on the same objective: the negative cross-validated
    XRB F1 of the naive-Bayes posterior as a function of the category weights, on the real MUWCLASS
@@ -29,9 +29,8 @@ import numpy as np
 from scipy.optimize import differential_evolution as scipy_de
 from scipy.stats import gaussian_kde
 
-import kernels  # noqa: F401
-from kernels.evolution import differential_evolution
-from kernels.kde import evaluate_log_kde, fit_binned_kde, kde_error_bound, scott_bandwidth
+from xsift.kernels.evolution import differential_evolution
+from xsift.kernels.kde import evaluate_log_kde, fit_binned_kde, kde_error_bound, scott_bandwidth
 
 DATA = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "muwclass" / "td_xray.csv"
 
@@ -74,8 +73,8 @@ def bench_kde(seed: int) -> list[str]:
 
 
 def _real_cv_objective(seed: int):
-    from engine.io import read_catalog
-    from engine.nbayes import NaiveBayesKDE, class_indices, load_nb_preset, properties_table
+    from xsift.data.io import read_catalog
+    from xsift.methods.naive_bayes import NaiveBayesKDE, class_indices, load_nb_preset, properties_table
     spec = load_nb_preset("nb_muwclass")
     df = read_catalog(DATA)
     X, _ = properties_table(df, spec)
@@ -87,7 +86,7 @@ def _real_cv_objective(seed: int):
 
 
 def bench_de(seed: int, generations: int) -> list[str]:
-    from engine.nbayes import negative_f1_objective
+    from xsift.methods.naive_bayes import negative_f1_objective
     cat, obs, log_prior, y, target = _real_cv_objective(seed)
     T = cat.shape[1]
     bounds = [(0.0, 1.0)] * T

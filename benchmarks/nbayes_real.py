@@ -23,8 +23,8 @@ import time
 import jax
 import numpy as np
 
-from engine.io import read_catalog
-from engine.nbayes import (NaiveBayesKDE, class_indices, classification_metrics, format_metrics,
+from xsift.data.io import read_catalog
+from xsift.methods.naive_bayes import (NaiveBayesKDE, class_indices, classification_metrics, format_metrics,
                            load_nb_preset, properties_table)
 
 DEFAULT = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "muwclass" / "td_xray.csv"

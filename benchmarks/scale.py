@@ -71,8 +71,8 @@ def quiet(msg):
 def _warm_worker(model_dir, shard, columns):
     """On a worker: import the engine and compile the classify kernels (fixed padded shapes, so one
     shard compiles everything), without writing anything."""
-    from engine import distributed as D
-    from engine.clusterlabel import ClusterLabelModel, classify_catalog
+    from xsift import distributed as D
+    from xsift.methods.cluster_then_label import ClusterLabelModel, classify_catalog
     classify_catalog(ClusterLabelModel.load(model_dir), D.read_shard(shard, columns), source=str(shard))
     return os.getpid()
 
@@ -80,7 +80,7 @@ def _warm_worker(model_dir, shard, columns):
 def timed_classification(D, client, cat, model, run, repeats: int = 3) -> float:
     """Best of ``repeats`` timings of classifying every shard, on workers already warm (every worker
     has imported JAX and compiled the kernels), so the 1- vs 2-worker ratio measures the work itself."""
-    from engine.clusterlabel import ClusterLabelModel
+    from xsift.methods.cluster_then_label import ClusterLabelModel
     files = D.shard_files(cat)
     columns = D.catalog_columns(ClusterLabelModel.load(model).preset, files)
     client.run(_warm_worker, str(model), str(files[0]), columns)
@@ -96,9 +96,9 @@ def timed_classification(D, client, cat, model, run, repeats: int = 3) -> float:
 def run_size(n: int, work: pathlib.Path, rows_per_shard: int, fit_sample: int, em_iters: int,
              compare_one_worker: bool, in_memory: bool) -> dict:
     from distributed import Client
-    from engine import distributed as D
-    from engine.features import load_preset
-    from engine.simulate import write_simulated_catalog
+    from xsift import distributed as D
+    from xsift.data.features import load_preset
+    from xsift.simulate import write_simulated_catalog
     preset = load_preset("csc")
     cat, model, run = work / f"cat{n}", work / f"model{n}", work / f"run{n}"
     for p in (cat, model, run):
@@ -127,7 +127,7 @@ def run_size(n: int, work: pathlib.Path, rows_per_shard: int, fit_sample: int, e
             if compare_one_worker:
                 row["classify_2w_warm_s"] = timed_classification(D, client, cat, model, work / f"run{n}-2w")
             if em_iters:
-                from engine.clusterlabel import ClusterLabelModel
+                from xsift.methods.cluster_then_label import ClusterLabelModel
                 m = ClusterLabelModel.load(model)
                 times = []
                 D.distributed_em(client, cat, preset, m.transform, m.gmm, max_iter=em_iters, tol=0.0,
@@ -154,9 +154,9 @@ def run_size(n: int, work: pathlib.Path, rows_per_shard: int, fit_sample: int, e
         shutil.rmtree(run1, ignore_errors=True)
         shutil.rmtree(work / f"run{n}-2w", ignore_errors=True)
     if in_memory:
-        from engine.clusterlabel import ClusterLabelModel, classify_detections
-        from engine.io import read_catalog
-        from engine.voting import master_classes
+        from xsift.methods.cluster_then_label import ClusterLabelModel, classify_detections
+        from xsift.data.io import read_catalog
+        from xsift.methods.voting import master_classes
         m = ClusterLabelModel.load(model)
         df = read_catalog(cat, columns=D.catalog_columns(m.preset, D.shard_files(cat)))
         t0 = time.perf_counter()

@@ -31,7 +31,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def _child(mode: str, n: int, shards: int, out: str) -> None:
     import resource
     sys.path.insert(0, str(ROOT))
-    from engine.simulate import simulate_catalog, write_simulated_catalog
+    from xsift.simulate import simulate_catalog, write_simulated_catalog
     simulate_catalog(1000, seed=0)                   # imports and calibration loaded before timing
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0, c0 = time.perf_counter(), time.process_time()

@@ -1,6 +1,6 @@
 """``xsift demo``: simulate a CSC-like catalogue and run the whole cluster-then-label pipeline on it.
 
-Steps: simulate (``engine.simulate``, with hidden ground truth) -> write the catalogue ->
+Steps: simulate (``xsift.simulate``, with hidden ground truth) -> write the catalogue ->
 fit (transform, GMM, per-cluster class statistics) -> classify the unlabelled detections ->
 master classes -> tables, figures, model directory -> 70/30 validation -> the accuracy
 against the simulator's ground truth (a real accuracy: the truth of the unlabelled
@@ -28,7 +28,7 @@ def add_cli_arguments(parser) -> None:
 def truth_recovery(detection_level, uniquely, catalog, classes, aggregation) -> dict:
     """Accuracy of the classified detections and of the uniquely classified sources against the
     simulator's ``true_class`` (10 classes and the aggregated classes)."""
-    from engine.voting import aggregated_class_of
+    from xsift.methods.voting import aggregated_class_of
     agg_of = aggregated_class_of(classes, aggregation)
     truth = catalog.drop_duplicates(["name", "obsid"]).set_index(["name", "obsid"])["true_class"]
     det = detection_level[~detection_level["no_usable_class"].to_numpy(dtype=bool)]
@@ -51,11 +51,11 @@ def truth_recovery(detection_level, uniquely, catalog, classes, aggregation) -> 
 def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validate: bool = True,
              figures: bool = True, preset=None, dtype=None, log=print) -> dict:
     """Run the demo into ``out``; returns the manifest facts (counts, accuracies, timings)."""
-    from engine.clusterlabel import _figures, _write_tables, run_pipeline
-    from engine.features import load_preset
-    from engine.io import write_table
-    from engine.report import write_manifest
-    from engine.simulate import simulate_catalog
+    from xsift.methods.cluster_then_label import _figures, _write_tables, run_pipeline
+    from xsift.data.features import load_preset
+    from xsift.data.io import write_table
+    from xsift.report import write_manifest
+    from xsift.simulate import simulate_catalog
 
     out = pathlib.Path(out)
     preset = preset or load_preset("csc")
@@ -91,7 +91,7 @@ def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validat
 
     validation = None
     if validate:
-        from engine.validation import validate as run_validation, write_validation
+        from xsift.methods.validation import validate as run_validation, write_validation
         t2 = time.perf_counter()
         res = run_validation(catalog, preset, n_components=k, seed=seed, split_seed=seed, dtype=dtype,
                              source=str(cat_path))
@@ -110,7 +110,7 @@ def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validat
 
 
 def run_cli(args) -> int:
-    from engine.features import load_preset
+    from xsift.data.features import load_preset
     preset = load_preset(args.config or "csc")
     run_demo(args.out, detections=args.detections, seed=args.seed, k=args.k, validate=not args.no_validate,
              figures=not args.no_figures, preset=preset,

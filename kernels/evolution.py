@@ -30,6 +30,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from xsift.kernels import scoped_x64
+
 __all__ = ["DEState", "DEResult", "latin_hypercube", "differential_evolution"]
 
 
@@ -52,6 +54,7 @@ class DEResult(NamedTuple):
     converged: jax.Array            # True if the tolerance rule stopped the run (else maxiter)
 
 
+@scoped_x64
 def latin_hypercube(key, n: int, d: int, dtype=jnp.float64):
     """(n, d) Latin-hypercube sample of the unit cube, as scipy's ``init='latinhypercube'``."""
     k_u, k_p = jax.random.split(key)
@@ -121,6 +124,7 @@ def _run(objective: Callable, args, bounds, key, popsize: int, maxiter: int, mut
                     nit=s.nit, nfev=s.nfev, converged=s.converged)
 
 
+@scoped_x64
 def differential_evolution(objective: Callable, bounds, key, *, args=(), popsize: int = 15,
                            mutation=(0.5, 1.0), recombination: float = 0.7, maxiter: int = 1000,
                            tol: float = 0.01, atol: float = 0.0, dtype=jnp.float64) -> DEResult:

@@ -89,7 +89,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from kernels.blocks import map_fixed_blocks, padded_rows
+from xsift.kernels.blocks import map_fixed_blocks, padded_rows
+
+from xsift.kernels import scoped_x64
 
 __all__ = [
     "GMMParams", "GMMResult", "SuffStats", "BICCurve",
@@ -645,6 +647,7 @@ def _sufficient_statistics_program(weights, means, prec, X_chunk, mask_chunk):
     return _chunk_stats(weights, means, prec, X_chunk, mask_chunk, active)
 
 
+@scoped_x64
 def sufficient_statistics(params, X_chunk, mask_chunk) -> SuffStats:
     """E-step of one chunk reduced to statistics that add up across chunks (jitted).
 
@@ -666,6 +669,7 @@ def _m_step_program(stats, reg_covar):
     return _m_step(stats, reg_covar, jnp.ones(stats.nk.shape, bool))
 
 
+@scoped_x64
 def m_step(stats: SuffStats, reg_covar) -> GMMParams:
     """M-step from summed :class:`SuffStats` -> :class:`GMMParams` (scikit-learn's formulas, jitted)."""
     stats = SuffStats(*(jnp.asarray(s) for s in stats))
@@ -696,6 +700,7 @@ def _applied(params, X):
             np.asarray(X, dtype))
 
 
+@scoped_x64
 def e_step(params, X, *, chunk_size=None):
     """(log_resp (n, K), log p(x) (n,)) as host NumPy arrays for X (n, d), computed over row chunks.
 
@@ -713,11 +718,13 @@ def e_step(params, X, *, chunk_size=None):
     return log_resp, log_norm
 
 
+@scoped_x64
 def predict_proba(params, X, *, chunk_size=None):
     """Responsibilities (n, K) of X (n, d) under params (exp of the log-sum-exp normalised log-probabilities)."""
     return np.exp(e_step(params, X, chunk_size=chunk_size)[0])
 
 
+@scoped_x64
 def predict(params, X, *, chunk_size=None, block_rows=None):
     """Component labels (n,) int64: argmax of the responsibilities.
 
@@ -742,6 +749,7 @@ def _labels_program(weights, means, prec_chol, X):
     return jnp.argmax(log_resp, axis=1).astype(jnp.int32)
 
 
+@scoped_x64
 def score_samples(params, X, *, chunk_size=None):
     """log p(x) (n,) under the mixture."""
     return e_step(params, X, chunk_size=chunk_size)[1]
@@ -758,6 +766,7 @@ def _total_loglik(params, X, chunk_size=None):
     return float(np.sum(np.asarray(ll, dtype=np.float64))), int(ll.shape[0])
 
 
+@scoped_x64
 def bic(params, X, *, chunk_size=None) -> float:
     """Bayesian information criterion -2 log L + p log n (scikit-learn's ``bic``)."""
     K, d = np.shape(params.means)
@@ -765,6 +774,7 @@ def bic(params, X, *, chunk_size=None) -> float:
     return -2.0 * ll + n_parameters(K, d) * math.log(n)
 
 
+@scoped_x64
 def aic(params, X, *, chunk_size=None) -> float:
     """Akaike information criterion -2 log L + 2 p (scikit-learn's ``aic``)."""
     K, d = np.shape(params.means)
@@ -901,6 +911,7 @@ def _finish(res, shift, dtype, reg_covar):
     return out
 
 
+@scoped_x64
 def fit_gmm(X, n_components, *, seed, n_init=1, init="kmeans", max_iter=100, tol=1e-3,
             reg_covar=1e-6, dtype=None, chunk_size=None) -> GMMResult:
     """Fit a full-covariance Gaussian mixture to X (n, d) by EM, as scikit-learn does.
@@ -941,6 +952,7 @@ def fit_gmm(X, n_components, *, seed, n_init=1, init="kmeans", max_iter=100, tol
     return _finish(res, shift, np.dtype(dt), reg_covar)
 
 
+@scoped_x64
 def bic_sweep(X, ks=range(2, 21), repeats=5, *, seed, max_iter=100, tol=1e-3, reg_covar=1e-6,
               dtype=None, chunk_size=None, groups=None, batch_size=1) -> BICCurve:
     """BIC of k-means-initialised fits for every K in ks, ``repeats`` times each.

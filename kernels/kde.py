@@ -54,7 +54,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kernels.blocks import map_fixed_blocks, padded_rows
+from xsift.kernels.blocks import map_fixed_blocks, padded_rows
+
+from xsift.kernels import scoped_x64
 
 __all__ = ["KDEGrid", "scott_bandwidth", "fit_binned_kde", "evaluate_log_kde",
            "evaluate_kde", "kde_error_bound", "exact_log_kde", "fit_cv_bandwidth"]
@@ -87,6 +89,7 @@ def _normalised_weights(x, w, dtype):
     return x, w / jnp.where(total > 0, total, 1.0)
 
 
+@scoped_x64
 @partial(jax.jit, static_argnames=("dtype",))
 def scott_bandwidth(x, w, dtype=jnp.float64):
     """Scott's rule bandwidth per pair, as ``scipy.stats.gaussian_kde`` computes it.
@@ -103,6 +106,7 @@ def scott_bandwidth(x, w, dtype=jnp.float64):
     return (neff ** (-0.2) * jnp.sqrt(var)).astype(dtype)
 
 
+@scoped_x64
 @partial(jax.jit, static_argnames=("n_grid", "dtype"))
 def fit_binned_kde(x, w, bandwidth, n_grid: int = 2048, cut: float = 6.0, dtype=jnp.float64) -> KDEGrid:
     """Bin and smooth ``m`` weighted 1-D samples at once.
@@ -143,6 +147,7 @@ def fit_binned_kde(x, w, bandwidth, n_grid: int = 2048, cut: float = 6.0, dtype=
     return KDEGrid(lo=lo, step=step, bandwidth=h, density=smooth.astype(dtype), cut=cut)
 
 
+@scoped_x64
 def kde_error_bound(grid: KDEGrid, dtype=jnp.float64):
     """Documented absolute error bound of :func:`evaluate_kde` inside the grid, per pair (m,).
 
@@ -195,6 +200,7 @@ def _block_rows(n: int, chunk_rows: int) -> int:
     return padded_rows(n, chunk_rows, 1024)
 
 
+@scoped_x64
 def evaluate_log_kde(grid: KDEGrid, X, columns, chunk_rows: int = 65536, dtype=jnp.float64):
     """Log-density of every pair at the rows of a table, in fixed-size row blocks.
 
@@ -219,11 +225,13 @@ def evaluate_log_kde(grid: KDEGrid, X, columns, chunk_rows: int = 65536, dtype=j
     return np.concatenate(outs, axis=0)[:n]
 
 
+@scoped_x64
 def evaluate_kde(grid: KDEGrid, X, columns, chunk_rows: int = 65536, dtype=jnp.float64):
     """Density (not log) of :func:`evaluate_log_kde`; same shapes."""
     return np.exp(evaluate_log_kde(grid, X, columns, chunk_rows=chunk_rows, dtype=dtype))
 
 
+@scoped_x64
 @partial(jax.jit, static_argnames=("dtype",))
 def exact_log_kde(x, w, bandwidth, points, dtype=jnp.float64):
     """Exact (direct-sum) log-density, the reference the grid approximates.
@@ -239,6 +247,7 @@ def exact_log_kde(x, w, bandwidth, points, dtype=jnp.float64):
     return jax.scipy.special.logsumexp(logw - 0.5 * u * u, axis=-1) - jnp.log(h[:, :, 0]) - 0.5 * jnp.log(2 * jnp.pi)
 
 
+@scoped_x64
 def fit_cv_bandwidth(x, w, key, *, n_steps: int = 200, learning_rate: float = 0.05,
                      holdout: float = 0.25, dtype=jnp.float64):
     """Per-pair bandwidth maximising the held-out log-likelihood (``bandwidth="cv"``), with optax.

@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from xsift.kernels import scoped_x64
+
 DEFAULT_CHUNK_SIZE = 8192
 
 
@@ -48,6 +50,7 @@ def _dtype(dtype, default=jnp.float64):
 # distances and softmin (classify time; the hot path)
 # ----------------------------------------------------------------------------
 
+@scoped_x64
 def log_softmin(distances, usable):
     """distances (n, L), usable (n, L) bool -> log probabilities (n, L).
 
@@ -67,6 +70,7 @@ def log_softmin(distances, usable):
     return jnp.where(any_usable, logp, jnp.nan)
 
 
+@scoped_x64
 def cluster_distances(X, means, precisions, squared=True):
     """X (n, d) rows of ONE cluster, means (L, d), precisions (L, d, d) of that cluster
     -> (n, L) squared Mahalanobis distances (x - mu_l)^T P_l (x - mu_l) (or their square
@@ -120,6 +124,7 @@ def cluster_chunk_layout(cluster, n_clusters: int, chunk_size: int):
     return slot, chunk_cluster, int(chunks_per.sum() * chunk_size)
 
 
+@scoped_x64
 def classify_rows(X, cluster, means, precisions, mask, *, squared: bool = True,
                   chunk_size: int = DEFAULT_CHUNK_SIZE, dtype=None, out_dtype=None):
     """Softmin class probabilities of rows over the classes of their own cluster.

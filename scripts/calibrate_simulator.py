@@ -9,8 +9,8 @@ What it writes (summary statistics only, never data rows) and where each number 
 * ``classes.<class>.proportion`` — the class's share of the 8,271 real sources of
   ``uniquely_classified.csv`` (by ``master_class``).
 * ``classes.<class>.quantiles.<feature>`` — the class's quantiles of each of the 12 features,
-  mapped to its unbounded space by ``engine.simulate.to_unbounded`` (arctanh, logit, log or
-  identity; ``engine.simulate.FEATURE_SPACES``), at the probability levels whose normal scores
+  mapped to its unbounded space by ``xsift.simulate.to_unbounded`` (arctanh, logit, log or
+  identity; ``xsift.simulate.FEATURE_SPACES``), at the probability levels whose normal scores
   are ``quantile_knots_z``. These are the marginals of the class's Gaussian copula.
 * ``classes.<class>.correlation`` — the correlation matrix of the features' normal scores
   (mid-ranks of ties, so point masses such as ``var_newq_b = 1`` are handled), with
@@ -59,9 +59,9 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.features import load_preset  # noqa: E402
-from engine.io import read_catalog, write_json  # noqa: E402
-from engine.simulate import CALIBRATION_PATH, FEATURE_SPACES, to_unbounded  # noqa: E402
+from xsift.data.features import load_preset  # noqa: E402
+from xsift.data.io import read_catalog, write_json  # noqa: E402
+from xsift.simulate import CALIBRATION_PATH, FEATURE_SPACES, to_unbounded  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "umlcaxs" / "uniquely_classified.csv"
 

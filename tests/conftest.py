@@ -18,13 +18,13 @@ def shared_file(*parts: str) -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def umlcaxs_unique():
-    from engine.io import read_catalog
+    from xsift.data.io import read_catalog
     return read_catalog(shared_file("umlcaxs", "uniquely_classified.csv"))
 
 
 @pytest.fixture(scope="session")
 def umlcaxs_ambiguous():
-    from engine.io import read_catalog
+    from xsift.data.io import read_catalog
     return read_catalog(shared_file("umlcaxs", "ambiguous_classification.csv"))
 
 

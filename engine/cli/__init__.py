@@ -1,0 +1,147 @@
+"""The ``xsift`` command line.
+
+Each command lives in the engine module that owns its work. A command module
+exposes three names:
+
+``CLI_HELP``            one line shown by ``xsift --help``
+``add_cli_arguments``   ``(parser) -> None``: declares its options (every option has a help text)
+``run_cli``             ``(args) -> int``: does the work, returns the exit code
+
+and optionally ``CLI_COMMON``, the common options it honours (default: all of
+``COMMON_OPTIONS``). It is listed once in ``COMMANDS`` below. A module owning several
+commands is listed as ``"module:prefix"`` and exposes ``{prefix}_help``,
+``add_{prefix}_arguments``, ``run_{prefix}`` (and optionally ``{prefix}_common``)
+instead. The common options (``--device``, ``--precision``, ``--config``) are
+declared here once, and only on the commands that use them: an option accepted
+and silently ignored is worse than none (``xsift simulate --config`` is an error,
+not a no-op). The Dask commands (``*-shards``) add ``--scheduler`` and ``--workers``. Errors a user can act on are raised as :class:`xsift.errors.XsiftError`
+and printed as one message, never as a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+# command name -> module owning it, in the order `xsift --help` lists them
+COMMANDS: dict[str, str] = {
+    "demo": "xsift.demo",
+    "simulate": "xsift.simulate.simulator",
+    "bic": "xsift.methods.model_selection",
+    "fit": "xsift.methods.cluster_then_label:fit",
+    "classify": "xsift.methods.cluster_then_label:classify",
+    "run": "xsift.methods.cluster_then_label:run",
+    "validate": "xsift.methods.validation",
+    "crossmatch": "xsift.data.crossmatch",
+    "nb": "xsift.methods.naive_bayes",
+    "fit-shards": "xsift.cli.shards:fit_shards", "classify-shards": "xsift.cli.shards:classify_shards", "vote-shards": "xsift.cli.shards:vote_shards",
+}
+
+
+COMMON_OPTIONS = ("device", "precision", "config")
+
+
+def _common_options(names=COMMON_OPTIONS) -> argparse.ArgumentParser:
+    """A parent parser holding the common options ``names`` (a subset of COMMON_OPTIONS)."""
+    unknown = set(names) - set(COMMON_OPTIONS)
+    if unknown:  # pragma: no cover (a programming error in a command module)
+        raise ValueError(f"unknown common option(s) {sorted(unknown)}")
+    common = argparse.ArgumentParser(add_help=False)
+    if not names:
+        return common
+    group = common.add_argument_group("common options")
+    if "device" in names:
+        group.add_argument("--device", choices=["cpu", "gpu"], default=None,
+                           help="JAX device to run the kernels on (default: JAX's default device)")
+    if "precision" in names:
+        group.add_argument("--precision", choices=["float32", "float64"], default="float64",
+                           help="floating-point precision of the kernels (default: float64, the reference)")
+    if "config" in names:
+        group.add_argument("--config", metavar="FILE", default=None,
+                           help="a preset TOML file (copy one from engine/presets/ and edit it) "
+                                "replacing the built-in preset")
+    return common
+
+
+def _command_functions(target: str):
+    """(help, add_arguments, run, common option names) of a COMMANDS entry ``module`` or ``module:prefix``."""
+    module_name, _, prefix = target.partition(":")
+    module = importlib.import_module(module_name)
+    if prefix:
+        return (getattr(module, f"{prefix}_help"), getattr(module, f"add_{prefix}_arguments"),
+                getattr(module, f"run_{prefix}"), getattr(module, f"{prefix}_common", COMMON_OPTIONS))
+    return (module.CLI_HELP, module.add_cli_arguments, module.run_cli,
+            getattr(module, "CLI_COMMON", COMMON_OPTIONS))
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless its help already says it or there is none."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "(default" in text or action.default is None or action.default is False:
+            return text
+        return super()._get_help_string(action)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="xsift",
+        description="Classify the sources of large X-ray catalogues into physical classes "
+                    "with calibrated probabilities (cluster-then-label after Pérez-Díaz et al.; "
+                    "interpretable naive Bayes after Tranin et al.).",
+    )
+    from xsift import __version__
+    parser.add_argument("--version", action="version", version=f"xsift {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND",
+                                help="the step to run; `xsift COMMAND --help` lists its options")
+    for name, target in COMMANDS.items():
+        help_text, add_arguments, run, common_names = _command_functions(target)
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           parents=[_common_options(common_names)],
+                           formatter_class=HelpFormatter)
+        add_arguments(p)
+        p.set_defaults(_run=run)
+    return parser
+
+
+def apply_device(device: str | None) -> None:
+    """Select the JAX platform before any kernel runs."""
+    if device is None:
+        return
+    import jax
+    platform = "gpu" if device == "gpu" else "cpu"
+    try:
+        jax.devices(platform)
+    except RuntimeError as exc:
+        from xsift.errors import XsiftError
+        raise XsiftError(f"--device {device}: JAX finds no {platform} device here ({exc}). "
+                         "Install a CUDA-enabled jaxlib or use --device cpu.") from None
+    jax.config.update("jax_platform_name", platform)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from xsift.errors import XsiftError
+    from xsift.cli.memory import keep_freed_memory
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "_run", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        apply_device(getattr(args, "device", None))
+        # a command runs and ends: keep freed memory mapped rather than fault it in again (engine/memory.py)
+        keep_freed_memory()
+        return int(args._run(args) or 0)
+    except XsiftError as exc:
+        print(f"xsift {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"xsift {args.command}: interrupted; outputs written so far are complete "
+              "(writes are atomic), rerun the same command to finish", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""Catalogue input and output.
+
+Reads Parquet (one file, a directory of shards, or a glob), CSV, FITS and
+VOTable (the last two through astropy) into pandas DataFrames, and writes
+Parquet, CSV, FITS and VOTable. Every write is atomic: the table goes to a
+temporary file in the destination's directory, which is renamed over the
+destination only once it is complete, so a crash or an exception mid-write
+never leaves a truncated table behind.
+
+Formats are recognised by suffix:
+
+============  ======================================
+suffix        format
+============  ======================================
+.parquet .pq  Apache Parquet (pyarrow)
+.csv .csv.gz  comma-separated values (pandas)
+.fits .fit    FITS binary table, first table HDU (astropy)
+.vot .xml     VOTable (astropy)
+============  ======================================
+"""
+from __future__ import annotations
+
+import contextlib
+import glob as _glob
+import json
+import os
+import pathlib
+import tempfile
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from xsift.errors import XsiftError
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_SUFFIXES = (".csv", ".csv.gz")
+FITS_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz")
+VOTABLE_SUFFIXES = (".vot", ".votable", ".xml")
+
+
+def table_format(path: str | os.PathLike) -> str:
+    """The format of ``path`` from its suffix: 'parquet', 'csv', 'fits' or 'votable'."""
+    name = str(path).lower()
+    for fmt, suffixes in (("parquet", PARQUET_SUFFIXES), ("csv", CSV_SUFFIXES),
+                          ("fits", FITS_SUFFIXES), ("votable", VOTABLE_SUFFIXES)):
+        if name.endswith(suffixes):
+            return fmt
+    raise XsiftError(
+        f"{path}: unknown table format; expected a name ending in .parquet, .csv, .fits or .vot "
+        "(or a directory of .parquet shards)")
+
+
+def catalog_files(path: str | os.PathLike) -> list[pathlib.Path]:
+    """The files a catalogue path stands for: the file itself, the ``*.parquet`` shards of a
+    directory (sorted by name), or the sorted matches of a glob pattern."""
+    text = str(path)
+    if any(ch in text for ch in "*?["):
+        files = sorted(pathlib.Path(p) for p in _glob.glob(text))
+        if not files:
+            raise XsiftError(f"{text}: the pattern matches no file")
+        return files
+    p = pathlib.Path(text)
+    if p.is_dir():
+        files = sorted(q for q in p.iterdir() if q.name.lower().endswith(PARQUET_SUFFIXES)
+                       and not q.name.startswith((".", "_")))
+        if not files:
+            raise XsiftError(f"{p}: the directory holds no .parquet shard")
+        return files
+    if not p.exists():
+        raise XsiftError(f"{p}: no such file or directory")
+    return [p]
+
+
+def read_catalog(path: str | os.PathLike, columns: list[str] | None = None) -> pd.DataFrame:
+    """Read a whole catalogue into memory.
+
+    ``path`` is a Parquet file, a directory of Parquet shards, a glob, or a CSV,
+    FITS or VOTable file. ``columns`` limits what is read (Parquet reads only
+    those columns from disk); a missing column is reported by
+    :func:`xsift.data.schema.check_catalog`, not here. String columns come back as
+    pandas strings with nulls, numeric columns as float64/int64 with NaN for
+    masked values.
+    """
+    files = catalog_files(path)
+    frames = [_read_one(f, columns) for f in files]
+    if len(frames) == 1:
+        return frames[0]
+    return pd.concat(frames, ignore_index=True)
+
+
+def _read_one(path: pathlib.Path, columns: list[str] | None) -> pd.DataFrame:
+    fmt = table_format(path)
+    try:
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+            schema_names = pq.read_schema(path).names
+            cols = None if columns is None else [c for c in columns if c in schema_names]
+            return pq.read_table(path, columns=cols).to_pandas()
+        if fmt == "csv":
+            df = pd.read_csv(path)
+        else:
+            df = _read_astropy(path, fmt)
+    except XsiftError:
+        raise
+    except Exception as exc:  # any parser failure: name the file, keep the reason
+        raise XsiftError(f"{path}: cannot be read as {fmt} ({type(exc).__name__}: {exc})") from exc
+    if columns is not None:
+        df = df[[c for c in columns if c in df.columns]]
+    return df
+
+
+def _read_astropy(path: pathlib.Path, fmt: str) -> pd.DataFrame:
+    from astropy.table import Table
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # VOTable/FITS unit and spec warnings are not the user's problem here
+        if fmt == "votable":
+            # VOTable FIELDs carry a machine ID (col0 ...) and the column's real name: use the name
+            table = Table.read(path, format="votable", use_names_over_ids=True)
+        else:
+            table = Table.read(path, format="fits")
+    # multidimensional columns cannot become DataFrame columns
+    table = table[[name for name in table.colnames if len(table[name].shape) <= 1]]
+    df = table.to_pandas()
+    for name in df.columns:
+        col = df[name]
+        if col.dtype == object or pd.api.types.is_string_dtype(col.dtype):
+            values = [v.decode("utf-8") if isinstance(v, bytes) else v for v in col.tolist()]
+            # FITS stores a null string as empty: read it back as null
+            df[name] = pd.array([None if (v is None or v is pd.NA or v == "" or (isinstance(v, float)
+                                 and np.isnan(v))) else str(v) for v in values], dtype="str")
+    return df
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[pathlib.Path]:
+    """Yield a temporary path beside ``path``; on normal exit rename it over ``path``.
+
+    If the body raises, the temporary file is removed and ``path`` is left as it
+    was (absent, or the previous complete version).
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = pathlib.Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike, fmt: str | None = None) -> pathlib.Path:
+    """Write ``df`` to ``path`` atomically, in ``fmt`` or the format of the suffix."""
+    path = pathlib.Path(path)
+    fmt = fmt or table_format(path)
+    with atomic_write(path) as tmp:
+        if fmt == "parquet":
+            # dictionary-encode only the text columns: on random floats it costs time and space
+            text = [str(c) for c in df.columns if not pd.api.types.is_numeric_dtype(df[c].dtype)
+                    and not pd.api.types.is_bool_dtype(df[c].dtype)]
+            df.to_parquet(tmp, index=False, use_dictionary=text or False)
+        elif fmt == "csv":
+            df.to_csv(tmp, index=False)
+        elif fmt in ("fits", "votable"):
+            table = _to_astropy(df)
+            import warnings
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                table.write(tmp, format="fits" if fmt == "fits" else "votable", overwrite=True)
+        else:
+            raise XsiftError(f"{path}: cannot write format {fmt!r}; use parquet, csv, fits or votable")
+    return path
+
+
+def _to_astropy(df: pd.DataFrame):
+    """A DataFrame as an astropy Table, with nulls in string columns masked."""
+    from astropy.table import MaskedColumn, Table
+    table = Table()
+    for name in df.columns:
+        col = df[name]
+        if pd.api.types.is_string_dtype(col.dtype) or col.dtype == object:
+            mask = col.isna().to_numpy()
+            values = np.array(["" if m else str(v) for v, m in zip(col.tolist(), mask)], dtype=str)
+            table[name] = MaskedColumn(values, mask=mask) if mask.any() else values
+        elif pd.api.types.is_bool_dtype(col.dtype):
+            table[name] = col.to_numpy(dtype=bool)
+        elif isinstance(col.dtype, pd.api.extensions.ExtensionDtype) and col.isna().any():
+            mask = col.isna().to_numpy()
+            table[name] = MaskedColumn(col.to_numpy(dtype=float, na_value=np.nan), mask=mask)
+        else:
+            table[name] = col.to_numpy()
+    return table
+
+
+def write_json(obj, path: str | os.PathLike) -> pathlib.Path:
+    """Write ``obj`` as indented, standard JSON, atomically (NaN and infinities become ``null``,
+    which every JSON reader accepts; Python's bare ``NaN`` is not JSON)."""
+    path = pathlib.Path(path)
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps(_finite(obj), indent=2, sort_keys=False, default=_json_default,
+                                  allow_nan=False) + "\n")
+    return path
+
+
+def _finite(obj):
+    """``obj`` with every non-finite float (Python or NumPy, in dicts, lists, tuples, arrays) as None."""
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _finite(obj.tolist())
+    return obj
+
+
+def _json_default(obj):
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (pathlib.Path,)):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -1,0 +1,160 @@
+"""Schema checks: a catalogue is checked against what the chosen preset needs before any work.
+
+What is checked, and what happens:
+
+=====================================  ==============================================================
+problem                                handling
+=====================================  ==============================================================
+empty table                            SchemaError
+a required column is missing           SchemaError naming the column(s), the file, and near names
+non-numeric text in a numeric column   SchemaError naming the column, a bad value and its row
+a feature column null in every row     SchemaError naming the column when fitting; when a saved
+                                       model is applied (classify, one shard of many) the column is
+                                       listed in the report and its rows count as incomplete
++/-inf in a numeric column             treated as missing (set to NaN), counted per column
+duplicate (source, detection) rows     identical duplicates: all but the first dropped, counted;
+                                       duplicates that differ: SchemaError listing the first keys
+=====================================  ==============================================================
+
+The counts are returned in a :class:`CheckReport` and go into the run's manifest.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from xsift.errors import SchemaError
+
+
+@dataclass
+class CheckReport:
+    rows_in: int
+    rows_out: int
+    duplicates_dropped: int = 0
+    infinite_to_missing: dict = field(default_factory=dict)
+    all_null_features: list = field(default_factory=list)
+    # codes of the first key column (the source name) for the rows of the checked frame: equal exactly
+    # where the names are; kept so that later steps need not factorise the names again (not reported)
+    key_codes: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def as_dict(self) -> dict:
+        return {"rows_in": self.rows_in, "rows_out": self.rows_out,
+                "duplicates_dropped": self.duplicates_dropped,
+                "infinite_to_missing": dict(self.infinite_to_missing),
+                "all_null_features": list(self.all_null_features)}
+
+
+def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] = (),
+                  features: list[str] = (), key: list[str] = (), source: str = "catalogue",
+                  all_null: str = "error") -> tuple[pd.DataFrame, CheckReport]:
+    """Check ``df`` and return it cleaned (infinities to NaN, identical duplicates dropped) with a report.
+
+    ``required``: columns that must exist; ``numeric``: columns that must hold numbers;
+    ``features``: numeric columns that must not be null in every row; ``key``: columns
+    that identify one row (e.g. ``["name", "obsid"]``); ``source``: the file name
+    used in messages; ``all_null``: ``"error"`` (default) raises on a feature column null in
+    every row, ``"count"`` lists it in the report instead (its rows are then incomplete).
+    """
+    if all_null not in ("error", "count"):
+        raise ValueError(f"all_null must be 'error' or 'count', got {all_null!r}")
+    if len(df) == 0:
+        raise SchemaError(f"{source}: the table is empty; expected at least one detection")
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        hints = []
+        for c in missing:
+            near = difflib.get_close_matches(c, [str(x) for x in df.columns], n=1)
+            hints.append(f"{c!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        raise SchemaError(f"{source}: missing column{'s' if len(missing) > 1 else ''} "
+                          f"{', '.join(hints)}; the preset needs {', '.join(required)}")
+    report = CheckReport(rows_in=len(df), rows_out=len(df))
+    df = df.copy(deep=False)    # columns are replaced below, never written in place: the caller's frame is kept
+    for col in dict.fromkeys(list(numeric) + list(features)):
+        series = df[col]
+        original = series
+        if not pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype):
+            converted = pd.to_numeric(series, errors="coerce")
+            bad = converted.isna() & series.notna()
+            if bad.any():
+                i = int(np.flatnonzero(bad.to_numpy())[0])
+                raise SchemaError(f"{source}: column {col!r} must be numeric but row {i} holds "
+                                  f"{series.iloc[i]!r} ({int(bad.sum())} such value(s))")
+            series = converted
+        # a column is replaced only if its values change: replacing one column of a frame whose
+        # columns share one block copies that block (pandas' copy-on-write), ~4 ms per column at 1M rows
+        if pd.api.types.is_integer_dtype(series.dtype) and not series.isna().any():
+            if series is not original:
+                df[col] = series  # integers cannot be infinite: keep their dtype
+            continue
+        values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+        inf = np.isinf(values)
+        if inf.any():
+            report.infinite_to_missing[col] = int(inf.sum())
+            values = np.where(inf, np.nan, values)
+        elif series is original and series.dtype == np.dtype(np.float64):
+            continue                # already float64 NumPy values without infinities
+        df[col] = values
+    for col in features:
+        if df[col].isna().all():
+            if all_null == "count":
+                report.all_null_features.append(col)
+                continue
+            raise SchemaError(f"{source}: feature column {col!r} is null in every row; "
+                              "expected measured values")
+    if key:
+        dup, key_codes = _duplicated_keys(df, list(key))
+        report.key_codes = key_codes
+        if dup.any():
+            exact = df.duplicated(keep="first")
+            conflicting = df[dup].drop_duplicates()
+            if conflicting.duplicated(subset=list(key), keep=False).any():
+                keys = conflicting.loc[conflicting.duplicated(subset=list(key), keep=False), list(key)]
+                shown = "; ".join(", ".join(str(v) for v in row) for row in
+                                  keys.drop_duplicates().head(5).itertuples(index=False))
+                raise SchemaError(f"{source}: {len(keys.drop_duplicates())} ({', '.join(key)}) key(s) "
+                                  f"appear on rows with different values, e.g. {shown}; "
+                                  "expected one row per detection")
+            report.duplicates_dropped = int(exact.sum())
+            df = df[~exact].reset_index(drop=True)
+            report.key_codes = key_codes[~exact.to_numpy()]
+    report.rows_out = len(df)
+    return df, report
+
+
+def duplicated_keys(df: pd.DataFrame, key: list[str]) -> pd.Series:
+    """``df.duplicated(subset=key, keep=False)``: every row whose key occurs more than once.
+
+    Each key column is factorised once and the codes combined into one 64-bit integer per row
+    (a hash of integers is far cheaper than pandas' tuple hashing of mixed columns); keys whose
+    combined range would not fit fall back to pandas. Only rows whose first key column repeats
+    (a source with several detections) can be duplicates, so the other columns are factorised and
+    the combined keys compared on those rows only.
+    """
+    return _duplicated_keys(df, key)[0]
+
+
+def _duplicated_keys(df: pd.DataFrame, key: list[str]) -> tuple[pd.Series, np.ndarray]:
+    """(:func:`duplicated_keys`, the codes of the first key column (nulls coded too))."""
+    out = np.zeros(len(df), dtype=bool)
+    first, rest = key[0], list(key[1:])
+    first_codes, uniques = pd.factorize(df[first], use_na_sentinel=False)
+    first_codes = first_codes.astype(np.int64, copy=False)
+    repeated = np.bincount(first_codes, minlength=len(uniques))[first_codes] > 1
+    if not rest or not repeated.any():
+        out[:] = repeated
+        return pd.Series(out, index=df.index), first_codes
+    rows = np.flatnonzero(repeated)
+    combined = first_codes[rows]
+    span = max(len(uniques), 1)
+    for col in rest:
+        codes, uniques = pd.factorize(df[col].iloc[rows], use_na_sentinel=False)
+        n = max(len(uniques), 1)
+        if span > (1 << 62) // n:
+            return df.duplicated(subset=key, keep=False), first_codes
+        combined = combined * n + codes
+        span *= n
+    out[rows] = pd.Series(combined).duplicated(keep=False).to_numpy()
+    return pd.Series(out, index=df.index), first_codes

@@ -1,0 +1,168 @@
+"""Validation of the cluster-then-label classifier (step 8; the paper's Fig. 4 and 5).
+
+A seeded split of the *labelled complete* detections, stratified by class: in each class,
+``round(test_fraction * n_class)`` detections (chosen by a seeded random permutation) are
+held out. Their reference types are hidden, the model is fitted with the remaining 70% as
+references (the GMM sees every complete detection, as in a normal fit: clustering uses no
+labels) and the held-out detections are classified as if unlabelled. The outputs are the
+confusion matrices (counts and row-normalised) over the training classes and over the
+aggregated classes, and per-class precision, recall and F1. Held-out detections whose
+cluster has no usable class get no prediction: they are counted, not scored.
+"""
+from __future__ import annotations
+
+import pathlib
+import time
+
+import numpy as np
+import pandas as pd
+
+from xsift.errors import XsiftError
+from xsift.methods.metrics import confusion_matrix, precision_recall_f1, row_normalised
+
+CLI_HELP = "70/30 stratified validation of the cluster-then-label classifier: confusion matrices, precision/recall/F1"
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
+    """Boolean test mask over ``labels`` (>= 0 are labelled; others never in the test set):
+    in each class, the first ``round(test_fraction * n)`` rows of a seeded random order."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    keys = rng.random(len(labels))
+    order = np.lexsort((keys, labels))
+    lab_sorted = labels[order]
+    starts = np.flatnonzero(np.r_[True, lab_sorted[1:] != lab_sorted[:-1]])
+    sizes = np.diff(np.r_[starts, len(labels)])
+    rank = np.arange(len(labels)) - np.repeat(starts, sizes)
+    n_test = np.repeat(np.round(test_fraction * sizes).astype(np.int64), sizes)
+    test_sorted = (rank < n_test) & (lab_sorted >= 0)
+    test = np.zeros(len(labels), dtype=bool)
+    test[order] = test_sorted
+    return test
+
+
+def validate(df: pd.DataFrame, preset: dict, *, n_components: int = 6, seed: int = 0, split_seed: int = 0,
+             test_fraction: float = 0.3, gmm_params=None, distance: str = "squared", dtype=None,
+             source: str = "catalogue") -> dict:
+    """Run the validation; returns a dict with ``classes``, ``aggregated_classes``, confusion matrices
+    (``confusion`` / ``confusion_aggregated`` counts), metric tables (``metrics`` /
+    ``metrics_aggregated`` DataFrames), ``predictions`` (the held-out detections with true and
+    predicted class) and ``counts``."""
+    from xsift.methods.cluster_then_label import (classify_catalog, features_of, fit_model, prepare_catalog,
+                                     preset_classes, preset_columns, reference_labels)
+    from xsift.methods.voting import aggregated_class_of
+    if not 0 < test_fraction < 1:
+        raise XsiftError(f"test fraction {test_fraction}: expected a number between 0 and 1")
+    df, schema = prepare_catalog(df, preset, source=source)
+    classes, _, aggregation = preset_classes(preset)
+    type_col = preset_columns(preset)["type"]
+    labels, label_counts = reference_labels(df, preset)
+    _, ok = features_of(df, preset)
+    lab = np.where(ok, labels, -1)
+    if not (lab >= 0).any():
+        raise XsiftError(f"{source}: no complete detection has a training class in column {type_col!r}; "
+                         "validation needs labelled detections")
+    test = stratified_split(lab, test_fraction, split_seed)
+    hidden = df.copy()
+    hidden[type_col] = hidden[type_col].astype("object").where(~test, None)
+    model, fit_report = fit_model(hidden, preset, n_components=n_components, seed=seed, gmm_params=gmm_params,
+                                  distance=distance, dtype=dtype, source=source, check=False)
+    det, _ = classify_catalog(model, hidden.iloc[np.flatnonzero(test)], dtype=dtype, check=False)
+    truth = pd.DataFrame({"name": df["name"].to_numpy()[test], "obsid": df["obsid"].to_numpy()[test],
+                          "true_class": np.asarray(classes, dtype=object)[lab[test]]})
+    truth["name"] = truth["name"].astype("str")
+    pred = truth.merge(det[["name", "obsid", "cluster", "predicted_class", *classes]], on=["name", "obsid"],
+                       how="left", validate="one_to_one")
+    index = {c: i for i, c in enumerate(classes)}
+    t = pred["true_class"].map(index).to_numpy(dtype=np.int64)
+    p = pred["predicted_class"].map(index).to_numpy(dtype=np.float64, na_value=np.nan)
+    scored = np.isfinite(p)
+    p = np.where(scored, p, -1).astype(np.int64)
+    cm = confusion_matrix(t, p, len(classes))
+    agg_of = aggregated_class_of(classes, aggregation)
+    agg_classes = list(dict.fromkeys(agg_of[c] for c in classes))
+    agg_index = np.array([agg_classes.index(agg_of[c]) for c in classes])
+    cm_agg = confusion_matrix(agg_index[t], np.where(p >= 0, agg_index[np.maximum(p, 0)], -1), len(agg_classes))
+    return {
+        "classes": classes, "aggregated_classes": agg_classes,
+        "confusion": cm, "confusion_aggregated": cm_agg,
+        "metrics": _metric_table(cm, classes), "metrics_aggregated": _metric_table(cm_agg, agg_classes),
+        "predictions": pred, "model_hash": model.hash,
+        "counts": {"schema": schema, "reference_labels": label_counts, "labelled_complete": int((lab >= 0).sum()),
+                   "test": int(test.sum()), "train": int((lab >= 0).sum() - test.sum()),
+                   "test_scored": int(scored.sum()), "test_without_usable_class": int((~scored).sum()),
+                   "accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
+                   "accuracy_aggregated": float(np.trace(cm_agg) / max(cm_agg.sum(), 1)),
+                   "excluded": fit_report["excluded"]},
+    }
+
+
+def _metric_table(cm: np.ndarray, labels: list[str]) -> pd.DataFrame:
+    m = precision_recall_f1(cm)
+    return pd.DataFrame({"class": labels, "precision": m["precision"], "recall": m["recall"], "f1": m["f1"],
+                         "support": m["support"]})
+
+
+def confusion_frame(cm: np.ndarray, labels: list[str], normalise: bool) -> pd.DataFrame:
+    values = row_normalised(cm) if normalise else cm
+    out = pd.DataFrame(values, columns=labels)
+    out.insert(0, "true_class", labels)
+    return out
+
+
+def write_validation(result: dict, out: str | pathlib.Path, *, figures: bool = True) -> dict:
+    """Write the CSV tables (and PNG figures) of a :func:`validate` result into ``out``."""
+    from xsift.data.io import write_table
+    out = pathlib.Path(out)
+    written = {}
+    for key, labels, stem in (("confusion", result["classes"], "classes"),
+                              ("confusion_aggregated", result["aggregated_classes"], "aggregated")):
+        cm = result[key]
+        written[f"confusion_{stem}"] = str(write_table(confusion_frame(cm, labels, True),
+                                                       out / f"confusion_{stem}.csv"))
+        written[f"confusion_{stem}_counts"] = str(write_table(confusion_frame(cm, labels, False),
+                                                              out / f"confusion_{stem}_counts.csv"))
+        metrics = result["metrics" if stem == "classes" else "metrics_aggregated"]
+        written[f"metrics_{stem}"] = str(write_table(metrics, out / f"metrics_{stem}.csv"))
+        if figures:
+            from xsift.report.figures import confusion_figure
+            written[f"confusion_{stem}_png"] = str(confusion_figure(
+                row_normalised(cm), labels, out / f"confusion_{stem}.png",
+                title=f"validation, {'training' if stem == 'classes' else 'aggregated'} classes (row-normalised)"))
+    written["predictions"] = str(write_table(result["predictions"], out / "test_predictions.csv"))
+    return written
+
+
+def add_cli_arguments(parser) -> None:
+    parser.add_argument("catalog", metavar="CATALOG", help="labelled catalogue (Parquet, CSV, FITS or VOTable)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="directory for the CSV tables, figures, manifest")
+    parser.add_argument("--k", type=int, default=6, help="number of GMM clusters")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the GMM")
+    parser.add_argument("--split-seed", type=int, default=0, help="random seed of the stratified split")
+    parser.add_argument("--test-fraction", type=float, default=0.3, help="share of each class held out")
+    parser.add_argument("--distance", choices=("squared", "mahalanobis"), default="squared",
+                        help="squared Mahalanobis distance (published tables) or its square root")
+    parser.add_argument("--no-figures", action="store_true", help="skip the PNG confusion matrices")
+
+
+def run_cli(args) -> int:
+    from xsift.data.features import load_preset
+    from xsift.data.io import read_catalog
+    from xsift.report import write_manifest
+    t0 = time.perf_counter()
+    preset = load_preset(args.config or "csc")
+    df = read_catalog(args.catalog)
+    result = validate(df, preset, n_components=args.k, seed=args.seed, split_seed=args.split_seed,
+                      test_fraction=args.test_fraction, distance=args.distance,
+                      dtype=np.float32 if args.precision == "float32" else np.float64, source=str(args.catalog))
+    written = write_validation(result, args.out, figures=not args.no_figures)
+    c = result["counts"]
+    write_manifest(args.out, command="validate", inputs={"catalog": str(args.catalog)},
+                   config={"k": args.k, "seed": args.seed, "split_seed": args.split_seed,
+                           "test_fraction": args.test_fraction, "distance": args.distance,
+                           "precision": args.precision},
+                   model_hash=result["model_hash"], counts=c, outputs=written,
+                   elapsed_s=round(time.perf_counter() - t0, 3))
+    print(f"validation: {c['test']:,} held-out detections ({c['test_scored']:,} scored); accuracy "
+          f"{c['accuracy']:.3f}, aggregated {c['accuracy_aggregated']:.3f} -> {args.out}")
+    return 0

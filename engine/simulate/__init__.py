@@ -1,0 +1,7 @@
+"""The survey simulator: CSC-like per-detection catalogues with hidden ground truth (``true_class``).
+
+See :mod:`xsift.simulate.simulator` for how every number is calibrated on the real data.
+"""
+from xsift.simulate.simulator import (CALIBRATION_PATH, COLUMNS, FEATURE_SPACES, from_unbounded,  # noqa: F401
+                                      load_calibration, simulate_block, simulate_catalog, to_unbounded,
+                                      write_simulated_catalog)
