@@ -120,6 +120,15 @@ def _read_astropy(path: pathlib.Path, fmt: str) -> pd.DataFrame:
             table = Table.read(path, format="votable", use_names_over_ids=True)
         else:
             table = Table.read(path, format="fits")
+    return astropy_to_frame(table)
+
+
+def astropy_to_frame(table) -> pd.DataFrame:
+    """An astropy ``Table`` as a DataFrame, as every reader of xsift returns one.
+
+    Multidimensional columns are left out; masked numbers become NaN; strings (bytes decoded) become
+    pandas strings, with empty or masked strings as null (FITS stores a null string as empty).
+    """
     # multidimensional columns cannot become DataFrame columns
     table = table[[name for name in table.colnames if len(table[name].shape) <= 1]]
     df = table.to_pandas()
