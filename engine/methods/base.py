@@ -6,7 +6,9 @@ it reads, classifies each shard with :meth:`Classifier.classify_frame` and votes
 :attr:`Classifier.vote_aggregation` says so) and users. Both
 :class:`xsift.ClusterThenLabel` (Pérez-Díaz et al. 2024) and :class:`xsift.NaiveBayesKDE`
 (Tranin, Webb & Godet 2022) implement it; ``isinstance(model, Classifier)`` checks that an object
-has every member (a :func:`typing.runtime_checkable` protocol checks names, not signatures).
+has every member (a :func:`typing.runtime_checkable` protocol checks names, not signatures; an
+unfitted estimator has no ``classes_`` and no ``model_hash`` yet, so the check is one for a fitted
+classifier).
 
 :class:`Classification` is what :meth:`Classifier.classify` returns: the detection-level table and,
 for a method that votes master classes per source (cluster-then-label), the uniquely classified and
