@@ -94,7 +94,7 @@ from xsift.kernels.blocks import map_fixed_blocks, padded_rows
 from xsift.kernels import scoped_x64
 
 __all__ = [
-    "GMMParams", "GMMResult", "SuffStats", "BICCurve",
+    "GMMParams", "GMMResult", "SuffStats", "BICCurve", "EMState", "em_start", "em_update",
     "fit_gmm", "sufficient_statistics", "m_step", "e_step",
     "predict_proba", "predict", "score_samples", "bic", "aic", "n_parameters",
     "bic_sweep", "choose_k", "CHOOSE_K_THRESHOLD", "DEFAULT_CHUNK_SIZE", "em_chunk_rows",
@@ -372,42 +372,85 @@ def _data_stats(weights, means, prec_chol, Xc, maskc, active, cols=False):
     return total
 
 
+class EMState(NamedTuple):
+    """Where an EM fit stands between iterations (what every EM driver carries).
+
+    params: :class:`GMMParams` the next E-step evaluates; lower_bound: scalar mean log-likelihood
+    per row of the parameters that entered the last iteration (-inf before the first, as
+    scikit-learn's ``lower_bound_``); n_iter: int32 scalar, iterations run; converged: bool scalar,
+    the last change of the lower bound was below ``tol``.
+    """
+    params: GMMParams
+    lower_bound: Any
+    n_iter: Any
+    converged: Any
+
+
+@scoped_x64
+def em_start(params) -> EMState:
+    """The EM state before the first iteration: ``params`` (a :class:`GMMParams`; the dtype of
+    ``means`` is the compute dtype), lower bound -inf, 0 iterations, not converged."""
+    means = jnp.asarray(params.means)
+    dtype = means.dtype
+    p = GMMParams(jnp.asarray(params.weights, dtype), means, jnp.asarray(params.covariances, dtype),
+                  jnp.asarray(params.precisions_cholesky, dtype))
+    return EMState(p, jnp.asarray(-jnp.inf, dtype), jnp.asarray(0, jnp.int32), jnp.asarray(False))
+
+
+@scoped_x64
+@jax.jit
+def em_update(state: EMState, stats: SuffStats, *, tol, reg_covar, active=None) -> EMState:
+    """One EM iteration from the :class:`SuffStats` of ``state.params`` summed over ALL rows.
+
+    scikit-learn's order: the new lower bound ``stats.loglik / stats.n`` is that of the parameters
+    entering the iteration; the new parameters are :func:`m_step` of ``stats`` with ``reg_covar``;
+    ``converged = |new lower bound - state.lower_bound| < tol``; ``n_iter + 1``. active (K,) bool:
+    components taking part (padded ones get weight 0); default all. Jitted and traceable: the
+    in-memory loop (:func:`fit_gmm`, :func:`bic_sweep`) and the Dask driver both call it, so their
+    iterations cannot differ.
+    """
+    if active is None:
+        active = jnp.ones(state.params.means.shape[:1], bool)
+    new_lb = stats.loglik / stats.n
+    new_params = _m_step(stats, reg_covar, active)
+    converged = jnp.abs(new_lb - state.lower_bound) < tol
+    return EMState(new_params, new_lb, state.n_iter + 1, converged)
+
+
 def _em(params, Xc, maskc, active, max_iter, tol, reg_covar, final_stats=False, cols=False):
-    """EM loop (a lax.while_loop) from ``params``; scikit-learn's iteration order. cols: the chunks
-    are column-major (n_chunks, d, c) (see :func:`_chunked`).
+    """EM loop (a lax.while_loop of :func:`em_update`) from ``params``; scikit-learn's iteration
+    order. cols: the chunks are column-major (n_chunks, d, c) (see :func:`_chunked`).
 
     final_stats=True: the loop makes one more data pass after the last M-step (the same compiled pass,
-    its M-step discarded) and also returns the SuffStats of the final parameters -> (GMMResult, SuffStats).
+    its update discarded) and also returns the SuffStats of the final parameters -> (GMMResult, SuffStats).
     """
     dtype = params.means.dtype
-    minus_inf = jnp.asarray(-jnp.inf, dtype)
     K, d = params.means.shape
 
     def cond(carry):
-        _, _, n_iter, converged, done, _ = carry
+        state, done, _ = carry
         if final_stats:
             return jnp.logical_not(done)
-        return (n_iter < max_iter) & jnp.logical_not(converged)
+        return (state.n_iter < max_iter) & jnp.logical_not(state.converged)
 
     def body(carry):
-        p, lb, n_iter, converged, _, _ = carry
+        state, _, _ = carry
+        p = state.params
         stats = _data_stats(p.weights, p.means, p.precisions_cholesky, Xc, maskc, active, cols)
-        new_lb = stats.loglik / stats.n
-        new_p = _m_step(stats, reg_covar, active)
-        new_conv = jnp.abs(new_lb - lb) < tol
+        new_state = em_update(state, stats, tol=tol, reg_covar=reg_covar, active=active)
         if not final_stats:
-            return new_p, new_lb, n_iter + 1, new_conv, False, stats
+            return new_state, jnp.asarray(False), stats
         # the previous pass decided to stop: this pass only measured the final parameters
-        finishing = (n_iter >= max_iter) | converged
-        keep = lambda old, new: jax.tree_util.tree_map(lambda o, n: jnp.where(finishing, o, n), old, new)
-        return (keep(p, new_p), keep(lb, new_lb), jnp.where(finishing, n_iter, n_iter + 1),
-                keep(converged, new_conv), finishing, stats)
+        finishing = (state.n_iter >= max_iter) | state.converged
+        kept = jax.tree_util.tree_map(lambda o, n: jnp.where(finishing, o, n), state, new_state)
+        return kept, finishing, stats
 
     zero = SuffStats(jnp.zeros((K,), dtype), jnp.zeros((K, d), dtype), jnp.zeros((K, d, d), dtype),
                      jnp.zeros((), dtype), jnp.zeros((), dtype))
-    carry = (params, minus_inf, jnp.asarray(0, jnp.int32), jnp.asarray(False), jnp.asarray(False), zero)
-    p, lb, n_iter, converged, _, stats = lax.while_loop(cond, body, carry)
-    res = GMMResult(p.weights, p.means, p.covariances, p.precisions_cholesky, lb, n_iter, converged)
+    state, _, stats = lax.while_loop(cond, body, (em_start(params), jnp.asarray(False), zero))
+    p = state.params
+    res = GMMResult(p.weights, p.means, p.covariances, p.precisions_cholesky, state.lower_bound,
+                    state.n_iter, state.converged)
     return (res, stats) if final_stats else res
 
 
