@@ -111,7 +111,7 @@ def part2(n_detections, fit_detections, runs):
     for dtype in dtypes:
         stage(dtype)                                    # warm-up: compile for this shape
     timed = {dtype: [] for dtype in dtypes}
-    for _ in range(runs):                               # the precisions take turns (the VM's speed drifts)
+    for _ in range(runs):                               # the precisions take turns (a shared machine's speed drifts)
         for dtype in dtypes:
             timed[dtype].append(stage(dtype))
     rows = []

@@ -80,8 +80,8 @@ def per_iteration(fns, n1, n2, repeats):
     (best of `repeats` T(n2) - best of `repeats` T(n1)) / (n2 - n1), and the lower bound after n2 iterations.
 
     The libraries take turns (xsift n1, n2, scikit-learn n1, n2, xsift n1, ...), so that both sample the
-    same stretches of this VM's speed, which drifts by up to 3x within minutes (the same 1M-row xsift
-    iteration measured 85-291 ms in one process); each takes its fastest run, the same rule for both."""
+    same stretches of a shared machine's speed, which can drift severalfold within minutes; each takes
+    its fastest run, the same rule for both."""
     best = {k: [np.inf, np.inf] for k in fns}
     lb = {}
     for _ in range(repeats):
@@ -113,7 +113,7 @@ def iteration_rows(sizes, n1, n2, repeats):
 def sweep_row(n, ks, repeats, sk_repeats, batch_size, groups, dtypes, runs):
     """xsift's sweep ``runs`` times per dtype, each from a cold start (jax.clear_caches(): every run
     traces and compiles again), spread evenly through scikit-learn's loop over K, so that both sides
-    sample the same stretches of the VM's drifting speed. xsift's time is the mean of its runs."""
+    sample the same stretches of the machine's drifting speed. xsift's time is the mean of its runs."""
     X = simulated_mixture(n, seed=1)
     times = {dt: [] for dt in dtypes}
     curves = {}

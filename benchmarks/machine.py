@@ -1,7 +1,7 @@
 """One line describing the machine a benchmark ran on, printed with its table.
 
-The VMs these benchmarks run on are not all alike (the same 2-core kind has shown CPUs of different
-generations and hosts of different load), so each table records the CPU it was measured on."""
+Machines of the same nominal kind differ (CPU generation, load of the host), and absolute times
+depend on them, so each table records the CPU it was measured on."""
 from __future__ import annotations
 
 import os

@@ -3,10 +3,9 @@
 1. KDE evaluation: ``xsift.kernels.kde`` (binned + FFT + interpolation, jitted, chunked) against
    ``scipy.stats.gaussian_kde`` with the same Scott bandwidth, 5,000 training points, at 100k and
    10M evaluation points. scipy is timed on 100k points; its 10M time is that rate extrapolated
-   (direct evaluation is linear in the number of points; running it would take ~10 minutes here).
+   (direct evaluation is linear in the number of points; running it would take minutes).
    The maximum absolute error against scipy's exact values (on 100k points) is printed beside the
-   documented bound. Both sizes are timed after one call of the same shape (compilation excluded; it is
-   paid once per table size, ~0.3 s).
+   documented bound. Both sizes are timed after one call of the same shape, so compilation is excluded.
 2. Differential evolution: ``xsift.kernels.evolution`` against ``scipy.optimize.differential_evolution``
    (best1bin, same bounds, population 15 x d, same number of generations, ``tol=0``, no polish;
    scipy's default ``updating='immediate'``) on the same objective: the negative cross-validated

@@ -9,7 +9,7 @@ whole process tree (this process + every Dask worker), side by side with:
 Usage (the 10M run takes minutes; run it alone)::
 
     python benchmarks/scale.py --sizes 1000000            # quick
-    python benchmarks/scale.py --sizes 1000000 10000000   # the README table
+    python benchmarks/scale.py --sizes 1000000 10000000   # the table in benchmarks/README.md
 
 Targets (issue 6): 10M end to end < 10 min with peak memory < 6 GB; cost per detection at 10M
 <= 1.2x that at 1M; classification with 2 workers >= 1.6x one worker.
