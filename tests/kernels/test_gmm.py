@@ -9,6 +9,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 import xsift.kernels.gmm as G
+from xsift.kernels import float64_enabled
+from xsift.kernels.gmm.apply import _e_step_program, _labels_program
+from xsift.kernels.gmm.em import _em
+from xsift.kernels.gmm.estep import _PAIR_MIN_K, _data_stats
+from xsift.kernels.gmm.fit import _fit_program
+from xsift.kernels.gmm.layout import _chunked, _e_step_layout, _em_layout
 
 K, D = 3, 4
 
@@ -86,7 +92,7 @@ def test_float32_matches_sklearn_to_1e4(data, start):
 def test_many_components_match_sklearn(dtype, rtol):
     """K >= _PAIR_MIN_K takes the pair-product moment path: same iterations as scikit-learn."""
     k = 10
-    assert k >= G._PAIR_MIN_K
+    assert k >= _PAIR_MIN_K
     X, _ = _mixture(3000, k, 5, seed=11, sep=2.5)
     rng = np.random.default_rng(2)
     means = X[rng.choice(X.shape[0], k, replace=False)]
@@ -150,20 +156,21 @@ def test_column_major_chunks_give_the_same_statistics(k):
     """EM's data pass on column-major chunks (used from _COLS_MIN_K components on) sums the same
     statistics as on row-major chunks, against both row-major moment paths (K below and above
     _PAIR_MIN_K)."""
-    X, _ = _mixture(700, k, 5, seed=4, sep=2.0)
-    rng = np.random.default_rng(1)
-    A = rng.normal(0.0, 0.3, (k, 5, 5)) + np.eye(5)
-    params = (jnp.asarray(rng.dirichlet(np.ones(k))), jnp.asarray(X[rng.choice(700, k, replace=False)]),
-              jnp.asarray(np.triu(A)))
-    active = jnp.ones(k, bool)
-    Xc, mc, _ = G._chunked(X, jnp.float64, 256)
-    Xt, mt, _ = G._chunked(X, jnp.float64, 256, cols=True)
-    assert Xt.shape == (3, 5, 256)
-    np.testing.assert_array_equal(np.asarray(Xt), np.swapaxes(np.asarray(Xc), 1, 2))
-    rows = G._data_stats(*params, Xc, mc, active)
-    cols = G._data_stats(*params, Xt, mt, active, cols=True)
-    for a, b in zip(rows, cols):
-        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-12, atol=1e-9)
+    with float64_enabled():   # private kernels, float64 arrays: JAX's 64-bit scope
+        X, _ = _mixture(700, k, 5, seed=4, sep=2.0)
+        rng = np.random.default_rng(1)
+        A = rng.normal(0.0, 0.3, (k, 5, 5)) + np.eye(5)
+        params = (jnp.asarray(rng.dirichlet(np.ones(k))), jnp.asarray(X[rng.choice(700, k, replace=False)]),
+                  jnp.asarray(np.triu(A)))
+        active = jnp.ones(k, bool)
+        Xc, mc, _ = _chunked(X, jnp.float64, 256)
+        Xt, mt, _ = _chunked(X, jnp.float64, 256, cols=True)
+        assert Xt.shape == (3, 5, 256)
+        np.testing.assert_array_equal(np.asarray(Xt), np.swapaxes(np.asarray(Xc), 1, 2))
+        rows = _data_stats(*params, Xc, mc, active)
+        cols = _data_stats(*params, Xt, mt, active, cols=True)
+        for a, b in zip(rows, cols):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-12, atol=1e-9)
 
 
 def test_many_component_fit_does_not_depend_on_chunking():
@@ -198,21 +205,71 @@ def test_external_statistics_loop_reproduces_fit(data, start):
         np.testing.assert_allclose(np.asarray(a), b, rtol=1e-8, atol=1e-10)
 
 
+def test_em_update_loop_reproduces_fit_with_its_stopping_rule(data, start):
+    """An external driver (the Dask path): em_start, then per-chunk statistics summed over all rows ->
+    em_update until converged, on fit_gmm's shifted data: the same iterations, lower bound, stopping
+    iteration and parameters as the in-memory fit (whose loop runs em_update too)."""
+    fit = G.fit_gmm(data, K, seed=0, init=start, max_iter=100, tol=1e-3)
+    shift = data.mean(axis=0)
+    X = data - shift
+    state = G.em_start(G.GMMParams(start.weights, start.means - shift, start.covariances,
+                                   start.precisions_cholesky))
+    assert float(state.lower_bound) == -np.inf and int(state.n_iter) == 0 and not bool(state.converged)
+    chunk = 400
+    while int(state.n_iter) < 100 and not bool(state.converged):
+        total = None
+        for s in range(0, X.shape[0], chunk):
+            x = np.zeros((chunk, D))
+            part = X[s:s + chunk]
+            x[:len(part)] = part
+            st = G.sufficient_statistics(state.params, x, np.arange(chunk) < len(part))
+            total = st if total is None else G.SuffStats(*(a + b for a, b in zip(total, st)))
+        before = float(state.lower_bound)
+        state = G.em_update(state, total, tol=1e-3, reg_covar=1e-6)
+        assert float(state.lower_bound) == pytest.approx(float(total.loglik / total.n), rel=1e-15)
+        assert bool(state.converged) == (abs(float(state.lower_bound) - before) < 1e-3)
+    assert state.params.means.dtype == jnp.float64
+    assert int(state.n_iter) == fit.n_iter and bool(state.converged) == fit.converged
+    assert float(state.lower_bound) == pytest.approx(fit.lower_bound, rel=1e-12)
+    for a, b in zip(state.params, (fit.weights, fit.means - shift, fit.covariances, fit.precisions_cholesky)):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-9, atol=1e-12)
+
+
+def test_in_memory_em_loop_steps_with_em_update(data, start, monkeypatch):
+    """The in-memory loop's iteration is em_update itself (so it cannot drift from other drivers):
+    replacing em_update changes what the loop computes."""
+    import xsift.kernels.gmm.em as em_module
+    calls = []
+
+    def counted(state, stats, **kw):
+        calls.append(kw)
+        return G.em_update(state, stats, **kw)._replace(lower_bound=jnp.asarray(7.0, stats.n.dtype))
+
+    monkeypatch.setattr(em_module, "em_update", counted)
+    with float64_enabled():   # private kernels, float64 arrays: JAX's 64-bit scope
+        Xc, maskc, _ = _chunked(data, jnp.float64, 512)
+        p = G.GMMParams(*(jnp.asarray(a) for a in start))
+        res = _em(p, Xc, maskc, jnp.ones(K, bool), jnp.asarray(3), jnp.asarray(0.0), jnp.asarray(1e-6))
+    assert calls and set(calls[0]) == {"tol", "reg_covar", "active"}
+    assert float(res.lower_bound) == 7.0 and int(res.n_iter) == 3
+
+
 def test_padded_components_are_exactly_inert(data, start):
     """bic_sweep pads K to a common size: a masked fit equals the unpadded fit."""
-    Xc, maskc, _ = G._chunked(data, jnp.float64, 512)
-    p = G.GMMParams(*(jnp.asarray(a) for a in start))
-    pad = G.GMMParams(jnp.concatenate([p.weights, jnp.zeros(2)]),
-                      jnp.concatenate([p.means, jnp.zeros((2, D))]),
-                      jnp.concatenate([p.covariances, jnp.broadcast_to(jnp.eye(D), (2, D, D))]),
-                      jnp.concatenate([p.precisions_cholesky, jnp.broadcast_to(jnp.eye(D), (2, D, D))]))
-    args = (jnp.asarray(5), jnp.asarray(0.0), jnp.asarray(1e-6))
-    a = G._em(p, Xc, maskc, jnp.ones(K, bool), *args)
-    b = G._em(pad, Xc, maskc, jnp.arange(K + 2) < K, *args)
-    assert float(a.lower_bound) == pytest.approx(float(b.lower_bound), rel=1e-13)
-    np.testing.assert_allclose(b.weights[K:], 0.0)
-    for x, y in zip(a[:4], b[:4]):
-        np.testing.assert_allclose(x, y[:K], rtol=1e-11, atol=1e-13)
+    with float64_enabled():   # private kernels, float64 arrays: JAX's 64-bit scope
+        Xc, maskc, _ = _chunked(data, jnp.float64, 512)
+        p = G.GMMParams(*(jnp.asarray(a) for a in start))
+        pad = G.GMMParams(jnp.concatenate([p.weights, jnp.zeros(2)]),
+                          jnp.concatenate([p.means, jnp.zeros((2, D))]),
+                          jnp.concatenate([p.covariances, jnp.broadcast_to(jnp.eye(D), (2, D, D))]),
+                          jnp.concatenate([p.precisions_cholesky, jnp.broadcast_to(jnp.eye(D), (2, D, D))]))
+        args = (jnp.asarray(5), jnp.asarray(0.0), jnp.asarray(1e-6))
+        a = _em(p, Xc, maskc, jnp.ones(K, bool), *args)
+        b = _em(pad, Xc, maskc, jnp.arange(K + 2) < K, *args)
+        assert float(a.lower_bound) == pytest.approx(float(b.lower_bound), rel=1e-13)
+        np.testing.assert_allclose(b.weights[K:], 0.0)
+        for x, y in zip(a[:4], b[:4]):
+            np.testing.assert_allclose(x, y[:K], rtol=1e-11, atol=1e-13)
 
 
 def test_emptied_component_stays_finite_like_sklearn(data, start):
@@ -256,23 +313,24 @@ def test_bad_input_is_a_clear_error(X, k, match):
 
 def test_repeated_fits_of_one_shape_compile_once(data):
     G.fit_gmm(data, K, seed=1, max_iter=3)
-    before = G._fit_program._cache_size()
+    before = _fit_program._cache_size()
     G.fit_gmm(data, K, seed=2, max_iter=7, tol=1e-4, reg_covar=1e-5)
     G.fit_gmm(data + 1.0, K, seed=3)
-    assert G._fit_program._cache_size() == before
+    assert _fit_program._cache_size() == before
 
 
 def test_n_init_keeps_the_best_restart(data):
     best = G.fit_gmm(data, K, seed=0, init="random", n_init=4, max_iter=15)
-    singles = []
-    Xc, maskc, _ = G._chunked(data, jnp.float64, None, jnp.mean(jnp.asarray(data), axis=0))
-    import jax
-    for key in jax.random.split(jax.random.key(0), 4):
-        r = G._fit_program(key[None], Xc, maskc, jnp.ones(K, bool), jnp.asarray(15), jnp.asarray(1e-3),
-                           jnp.asarray(1e-6), Xc, maskc, init_kind="random")       # EM on the same chunks
-        singles.append(float(r.lower_bound))
-    assert best.lower_bound == pytest.approx(max(singles), rel=1e-12)
-    assert len(set(np.round(singles, 6))) > 1        # the restarts really differ
+    with float64_enabled():   # private kernels, float64 arrays: JAX's 64-bit scope
+        singles = []
+        Xc, maskc, _ = _chunked(data, jnp.float64, None, jnp.mean(jnp.asarray(data), axis=0))
+        import jax
+        for key in jax.random.split(jax.random.key(0), 4):
+            r = _fit_program(key[None], Xc, maskc, jnp.ones(K, bool), jnp.asarray(15), jnp.asarray(1e-3),
+                             jnp.asarray(1e-6), Xc, maskc, init_kind="random")       # EM on the same chunks
+            singles.append(float(r.lower_bound))
+        assert best.lower_bound == pytest.approx(max(singles), rel=1e-12)
+        assert len(set(np.round(singles, 6))) > 1        # the restarts really differ
 
 
 def test_bic_sweep_finds_the_true_k_and_matches_sklearn():
@@ -291,7 +349,7 @@ def test_bic_sweep_does_not_depend_on_how_ks_are_grouped():
     group's largest K: padded components must be inert, so one group, three groups or five give the
     same fits -- also across the switch to column-major chunks (groups padded to 8 or more)."""
     X, _ = _mixture(3000, 4, 3, seed=7, sep=3.0, scale=0.8)
-    assert G._em_layout(9) and not G._em_layout(6)
+    assert _em_layout(9) and not _em_layout(6)
     curves = [G.bic_sweep(X, ks=range(1, 10), repeats=2, seed=3, groups=g) for g in (1, 3, 5)]
     for c in curves[1:]:
         np.testing.assert_array_equal(c.n_iter, curves[0].n_iter)
@@ -334,8 +392,8 @@ def test_applying_a_mixture_to_tables_of_any_length_compiles_a_few_times(data, s
     G.score_samples(fit, big[:30])                           # small tables: one power-of-two chunk
     G.predict(fit, big[:30])
     G.predict(fit, big[:41_000], block_rows=8192)           # a fixed block whatever the length
-    before = G._e_step_program._cache_size()
-    before_labels = G._labels_program._cache_size()
+    before = _e_step_program._cache_size()
+    before_labels = _labels_program._cache_size()
     for n in (33_000, 41_234, 50_000):                       # full and padded calls, one shape
         np.testing.assert_allclose(np.asarray(G.score_samples(fit, big[:n])), gm.score_samples(big[:n]),
                                    rtol=1e-10, atol=1e-10)
@@ -343,6 +401,6 @@ def test_applying_a_mixture_to_tables_of_any_length_compiles_a_few_times(data, s
         np.testing.assert_array_equal(np.asarray(G.predict(fit, big[:n])), gm.predict(big[:n]))
     for n in (10, 8192, 20_000):
         np.testing.assert_array_equal(G.predict(fit, big[:n], block_rows=8192), gm.predict(big[:n]))
-    assert G._e_step_program._cache_size() == before
-    assert G._labels_program._cache_size() == before_labels
-    assert G._e_step_layout(5000, None) == (4096, 2) and G._e_step_layout(100, None) == (128, 1)
+    assert _e_step_program._cache_size() == before
+    assert _labels_program._cache_size() == before_labels
+    assert _e_step_layout(5000, None) == (4096, 2) and _e_step_layout(100, None) == (128, 1)
