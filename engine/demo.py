@@ -25,23 +25,25 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
 
 
-def truth_recovery(detection_level, uniquely, catalog, classes, aggregation) -> dict:
+def truth_recovery(detection_level, uniquely, catalog, classes, aggregation, *, source: str = "name",
+                   detection: str = "obsid") -> dict:
     """Accuracy of the classified detections and of the uniquely classified sources against the
-    simulator's ``true_class`` (10 classes and the aggregated classes)."""
+    simulator's ``true_class`` (10 classes and the aggregated classes). ``source``/``detection``:
+    the preset's identity columns."""
     from xsift.methods.voting import aggregated_class_of
     agg_of = aggregated_class_of(classes, aggregation)
-    truth = catalog.drop_duplicates(["name", "obsid"]).set_index(["name", "obsid"])["true_class"]
+    truth = catalog.drop_duplicates([source, detection]).set_index([source, detection])["true_class"]
     det = detection_level[~detection_level["no_usable_class"].to_numpy(dtype=bool)]
-    t = truth.reindex(list(zip(det["name"], det["obsid"]))).to_numpy(dtype=object)
+    t = truth.reindex(list(zip(det[source], det[detection]))).to_numpy(dtype=object)
     p = det["predicted_class"].to_numpy(dtype=object)
     agg = np.vectorize(agg_of.get, otypes=[object])
     out = {"detections_scored": int(len(det))}
     if len(det):
         out["detection_accuracy"] = float(np.mean(p == t))
         out["detection_accuracy_aggregated"] = float(np.mean(agg(p) == agg(t)))
-    source_truth = catalog.drop_duplicates("name").set_index("name")["true_class"]
+    source_truth = catalog.drop_duplicates(source).set_index(source)["true_class"]
     if len(uniquely):
-        st = source_truth.reindex(uniquely["name"]).to_numpy(dtype=object)
+        st = source_truth.reindex(uniquely[source]).to_numpy(dtype=object)
         out["sources_scored"] = int(len(uniquely))
         out["source_accuracy_aggregated"] = float(np.mean(uniquely["agg_master_class"].to_numpy(dtype=object)
                                                           == agg(st)))
@@ -50,15 +52,18 @@ def truth_recovery(detection_level, uniquely, catalog, classes, aggregation) -> 
 
 def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validate: bool = True,
              figures: bool = True, preset=None, dtype=None, log=print) -> dict:
-    """Run the demo into ``out``; returns the manifest facts (counts, accuracies, timings)."""
+    """Run the demo into ``out``; returns the manifest facts (counts, accuracies, timings).
+
+    ``preset``: a cluster-then-label preset (a built-in name, a TOML path or a Preset; default ``csc``)
+    whose columns are the simulator's."""
+    from xsift.config import load_preset
     from xsift.methods.cluster_then_label import _figures, _write_tables, run_pipeline
-    from xsift.data.features import load_preset
     from xsift.data.io import write_table
     from xsift.report import write_manifest
     from xsift.simulate import simulate_catalog
 
     out = pathlib.Path(out)
-    preset = preset or load_preset("csc")
+    preset = load_preset("csc" if preset is None else preset)
     timings = {}
     t0 = time.perf_counter()
     catalog = simulate_catalog(detections, seed=seed)
@@ -82,8 +87,9 @@ def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validat
         f"uniquely classified, {vote['ambiguous']:,} ambiguous (Cohen's kappa {vote['cohen_kappa_hard_soft']:.3f})")
 
     classes = model.classes
-    aggregation = preset["classes"].get("aggregation", {})
-    truth = truth_recovery(tables["detection_level"], tables["uniquely_classified"], catalog, classes, aggregation)
+    aggregation = preset.classes.aggregation
+    truth = truth_recovery(tables["detection_level"], tables["uniquely_classified"], catalog, classes, aggregation,
+                           source=preset.columns.source, detection=preset.columns.detection)
     if "detection_accuracy" in truth:
         log(f"against the simulator's ground truth: detection accuracy {truth['detection_accuracy']:.3f} "
             f"(10 classes), {truth['detection_accuracy_aggregated']:.3f} (4 aggregated classes); "
@@ -110,7 +116,7 @@ def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validat
 
 
 def run_cli(args) -> int:
-    from xsift.data.features import load_preset
+    from xsift.config import load_preset
     preset = load_preset(args.config or "csc")
     run_demo(args.out, detections=args.detections, seed=args.seed, k=args.k, validate=not args.no_validate,
              figures=not args.no_figures, preset=preset,

@@ -1,4 +1,4 @@
-"""Derive the simulator's calibration, ``engine/presets/simulator_calibration.json``, from real data.
+"""Derive the simulator's calibration, ``engine/config/presets/simulator_calibration.json``, from real data.
 
 Run from the repository root (needs ``../shared/data/umlcaxs/``)::
 
@@ -59,7 +59,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from xsift.data.features import load_preset  # noqa: E402
+from xsift.config import load_preset  # noqa: E402
 from xsift.data.io import read_catalog, write_json  # noqa: E402
 from xsift.simulate import CALIBRATION_PATH, FEATURE_SPACES, to_unbounded  # noqa: E402
 
@@ -165,8 +165,8 @@ def main(argv=None) -> int:
 
     from astropy.coordinates import SkyCoord
     preset = load_preset("csc")
-    classes = preset["classes"]["training"]
-    features = list(preset["features"]["order"])
+    classes = list(preset.classes.order)
+    features = preset.feature_names
     assert set(features) == set(FEATURE_SPACES), "FEATURE_SPACES must cover the preset's features"
     df = read_catalog(args.data)
     abs_b = np.abs(SkyCoord(df["ra"].to_numpy(float), df["dec"].to_numpy(float), unit="deg").galactic.b.deg)
@@ -189,7 +189,7 @@ def main(argv=None) -> int:
             "sky": fit_latitudes(abs_b[sel]),
         }
 
-    uninformative = preset["classes"]["uninformative"]
+    uninformative = list(preset.classes.uninformative)
     weights = {t: TABLE3_UNINFORMATIVE.get(t, UNLISTED_COUNT) for t in uninformative}
     null_share = TABLE3_NULL / TABLE3_TOTAL
     uninf_share = (TABLE3_UNLABELLED - TABLE3_NULL) / TABLE3_TOTAL

@@ -13,7 +13,6 @@ same in memory before fitting.
 """
 from __future__ import annotations
 
-import pathlib
 import re
 import time
 
@@ -21,9 +20,6 @@ import numpy as np
 import pandas as pd
 
 from xsift.errors import SchemaError, XsiftError
-
-CLI_HELP = "give each detection the type of its nearest reference object within a radius (e.g. SIMBAD)"
-CLI_COMMON = ("config",)   # astropy only: the preset names the type column and classes
 
 _RADIUS = re.compile(r"^\s*([0-9.eE+-]+)\s*(arcsec|arcmin|deg|mas)?\s*$")
 
@@ -97,34 +93,3 @@ def crossmatch(catalog: pd.DataFrame, reference: pd.DataFrame, *, radius_arcsec:
               "catalogue_rows": int(len(catalog)), "catalogue_rows_without_position": int((~good_cat).sum()),
               "matched": int(pd.notna(types).sum()), "seconds": round(time.perf_counter() - t0, 3)}
     return out, counts
-
-
-def add_cli_arguments(parser) -> None:
-    parser.add_argument("catalog", metavar="CATALOG", help="catalogue to label (Parquet, CSV, FITS or VOTable)")
-    parser.add_argument("--reference", required=True, metavar="REF",
-                        help="reference table with ra, dec (degrees, ICRS) and a type column (VOTable, CSV ...)")
-    parser.add_argument("--radius", default="1arcsec", help="match radius (e.g. 1arcsec, 0.5arcmin, 2e-4deg)")
-    parser.add_argument("--type-column", default="main_type", help="the reference table's type column")
-    parser.add_argument("--out", required=True, metavar="FILE",
-                        help="output catalogue (.parquet, .csv, .fits or .vot); a manifest is written beside it")
-
-
-def run_cli(args) -> int:
-    from xsift.data.features import load_preset
-    from xsift.data.io import read_catalog, write_table
-    from xsift.report import write_manifest
-    preset = load_preset(args.config or "csc")
-    cols = preset.get("columns", {})
-    cat = read_catalog(args.catalog)
-    ref = read_catalog(args.reference)
-    out, counts = crossmatch(cat, ref, radius_arcsec=parse_radius(args.radius), type_column=args.type_column,
-                             out_column=cols.get("reference_type", "main_type"), ra=cols.get("ra", "ra"),
-                             dec=cols.get("dec", "dec"), reference_name=str(args.reference))
-    path = write_table(out, args.out)
-    write_manifest(pathlib.Path(path).parent, command="crossmatch",
-                   inputs={"catalog": str(args.catalog), "reference": str(args.reference)},
-                   config={"radius": args.radius, "type_column": args.type_column}, crossmatch=counts,
-                   outputs={"catalog": str(path)})
-    print(f"{counts['matched']:,} of {counts['catalogue_rows']:,} detections matched within "
-          f"{counts['radius_arcsec']:g} arcsec -> {path}")
-    return 0

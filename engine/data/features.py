@@ -1,129 +1,140 @@
-"""Feature presets, derived features and the paper's feature transform.
+"""Features of a preset computed from a catalogue, and the CSC paper's fitted feature transform.
 
-A preset is a TOML file in ``engine/presets/`` (or any file the user passes with
-``--config``); it is the one definition of a method's features, their transform
-and its classes. For the CSC preset (``csc.toml``):
+A preset (:mod:`xsift.config`) declares each feature as a formula of catalogue columns followed
+by transforms; this module computes them. The array implementation of every formula named in
+:data:`xsift.config.FORMULAS` is in :data:`FORMULA_FUNCTIONS` (same names):
 
-* derived features: ``var_ratio_x = var_sigma_x / var_mean_x`` and
-  ``var_newq_b = ((var_max_b + var_min_b) / 2) / var_mean_b``; a ratio whose
-  denominator is 0 (or any non-finite result) is *missing*;
-* Eq. 2 of the paper: natural log of each ``log`` feature after adding one tenth
-  of the feature's smallest non-zero value, ``X_log = ln(X + X*_min / 10)``;
-* Eq. 1: min-max scaling to [0, 1] of each ``minmax`` feature (after the log
-  where both apply); the other features are used as they are (this is what the
-  published code does).
+* ``column``: the column as it is; ``ratio``: ``a / b`` (the CSC preset's
+  ``var_ratio_x = var_sigma_x / var_mean_x``); ``midrange_ratio``: ``((hi + lo) / 2) / mean``
+  (``var_newq_b``); ``hardness_ratio``: ``(a - b) / (a + b)``; ``abs_galactic_latitude``:
+  ``|b|`` in degrees of (ra, dec) in degrees, ICRS (astropy). A non-finite result (a ratio
+  over a zero denominator) is *missing* (NaN).
 
-:class:`FeatureTransform` is fitted once on the complete rows of a training
-catalogue (offsets, minima, maxima) and saved with the model; classifying new
-detections reuses it and never refits it. New values outside the fitted range
-are allowed: they map outside [0, 1] (a detection harder than any in training
-gets a scaled value above 1), which the Gaussian mixture and the Mahalanobis
-distances handle like any other value. A log feature whose value is below
-``-offset`` (a negative ratio, which valid CSC data cannot produce) becomes
-missing.
+Transforms:
+
+* ``ln_offset`` (Eq. 2 of Perez-Diaz et al. 2024): natural log after adding one tenth of the
+  feature's smallest non-zero training value, ``X_log = ln(X + X*_min / 10)``;
+* ``minmax`` (Eq. 1): min-max scaling to [0, 1] of the training range (after the log where
+  both apply); features without a transform are used as they are (as the published code does);
+* ``log10`` (Tranin et al. 2022): base-10 log, a non-positive value becoming missing; it has
+  no fitted parameter and is applied by :func:`feature_values`.
+
+:class:`FeatureTransform` is fitted once on the complete rows of a training catalogue (offsets,
+minima, maxima) and saved with the model; classifying new detections reuses it and never refits
+it. New values outside the fitted range are allowed: they map outside [0, 1] (a detection harder
+than any in training gets a scaled value above 1), which the Gaussian mixture and the Mahalanobis
+distances handle like any other value. A log feature whose value is below ``-offset`` (a negative
+ratio, which valid CSC data cannot produce) becomes missing.
+
+Every function taking a ``preset`` accepts a built-in name (``"csc"``), a TOML path or a
+:class:`xsift.config.Preset`.
 """
 from __future__ import annotations
 
-import os
-import pathlib
-import tomllib
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from xsift.config import FORMULAS, Preset, load_preset
 from xsift.errors import SchemaError, XsiftError
 
-PRESET_DIR = pathlib.Path(__file__).resolve().parents[1] / "config" / "presets"
-
-DERIVED_FORMULAS = {
-    # name -> (number of inputs, function of the input arrays)
-    "ratio": (2, lambda a, b: a / b),
-    "midrange_ratio": (3, lambda hi, lo, mean: ((hi + lo) / 2.0) / mean),
-}
+__all__ = ["FORMULA_FUNCTIONS", "FeatureTransform", "complete_rows", "derive_features", "feature_names",
+           "feature_values", "load_preset", "raw_feature_columns"]
 
 
-def load_preset(name_or_path: str | os.PathLike = "csc") -> dict:
-    """Load a preset by built-in name (``csc``, ``nb_csc`` ...) or from a TOML file."""
-    path = pathlib.Path(name_or_path)
-    if not path.suffix and not path.exists():
-        path = PRESET_DIR / f"{name_or_path}.toml"
-    if not path.exists():
-        known = sorted(p.stem for p in PRESET_DIR.glob("*.toml"))
-        raise XsiftError(f"{name_or_path}: no such preset file; built-in presets: {', '.join(known)}")
-    try:
-        with open(path, "rb") as fh:
-            preset = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise XsiftError(f"{path}: not valid TOML ({exc})") from None
-    preset.setdefault("name", path.stem)
-    preset["_path"] = str(path)
-    return preset
+def _hardness_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a - b) / (a + b)
 
 
-def feature_names(preset: dict) -> list[str]:
-    """The preset's features, in model order."""
-    try:
-        return list(preset["features"]["order"])
-    except KeyError:
-        raise XsiftError(f"{preset.get('_path', 'preset')}: [features] needs an 'order' list") from None
-
-
-def derived_features(preset: dict) -> dict[str, tuple[str, list[str]]]:
-    """name -> (formula, input columns) for the preset's derived features."""
-    out = {}
-    for name, spec in preset.get("features", {}).get("derived", {}).items():
-        formula, inputs = spec
-        if formula not in DERIVED_FORMULAS:
-            raise XsiftError(f"{preset.get('_path', 'preset')}: derived feature {name!r} uses unknown "
-                             f"formula {formula!r}; known: {', '.join(DERIVED_FORMULAS)}")
-        if len(inputs) != DERIVED_FORMULAS[formula][0]:
-            raise XsiftError(f"{preset.get('_path', 'preset')}: derived feature {name!r}: formula "
-                             f"{formula!r} takes {DERIVED_FORMULAS[formula][0]} columns, got {inputs}")
-        out[name] = (formula, list(inputs))
+def _abs_galactic_latitude(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """|b| in degrees of ICRS (ra, dec) in degrees; NaN where either is missing."""
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+    out = np.full(ra.shape, np.nan)
+    ok = np.isfinite(ra) & np.isfinite(dec)
+    if ok.any():
+        out[ok] = np.abs(SkyCoord(ra=ra[ok] * u.deg, dec=dec[ok] * u.deg, frame="icrs").galactic.b.deg)
     return out
 
 
-def raw_feature_columns(preset: dict) -> list[str]:
-    """The catalogue columns the preset's features are made from, in first-use order."""
-    derived = derived_features(preset)
-    cols: list[str] = []
-    for name in feature_names(preset):
-        for col in (derived[name][1] if name in derived else [name]):
-            if col not in cols:
-                cols.append(col)
-    return cols
+# formula name (xsift.config.FORMULAS) -> function of its column arrays (float64, NaN = missing)
+FORMULA_FUNCTIONS = {
+    "column": lambda a: a,
+    "ratio": lambda a, b: a / b,
+    "midrange_ratio": lambda hi, lo, mean: ((hi + lo) / 2.0) / mean,
+    "hardness_ratio": _hardness_ratio,
+    "abs_galactic_latitude": _abs_galactic_latitude,
+}
 
 
-def derive_features(df: pd.DataFrame, preset: dict) -> pd.DataFrame:
-    """The preset's features of every row of ``df``, untransformed, as float64.
+def feature_names(preset: str | Preset = "csc") -> list[str]:
+    """The preset's features, in model order (``Preset.feature_names``)."""
+    return load_preset(preset).feature_names
 
-    Non-finite results (a ratio over a zero mean rate, an infinite input) are NaN,
-    i.e. missing.
+
+def raw_feature_columns(preset: str | Preset = "csc") -> list[str]:
+    """The catalogue columns the preset's features are made from, in first-use order
+    (``Preset.feature_columns``)."""
+    return load_preset(preset).feature_columns
+
+
+def derive_features(df: pd.DataFrame, preset: str | Preset = "csc", *, source: str = "catalogue") -> pd.DataFrame:
+    """The preset's features of every row of ``df`` (n rows -> n x P), untransformed, as float64.
+
+    Non-finite results (a ratio over a zero mean rate, an infinite input) are NaN, i.e. missing.
+    Raises :class:`SchemaError` naming ``source`` if a column the features need is missing or
+    holds non-numeric values.
     """
-    derived = derived_features(preset)
+    preset = load_preset(preset)
+    missing = [c for c in preset.feature_columns if c not in df.columns]
+    if missing:
+        raise SchemaError(f"{source}: missing column{'s' if len(missing) > 1 else ''} "
+                          f"{', '.join(repr(c) for c in missing)}; the features of preset {preset.name!r} "
+                          f"need {', '.join(preset.feature_columns)}")
     out = {}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        for name in feature_names(preset):
-            if name in derived:
-                formula, inputs = derived[name]
-                args = [_as_float(df, c) for c in inputs]
-                values = DERIVED_FORMULAS[formula][1](*args)
-            else:
-                values = _as_float(df, name)
-            values = np.where(np.isfinite(values), values, np.nan)
-            out[name] = values
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for feature in preset.features:
+            args = [_as_float(df, c, feature.name, source) for c in feature.columns]
+            values = np.asarray(FORMULA_FUNCTIONS[feature.formula](*args), dtype=np.float64)
+            out[feature.name] = np.where(np.isfinite(values), values, np.nan)
     return pd.DataFrame(out, index=df.index, copy=False)     # fresh arrays: no consolidating copy
 
 
-def _as_float(df: pd.DataFrame, column: str) -> np.ndarray:
-    if column not in df.columns:
-        raise SchemaError(f"column {column!r} is missing; the preset's features need it")
-    col = df[column]
+def feature_values(df: pd.DataFrame, preset: str | Preset, *, source: str = "catalogue"
+                   ) -> tuple[np.ndarray, dict[str, int]]:
+    """``(n, P)`` float64 values of the preset's features after their unfitted transforms (``log10``),
+    NaN = missing, and per feature the count of values the log made missing (non-positive ones).
+
+    This is the naive-Bayes method's property table. A preset with fitted transforms (``ln_offset``,
+    ``minmax``) is transformed by :class:`FeatureTransform` instead: :class:`XsiftError`.
+    """
+    preset = load_preset(preset)
+    fitted = [f.name for f in preset.features if set(f.transform) - {"log10"}]
+    if fitted:
+        raise XsiftError(f"{preset.source or preset.name}: [features.{fitted[0]}] transform has fitted steps; "
+                         "use FeatureTransform.from_preset(preset).fit(...) for them")
+    feats = derive_features(df, preset, source=source)
+    out = np.full((len(df), len(preset.features)), np.nan)
+    dropped: dict[str, int] = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for j, feature in enumerate(preset.features):
+            v = feats[feature.name].to_numpy(dtype=np.float64)
+            if "log10" in feature.transform:
+                bad = np.isfinite(v) & (v <= 0)
+                if bad.any():
+                    dropped[feature.name] = int(bad.sum())
+                v = np.where(v > 0, np.log10(np.where(v > 0, v, 1.0)), np.nan)
+            out[:, j] = np.where(np.isfinite(v), v, np.nan)
+    return out, dropped
+
+
+def _as_float(df: pd.DataFrame, column: str, feature: str, source: str) -> np.ndarray:
     try:
-        return col.to_numpy(dtype=np.float64, na_value=np.nan)
+        return df[column].to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError):
-        raise SchemaError(f"column {column!r} holds non-numeric values; expected numbers") from None
+        raise SchemaError(f"{source}: column {column!r} (feature {feature!r}) holds non-numeric values; "
+                          "expected numbers") from None
 
 
 def complete_rows(features: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -155,15 +166,16 @@ class FeatureTransform:
     maxima: np.ndarray = field(default=None)
 
     @classmethod
-    def from_preset(cls, preset: dict) -> "FeatureTransform":
-        feats = preset.get("features", {})
-        names = feature_names(preset)
-        for key in ("log", "minmax"):
-            unknown = [f for f in feats.get(key, []) if f not in names]
-            if unknown:
-                raise XsiftError(f"{preset.get('_path', 'preset')}: [features] {key} names "
-                                 f"{unknown}, which are not in 'order'")
-        return cls(names, list(feats.get("log", [])), list(feats.get("minmax", [])))
+    def from_preset(cls, preset: str | Preset = "csc") -> "FeatureTransform":
+        """The unfitted transform of the preset's features: ``log`` = those with ``ln_offset``,
+        ``minmax`` = those with ``minmax``. Raises :class:`XsiftError` for a ``log10`` feature (applied
+        by :func:`feature_values`, not here)."""
+        preset = load_preset(preset)
+        log10 = preset.features_with("log10")
+        if log10:
+            raise XsiftError(f"{preset.source or preset.name}: [features.{log10[0]}] transform log10 is "
+                             "applied by feature_values, not by FeatureTransform")
+        return cls(preset.feature_names, preset.features_with("ln_offset"), preset.features_with("minmax"))
 
     def fit(self, features: pd.DataFrame) -> "FeatureTransform":
         """Fit offsets and ranges on the complete rows of ``features`` (columns named as ``self.features``)."""

@@ -19,7 +19,7 @@ Columns, in this order: ``name`` (``2CXO Jhhmmss.s±ddmmss``, one per source),
 type or null) and ``true_class`` (one of the preset's ten training classes).
 
 How the numbers are made (all calibration numbers are in
-``engine/presets/simulator_calibration.json``, written by
+``engine/config/presets/simulator_calibration.json``, written by
 ``scripts/calibrate_simulator.py``, which documents each one):
 
 * **Class-conditional features** — a Gaussian copula per class, fitted on the 8,271
@@ -92,15 +92,11 @@ import functools
 import json
 import os
 import pathlib
-import sys
-import time
 
 import numpy as np
 
 from xsift.errors import XsiftError
 
-CLI_HELP = "write a CSC-like simulated catalogue with ground-truth classes as Parquet shards"
-CLI_COMMON = ()   # NumPy only, one built-in calibration: no device, precision or preset to choose
 
 CALIBRATION_PATH = pathlib.Path(__file__).resolve().parents[1] / "config" / "presets" / "simulator_calibration.json"
 
@@ -177,7 +173,7 @@ def from_unbounded(name: str, y: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=4)
 def load_calibration(path: str | None = None) -> dict:
     """The simulator's calibration as NumPy arrays, in the class order of the ``csc`` preset."""
-    from xsift.data.features import load_preset
+    from xsift.config import load_preset
     path = pathlib.Path(path) if path else CALIBRATION_PATH
     try:
         raw = json.loads(path.read_text())
@@ -185,9 +181,9 @@ def load_calibration(path: str | None = None) -> dict:
         raise XsiftError(f"{path}: cannot read the simulator calibration ({exc}); "
                          "regenerate it with scripts/calibrate_simulator.py") from None
     preset = load_preset("csc")
-    classes = list(preset["classes"]["training"])
-    uninformative = list(preset["classes"]["uninformative"])
-    aggregation = {c: g for g, members in preset["classes"]["aggregation"].items() for c in members}
+    classes = list(preset.classes.order)
+    uninformative = list(preset.classes.uninformative)
+    aggregation = preset.classes.aggregated_class_of
     missing = sorted(set(classes) - set(raw["classes"]))
     if missing:
         raise XsiftError(f"{path}: no calibration for the preset's classes {missing}; "
@@ -593,42 +589,3 @@ def write_simulated_catalog(out_dir: str | os.PathLike, n_detections: int, *, n_
         if stale not in paths:
             stale.unlink()
     return paths
-
-
-# ----------------------------------------------------------------------------- CLI
-
-def add_cli_arguments(parser) -> None:
-    parser.add_argument("--detections", type=int, default=100_000,
-                        help="number of detections (rows) to simulate")
-    parser.add_argument("--shards", type=int, default=1,
-                        help="number of Parquet shards (contiguous row ranges; the catalogue is the same "
-                             "whatever this number)")
-    parser.add_argument("--out", default="xsift-sim",
-                        help="output directory; shards are written as OUT/part-00000.parquet ... and a "
-                             "manifest as OUT/manifest.json")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (same seed -> same catalogue)")
-    parser.add_argument("--block-rows", type=int, default=DEFAULT_BLOCK_ROWS,
-                        help="rows generated at a time (bounds memory; changing it changes the catalogue)")
-
-
-def run_cli(args) -> int:
-    from xsift.report import file_hash, write_manifest
-    t0 = time.perf_counter()
-    last = [0.0]
-
-    def progress(done, total):
-        now = time.perf_counter()
-        if now - last[0] > 5.0 or done == total:
-            last[0] = now
-            print(f"  {done:,}/{total:,} detections ({now - t0:.0f} s)", file=sys.stderr)
-
-    paths = write_simulated_catalog(args.out, args.detections, n_shards=args.shards, seed=args.seed,
-                                    block_rows=args.block_rows, progress=progress)
-    seconds = time.perf_counter() - t0
-    write_manifest(args.out, command="simulate", detections=int(args.detections), shards=len(paths),
-                   seed=int(args.seed), block_rows=int(args.block_rows),
-                   outputs=[p.name for p in paths], calibration=str(CALIBRATION_PATH),
-                   calibration_hash=file_hash([CALIBRATION_PATH]), seconds=round(seconds, 3))
-    print(f"wrote {int(args.detections):,} simulated detections in {len(paths)} shard(s) to "
-          f"{pathlib.Path(args.out).resolve()}/ (part-00000.parquet ...; {seconds:.1f} s)")
-    return 0

@@ -133,10 +133,12 @@ def test_transform_errors_are_clear():
 
 
 def test_user_preset_file_is_read(tmp_path):
-    text = (load_preset("csc")["_path"])
+    text = load_preset("csc").source
     body = open(text).read()
     custom = tmp_path / "mine.toml"
-    custom.write_text(body.replace('minmax = ["powlaw_gamma", ', 'minmax = ['))
+    edited = body.replace('columns = ["powlaw_gamma"], transform = ["minmax"]', 'columns = ["powlaw_gamma"]')
+    assert edited != body
+    custom.write_text(edited)
     preset = load_preset(custom)
     assert "powlaw_gamma" not in FeatureTransform.from_preset(preset).minmax
     bad = tmp_path / "bad.toml"

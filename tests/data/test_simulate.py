@@ -19,10 +19,10 @@ N = 200_000
 PRESET_PATH = simulate.CALIBRATION_PATH.parent / "csc.toml"
 with open(PRESET_PATH, "rb") as _fh:
     PRESET = tomllib.load(_fh)
-TRAINING = PRESET["classes"]["training"]
+TRAINING = PRESET["classes"]["order"]
 UNINFORMATIVE = PRESET["classes"]["uninformative"]
 GROUP = {c: g for g, members in PRESET["classes"]["aggregation"].items() for c in members}
-FEATURES = PRESET["features"]["order"]
+FEATURES = list(PRESET["features"])
 NAME_RE = r"^2CXO J(\d\d)(\d\d)(\d\d)\.(\d)([+-])(\d\d)(\d\d)(\d\d)$"
 
 

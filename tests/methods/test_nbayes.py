@@ -13,16 +13,17 @@ from xsift.methods.naive_bayes import (NaiveBayesKDE, class_indices, classificat
 
 PRESET = {
     "name": "toy",
+    "method": "naive_bayes",
     "columns": {"source": "name", "label": "cls"},
     "classes": {"order": ["A", "B", "C"], "priors": [0.6, 0.3, 0.1], "target": "C",
                 "labels": {"A": ["a"], "B": ["b"], "C": ["c1", "c2"]}},
-    "properties": {"p0": {"formula": "column", "columns": ["p0"]},
-                   "p1": {"formula": "column", "columns": ["p1"]},
-                   "p2": {"formula": "column", "columns": ["p2"], "transform": "log10"},
-                   "p3": {"formula": "column", "columns": ["p3"]}},
-    "categories": {"One": {"weight": 2.0, "properties": ["p0", "p1"]},
-                   "Two": {"weight": 1.0, "properties": ["p2"]},
-                   "Three": {"weight": 0.5, "properties": ["p3"]}},
+    "features": {"p0": {"formula": "column", "columns": ["p0"]},
+                 "p1": {"formula": "column", "columns": ["p1"]},
+                 "p2": {"formula": "column", "columns": ["p2"], "transform": ["log10"]},
+                 "p3": {"formula": "column", "columns": ["p3"]}},
+    "categories": {"One": {"weight": 2.0, "features": ["p0", "p1"]},
+                   "Two": {"weight": 1.0, "features": ["p2"]},
+                   "Three": {"weight": 0.5, "features": ["p3"]}},
 }
 MEANS = np.array([[0.0, 0.0, 0.0, 0.0], [1.5, -1.0, 0.7, 0.0], [0.0, 1.5, -0.6, 0.3]])
 
