@@ -11,3 +11,13 @@ class XsiftError(Exception):
 
 class SchemaError(XsiftError):
     """A catalogue does not have what the chosen preset needs."""
+
+
+class ConvergenceWarning(UserWarning):
+    """An iterative fit stopped at its iteration limit before converging. xsift's estimators emit
+    scikit-learn's ``sklearn.exceptions.ConvergenceWarning`` instead when scikit-learn is installed."""
+
+
+class NotFittedError(ValueError, AttributeError):
+    """A method that needs a fitted model was called before ``fit``. xsift's estimators raise
+    scikit-learn's ``sklearn.exceptions.NotFittedError`` instead when scikit-learn is installed."""
