@@ -70,12 +70,13 @@ def em_update(state: EMState, stats: SuffStats, *, tol, reg_covar, active=None) 
     return EMState(new_params, new_lb, state.n_iter + 1, converged)
 
 
-def _em(params, Xc, maskc, active, max_iter, tol, reg_covar, final_stats=False, cols=False):
+def _em(params, Xc, maskc, active, max_iter, tol, reg_covar, final_stats=False, cols=False, lower_bound=None):
     """EM loop (a lax.while_loop of :func:`em_update`) from ``params``; scikit-learn's iteration
     order. cols: the chunks are column-major (n_chunks, d, c) (see :func:`_chunked`).
 
     final_stats=True: the loop makes one more data pass after the last M-step (the same compiled pass,
     its update discarded) and also returns the SuffStats of the final parameters -> (GMMResult, SuffStats).
+    lower_bound: scalar the first iteration's change is measured from (default -inf, :func:`em_start`).
     """
     dtype = params.means.dtype
     K, d = params.means.shape
@@ -100,7 +101,10 @@ def _em(params, Xc, maskc, active, max_iter, tol, reg_covar, final_stats=False, 
 
     zero = SuffStats(jnp.zeros((K,), dtype), jnp.zeros((K, d), dtype), jnp.zeros((K, d, d), dtype),
                      jnp.zeros((), dtype), jnp.zeros((), dtype))
-    state, _, stats = lax.while_loop(cond, body, (em_start(params), jnp.asarray(False), zero))
+    state = em_start(params)
+    if lower_bound is not None:
+        state = state._replace(lower_bound=jnp.asarray(lower_bound, dtype))
+    state, _, stats = lax.while_loop(cond, body, (state, jnp.asarray(False), zero))
     p = state.params
     res = GMMResult(p.weights, p.means, p.covariances, p.precisions_cholesky, state.lower_bound,
                     state.n_iter, state.converged)

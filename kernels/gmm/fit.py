@@ -34,9 +34,11 @@ def _fit_program(keys, Xc, maskc, active, max_iter, tol, reg_covar, em_Xc, em_ma
 
 
 @jax.jit
-def _fit_from_params_program(params, Xc, maskc, active, max_iter, tol, reg_covar):
-    """EM from given parameters on chunks in the layout of :func:`_em_layout`."""
-    return _em(params, Xc, maskc, active, max_iter, tol, reg_covar, cols=_em_layout(active.shape[0]))
+def _fit_from_params_program(params, Xc, maskc, active, max_iter, tol, reg_covar, lower_bound):
+    """EM from given parameters on chunks in the layout of :func:`_em_layout`; lower_bound: the scalar
+    the first iteration's change is measured from."""
+    return _em(params, Xc, maskc, active, max_iter, tol, reg_covar, cols=_em_layout(active.shape[0]),
+               lower_bound=lower_bound)
 
 
 def _as_params(init, K, d, dtype, shift):
@@ -80,7 +82,7 @@ def _finish(res, shift, dtype, reg_covar):
 
 @scoped_x64
 def fit_gmm(X, n_components, *, seed, n_init=1, init="kmeans", max_iter=100, tol=1e-3,
-            reg_covar=1e-6, dtype=None, chunk_size=None) -> GMMResult:
+            reg_covar=1e-6, dtype=None, chunk_size=None, start_lower_bound=None) -> GMMResult:
     """Fit a full-covariance Gaussian mixture to X (n, d) by EM, as scikit-learn does.
 
     init: "kmeans" (k-means++ seeded Lloyd's -> one-hot responsibilities -> M-step, scikit-learn's
@@ -89,7 +91,12 @@ def fit_gmm(X, n_components, *, seed, n_init=1, init="kmeans", max_iter=100, tol
     best lower bound wins (given parameters are a single start). dtype: float64 (reference; default unless X
     is float32) or float32 (speed). Rows are processed in chunks of ``chunk_size`` (default
     :func:`em_chunk_rows`: ~5 MiB of work arrays) padded with a mask, so memory is O(chunk * K * d).
+    start_lower_bound: with given parameters only, the lower bound the first iteration's change is
+    compared with (default -inf; scikit-learn's warm start passes the previous fit's ``lower_bound_``, so
+    a warm restart from converged parameters stops after one iteration).
     Returns host NumPy arrays in a :class:`GMMResult`; ``converged`` is False if max_iter was reached.
+    Raises ValueError for bad input (shape, non-finite values, fewer rows than components, unknown init)
+    and when a covariance becomes ill-defined (scikit-learn's message).
     """
     K = int(n_components)
     X = _check_X(X, K)
@@ -106,6 +113,9 @@ def fit_gmm(X, n_components, *, seed, n_init=1, init="kmeans", max_iter=100, tol
     active = jnp.ones((K,), bool)
     args = (jnp.asarray(max_iter, jnp.int32), jnp.asarray(tol, dt), jnp.asarray(reg_covar, dt))
     if isinstance(init, str):
+        if start_lower_bound is not None:
+            raise ValueError("start_lower_bound applies to a fit from given parameters (init=GMMParams), "
+                             f"not to init={init!r}")
         if init not in ("kmeans", "random"):
             raise ValueError(f"init must be 'kmeans', 'random' or parameters, got {init!r}")
         if int(n_init) < 1:
@@ -115,5 +125,6 @@ def fit_gmm(X, n_components, *, seed, n_init=1, init="kmeans", max_iter=100, tol
         res = _fit_program(keys, *init_data, active, *args, *em_data, init_kind=init)
     else:
         p0 = _as_params(init, K, d, dt, shift)
-        res = _fit_from_params_program(p0, *em_data, active, *args)
+        lb0 = -np.inf if start_lower_bound is None else float(start_lower_bound)
+        res = _fit_from_params_program(p0, *em_data, active, *args, jnp.asarray(lb0, dt))
     return _finish(res, shift, np.dtype(dt), reg_covar)
