@@ -78,7 +78,7 @@ def model_and_catalog(n_detections, fit_detections, seed=0):
     (several simulated catalogues' complete rows, renamed so that sources stay distinct)."""
     import pandas as pd
     from xsift.methods.cluster_then_label import features_of, fit_model
-    from xsift.data.features import load_preset
+    from xsift.config import load_preset
     from xsift.simulate import simulate_catalog
     preset = load_preset("csc")
     fit_cat = simulate_catalog(fit_detections, seed=seed)

@@ -97,7 +97,7 @@ def run_size(n: int, work: pathlib.Path, rows_per_shard: int, fit_sample: int, e
              compare_one_worker: bool, in_memory: bool) -> dict:
     from distributed import Client
     from xsift import distributed as D
-    from xsift.data.features import load_preset
+    from xsift.config import load_preset
     from xsift.simulate import write_simulated_catalog
     preset = load_preset("csc")
     cat, model, run = work / f"cat{n}", work / f"model{n}", work / f"run{n}"
@@ -161,7 +161,7 @@ def run_size(n: int, work: pathlib.Path, rows_per_shard: int, fit_sample: int, e
         df = read_catalog(cat, columns=D.catalog_columns(m.preset, D.shard_files(cat)))
         t0 = time.perf_counter()
         det = classify_detections(m, df)
-        master_classes(det, m.classes, m.preset["classes"]["aggregation"])
+        master_classes(det, m.classes, m.vote_aggregation)
         row["in_memory_classify_vote_s"] = time.perf_counter() - t0
         del df, det
     for p in (cat, run):

@@ -40,7 +40,7 @@ from xsift.config import FORMULAS, Preset, load_preset
 from xsift.errors import SchemaError, XsiftError
 
 __all__ = ["FORMULA_FUNCTIONS", "FeatureTransform", "complete_rows", "derive_features", "feature_names",
-           "feature_values", "load_preset", "raw_feature_columns"]
+           "feature_values", "raw_feature_columns"]
 
 
 def _hardness_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from xsift.errors import SchemaError, XsiftError
+from xsift.config import load_preset
 from xsift.data.features import (FeatureTransform, complete_rows, derive_features, feature_names,
-                             load_preset, raw_feature_columns)
+                             raw_feature_columns)
 from xsift.data.io import read_catalog
 
 PAPER_FEATURES = ["hard_hm", "hard_hs", "hard_ms", "powlaw_gamma", "bb_kt", "var_prob_b", "var_ratio_b",

@@ -6,7 +6,7 @@ from sklearn.mixture import GaussianMixture
 
 from xsift.cli import main
 from xsift.errors import XsiftError
-from xsift.data.features import load_preset
+from xsift.config import load_preset
 from xsift.methods.model_selection import catalog_features, parse_k_range
 from xsift.simulate import write_simulated_catalog
 from xsift.kernels.gmm import choose_k

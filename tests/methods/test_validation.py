@@ -9,7 +9,8 @@ from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import precision_recall_fscore_support
 from sklearn.mixture import GaussianMixture
 
-from xsift.data.features import FeatureTransform, derive_features, load_preset
+from xsift.config import load_preset
+from xsift.data.features import FeatureTransform, derive_features
 from xsift.methods.metrics import cohen_kappa, confusion_matrix, precision_recall_f1, row_normalised
 from xsift.simulate import simulate_catalog
 from xsift.methods.validation import stratified_split, validate, write_validation
@@ -18,7 +19,7 @@ from xsift.methods.validation import stratified_split, validate, write_validatio
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 PRESET = load_preset("csc")
-CLASSES = PRESET["classes"]["training"]
+CLASSES = list(PRESET.classes.order)
 
 
 def test_metrics_match_scikit_learn():
@@ -76,7 +77,7 @@ def test_validate_holds_out_and_scores_against_the_hidden_labels(tmp_path, sim_a
     pred = res["predictions"]
     assert (truth.loc[list(zip(pred["name"], pred["obsid"]))].to_numpy() == pred["true_class"].to_numpy()).all()
     # aggregated matrix is the 10-class matrix summed over the aggregation blocks
-    agg = PRESET["classes"]["aggregation"]
+    agg = PRESET.classes.aggregation
     idx = [[CLASSES.index(m) for m in agg[a]] for a in res["aggregated_classes"]]
     summed = np.array([[res["confusion"][np.ix_(r, s)].sum() for s in idx] for r in idx])
     assert (summed == res["confusion_aggregated"]).all()

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 from sklearn.metrics import cohen_kappa_score
 
-from xsift.data.features import load_preset
+from xsift.config import load_preset
 from xsift.methods.voting import hard_vote, master_classes, published_format
 
 PRESET = load_preset("csc")
-CLASSES = PRESET["classes"]["training"]
-AGG = PRESET["classes"]["aggregation"]
+CLASSES = list(PRESET.classes.order)
+AGG = {g: list(m) for g, m in PRESET.classes.aggregation.items()}
 
 
 def detection_table(seed, n_sources=400, L=len(CLASSES)):
