@@ -13,28 +13,17 @@ import time
 
 import numpy as np
 
-CLI_HELP = "simulate a small CSC-like catalogue and run the whole pipeline on it"
-
-
-def add_cli_arguments(parser) -> None:
-    parser.add_argument("--out", default="xsift-demo", help="directory for the demo's outputs")
-    parser.add_argument("--detections", type=int, default=20000, help="number of simulated detections")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the simulation and the fit")
-    parser.add_argument("--k", type=int, default=6, help="number of GMM clusters")
-    parser.add_argument("--no-validate", action="store_true", help="skip the 70/30 validation run")
-    parser.add_argument("--no-figures", action="store_true", help="skip the figures")
-
 
 def truth_recovery(detection_level, uniquely, catalog, classes, aggregation, *, source: str = "name",
                    detection: str = "obsid") -> dict:
     """Accuracy of the classified detections and of the uniquely classified sources against the
     simulator's ``true_class`` (10 classes and the aggregated classes). ``source``/``detection``:
-    the preset's identity columns."""
+    the preset's identity columns in ``catalog`` (the result tables name them ``name`` and ``obsid``)."""
     from xsift.methods.voting import aggregated_class_of
     agg_of = aggregated_class_of(classes, aggregation)
     truth = catalog.drop_duplicates([source, detection]).set_index([source, detection])["true_class"]
     det = detection_level[~detection_level["no_usable_class"].to_numpy(dtype=bool)]
-    t = truth.reindex(list(zip(det[source], det[detection]))).to_numpy(dtype=object)
+    t = truth.reindex(list(zip(det["name"], det["obsid"]))).to_numpy(dtype=object)
     p = det["predicted_class"].to_numpy(dtype=object)
     agg = np.vectorize(agg_of.get, otypes=[object])
     out = {"detections_scored": int(len(det))}
@@ -43,7 +32,7 @@ def truth_recovery(detection_level, uniquely, catalog, classes, aggregation, *, 
         out["detection_accuracy_aggregated"] = float(np.mean(agg(p) == agg(t)))
     source_truth = catalog.drop_duplicates(source).set_index(source)["true_class"]
     if len(uniquely):
-        st = source_truth.reindex(uniquely[source]).to_numpy(dtype=object)
+        st = source_truth.reindex(uniquely["name"]).to_numpy(dtype=object)
         out["sources_scored"] = int(len(uniquely))
         out["source_accuracy_aggregated"] = float(np.mean(uniquely["agg_master_class"].to_numpy(dtype=object)
                                                           == agg(st)))
@@ -51,13 +40,14 @@ def truth_recovery(detection_level, uniquely, catalog, classes, aggregation, *, 
 
 
 def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validate: bool = True,
-             figures: bool = True, preset=None, dtype=None, log=print) -> dict:
+             figures: bool = True, preset=None, precision: str = "float64", log=print) -> dict:
     """Run the demo into ``out``; returns the manifest facts (counts, accuracies, timings).
 
     ``preset``: a cluster-then-label preset (a built-in name, a TOML path or a Preset; default ``csc``)
-    whose columns are the simulator's."""
+    whose columns are the simulator's; ``precision``: ``"float32"`` or ``"float64"`` (the kernels')."""
     from xsift.config import load_preset
-    from xsift.methods.cluster_then_label import _figures, _write_tables, run_pipeline
+    from xsift.methods.cluster_then_label import ClusterThenLabel
+    from xsift.methods.pipeline import fit_classify_tables, run_figures, write_tables
     from xsift.data.io import write_table
     from xsift.report import write_manifest
     from xsift.simulate import simulate_catalog
@@ -72,13 +62,13 @@ def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validat
     log(f"simulated {len(catalog):,} detections -> {cat_path}")
 
     t1 = time.perf_counter()
-    model, tables, report = run_pipeline(catalog, preset, n_components=k, seed=seed, dtype=dtype,
-                                         source=str(cat_path))
+    model = ClusterThenLabel(preset=preset, n_components=k, seed=seed, precision=precision)
+    tables, report, _ = fit_classify_tables(model, catalog, source=str(cat_path))
     timings["pipeline_s"] = round(time.perf_counter() - t1, 3)
     digest = model.save(out / "model")
-    written = _write_tables(tables, out, "parquet", model.classes, False)
+    written = write_tables(tables, out, "parquet", model.classes_, False)
     if figures:
-        written.update(_figures(tables, model, out))
+        written.update(run_figures(tables, model.n_clusters_, out))
     fit, cls, vote = report["fit"], report["classify"], report["voting"]
     log(f"{fit['complete']:,} complete detections ({fit['dropped_incomplete']:,} with a missing feature "
         f"dropped); {fit['references_complete']:,} references; {len(fit['excluded'])} excluded "
@@ -86,7 +76,7 @@ def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validat
     log(f"{cls['classified']:,} unlabelled detections classified; {vote['uniquely_classified']:,} sources "
         f"uniquely classified, {vote['ambiguous']:,} ambiguous (Cohen's kappa {vote['cohen_kappa_hard_soft']:.3f})")
 
-    classes = model.classes
+    classes = list(model.classes_)
     aggregation = preset.classes.aggregation
     truth = truth_recovery(tables["detection_level"], tables["uniquely_classified"], catalog, classes, aggregation,
                            source=preset.columns.source, detection=preset.columns.detection)
@@ -99,7 +89,7 @@ def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validat
     if validate:
         from xsift.methods.validation import validate as run_validation, write_validation
         t2 = time.perf_counter()
-        res = run_validation(catalog, preset, n_components=k, seed=seed, split_seed=seed, dtype=dtype,
+        res = run_validation(catalog, preset, n_components=k, seed=seed, split_seed=seed, precision=precision,
                              source=str(cat_path))
         written.update(write_validation(res, out / "validation", figures=figures))
         validation = res["counts"]
@@ -113,12 +103,3 @@ def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validat
     write_manifest(out, **facts)
     log(f"tables, figures and manifest -> {out} ({timings['total_s']:.1f} s)")
     return facts
-
-
-def run_cli(args) -> int:
-    from xsift.config import load_preset
-    preset = load_preset(args.config or "csc")
-    run_demo(args.out, detections=args.detections, seed=args.seed, k=args.k, validate=not args.no_validate,
-             figures=not args.no_figures, preset=preset,
-             dtype=np.float32 if args.precision == "float32" else np.float64)
-    return 0

@@ -1,21 +1,28 @@
-"""The ``xsift`` command line.
+"""The ``xsift`` command line: argument parsing and process-wide settings, nothing else.
 
-Each command lives in the engine module that owns its work. A command module
+Every command is a module of this package (nothing in xsift imports it). A command module
 exposes three names:
 
 ``CLI_HELP``            one line shown by ``xsift --help``
 ``add_cli_arguments``   ``(parser) -> None``: declares its options (every option has a help text)
-``run_cli``             ``(args) -> int``: does the work, returns the exit code
+``run_cli``             ``(args) -> int``: calls the library to do the work, returns the exit code
 
 and optionally ``CLI_COMMON``, the common options it honours (default: all of
 ``COMMON_OPTIONS``). It is listed once in ``COMMANDS`` below. A module owning several
 commands is listed as ``"module:prefix"`` and exposes ``{prefix}_help``,
 ``add_{prefix}_arguments``, ``run_{prefix}`` (and optionally ``{prefix}_common``)
-instead. The common options (``--device``, ``--precision``, ``--config``) are
+instead. Command modules import heavy modules (JAX, Dask, matplotlib, astropy, the methods)
+inside their run functions only, so that ``xsift --help`` answers at once.
+
+The common options (``--device``, ``--precision``, ``--config``) are
 declared here once, and only on the commands that use them: an option accepted
 and silently ignored is worse than none (``xsift simulate --config`` is an error,
-not a no-op). The Dask commands (``*-shards``) add ``--scheduler`` and ``--workers``. Errors a user can act on are raised as :class:`xsift.errors.XsiftError`
-and printed as one message, never as a traceback.
+not a no-op). The Dask commands (``*-shards``) add ``--scheduler`` and ``--workers``.
+
+Process-wide settings belong to :func:`main` alone: ``--device`` selects JAX's platform for the
+process and :func:`xsift.cli.memory.keep_freed_memory` tunes glibc's allocator for it. Errors a
+user can act on are raised as :class:`xsift.errors.XsiftError` and printed as one message, never
+as a traceback.
 """
 from __future__ import annotations
 
@@ -26,16 +33,18 @@ import sys
 
 # command name -> module owning it, in the order `xsift --help` lists them
 COMMANDS: dict[str, str] = {
-    "demo": "xsift.demo",
-    "simulate": "xsift.simulate.simulator",
-    "bic": "xsift.methods.model_selection",
-    "fit": "xsift.methods.cluster_then_label:fit",
-    "classify": "xsift.methods.cluster_then_label:classify",
-    "run": "xsift.methods.cluster_then_label:run",
-    "validate": "xsift.methods.validation",
-    "crossmatch": "xsift.data.crossmatch",
-    "nb": "xsift.methods.naive_bayes",
-    "fit-shards": "xsift.cli.shards:fit_shards", "classify-shards": "xsift.cli.shards:classify_shards", "vote-shards": "xsift.cli.shards:vote_shards",
+    "demo": "xsift.cli.demo",
+    "simulate": "xsift.cli.simulate",
+    "bic": "xsift.cli.bic",
+    "fit": "xsift.cli.cluster_then_label:fit",
+    "classify": "xsift.cli.cluster_then_label:classify",
+    "run": "xsift.cli.cluster_then_label:run",
+    "validate": "xsift.cli.validate",
+    "crossmatch": "xsift.cli.crossmatch",
+    "nb": "xsift.cli.naive_bayes",
+    "fit-shards": "xsift.cli.shards:fit_shards",
+    "classify-shards": "xsift.cli.shards:classify_shards",
+    "vote-shards": "xsift.cli.shards:vote_shards",
 }
 
 
@@ -59,7 +68,7 @@ def _common_options(names=COMMON_OPTIONS) -> argparse.ArgumentParser:
                            help="floating-point precision of the kernels (default: float64, the reference)")
     if "config" in names:
         group.add_argument("--config", metavar="FILE", default=None,
-                           help="a preset TOML file (copy one from engine/presets/ and edit it) "
+                           help="a preset TOML file (copy one from engine/config/presets/ and edit it) "
                                 "replacing the built-in preset")
     return common
 

@@ -23,7 +23,16 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 import numpy as np
 import pandas as pd
 
-__all__ = ["Classification", "Classifier"]
+from xsift.errors import XsiftError
+
+__all__ = ["Classification", "Classifier", "NotFittedError"]
+
+
+class NotFittedError(XsiftError, AttributeError):
+    """A fitted member (``classes_``, ``model_hash``, ``predict`` ...) of an estimator not fitted yet.
+
+    An AttributeError too, as scikit-learn's, so that ``hasattr`` and ``isinstance(model, Classifier)``
+    answer False for an unfitted estimator instead of raising."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,15 +12,12 @@ cluster has no usable class get no prediction: they are counted, not scored.
 from __future__ import annotations
 
 import pathlib
-import time
 
 import numpy as np
 import pandas as pd
 
 from xsift.errors import XsiftError
 from xsift.methods.metrics import confusion_matrix, precision_recall_f1, row_normalised
-
-CLI_HELP = "70/30 stratified validation of the cluster-then-label classifier: confusion matrices, precision/recall/F1"
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
@@ -41,21 +38,31 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> np.
     return test
 
 
-def validate(df: pd.DataFrame, preset: dict, *, n_components: int = 6, seed: int = 0, split_seed: int = 0,
-             test_fraction: float = 0.3, gmm_params=None, distance: str = "squared", dtype=None,
+def validate(table, preset="csc", *, n_components: int = 6, seed: int = 0, split_seed: int = 0,
+             test_fraction: float = 0.3, gmm_params=None, distance: str = "squared", precision: str = "float64",
              source: str = "catalogue") -> dict:
-    """Run the validation; returns a dict with ``classes``, ``aggregated_classes``, confusion matrices
-    (``confusion`` / ``confusion_aggregated`` counts), metric tables (``metrics`` /
-    ``metrics_aggregated`` DataFrames), ``predictions`` (the held-out detections with true and
-    predicted class) and ``counts``."""
-    from xsift.methods.cluster_then_label import (classify_catalog, features_of, fit_model, prepare_catalog,
-                                     preset_classes, preset_columns, reference_labels)
+    """Run the validation of :class:`xsift.ClusterThenLabel` on a labelled catalogue.
+
+    table: the catalogue (DataFrame, astropy Table, ...) with the preset's columns; preset: a preset name,
+    file or :class:`xsift.config.Preset` (its ``columns`` name the source, detection and reference-type
+    columns); the other parameters are the estimator's (``gmm_params``: its ``gmm``).
+    Returns a dict with ``classes``, ``aggregated_classes``, confusion matrices (``confusion`` /
+    ``confusion_aggregated`` counts, rows true, columns predicted), metric tables (``metrics`` /
+    ``metrics_aggregated`` DataFrames), ``predictions`` (the held-out detections: ``name``, ``obsid``,
+    true and predicted class, cluster, probabilities), ``model_hash`` and ``counts``.
+    Raises XsiftError for a test fraction outside (0, 1) or a catalogue without labelled complete detections.
+    """
+    from xsift.methods.cluster_then_label import (ClusterThenLabel, features_of, prepare_catalog, preset_classes,
+                                                  preset_columns, reference_labels, resolve_preset)
+    from xsift.methods.estimator import as_frame
     from xsift.methods.voting import aggregated_class_of
     if not 0 < test_fraction < 1:
         raise XsiftError(f"test fraction {test_fraction}: expected a number between 0 and 1")
-    df, schema = prepare_catalog(df, preset, source=source)
+    preset = resolve_preset(preset)
+    df, schema = prepare_catalog(as_frame(table, source=source), preset, source=source)
     classes, _, aggregation = preset_classes(preset)
-    type_col = preset_columns(preset)["type"]
+    cols = preset_columns(preset)
+    type_col = cols["type"]
     labels, label_counts = reference_labels(df, preset)
     _, ok = features_of(df, preset)
     lab = np.where(ok, labels, -1)
@@ -65,10 +72,10 @@ def validate(df: pd.DataFrame, preset: dict, *, n_components: int = 6, seed: int
     test = stratified_split(lab, test_fraction, split_seed)
     hidden = df.copy()
     hidden[type_col] = hidden[type_col].astype("object").where(~test, None)
-    model, fit_report = fit_model(hidden, preset, n_components=n_components, seed=seed, gmm_params=gmm_params,
-                                  distance=distance, dtype=dtype, source=source, check=False)
-    det, _ = classify_catalog(model, hidden.iloc[np.flatnonzero(test)], dtype=dtype, check=False)
-    truth = pd.DataFrame({"name": df["name"].to_numpy()[test], "obsid": df["obsid"].to_numpy()[test],
+    model = ClusterThenLabel(preset=preset, n_components=n_components, distance=distance, seed=seed,
+                             precision=precision, gmm=gmm_params).fit(hidden, source=source)
+    det, _ = model.classify_frame(hidden.iloc[np.flatnonzero(test)], source=source)
+    truth = pd.DataFrame({"name": df[cols["name"]].to_numpy()[test], "obsid": df[cols["obsid"]].to_numpy()[test],
                           "true_class": np.asarray(classes, dtype=object)[lab[test]]})
     truth["name"] = truth["name"].astype("str")
     pred = truth.merge(det[["name", "obsid", "cluster", "predicted_class", *classes]], on=["name", "obsid"],
@@ -87,13 +94,13 @@ def validate(df: pd.DataFrame, preset: dict, *, n_components: int = 6, seed: int
         "classes": classes, "aggregated_classes": agg_classes,
         "confusion": cm, "confusion_aggregated": cm_agg,
         "metrics": _metric_table(cm, classes), "metrics_aggregated": _metric_table(cm_agg, agg_classes),
-        "predictions": pred, "model_hash": model.hash,
+        "predictions": pred, "model_hash": model.model_hash,
         "counts": {"schema": schema, "reference_labels": label_counts, "labelled_complete": int((lab >= 0).sum()),
                    "test": int(test.sum()), "train": int((lab >= 0).sum() - test.sum()),
                    "test_scored": int(scored.sum()), "test_without_usable_class": int((~scored).sum()),
                    "accuracy": float(np.trace(cm) / max(cm.sum(), 1)),
                    "accuracy_aggregated": float(np.trace(cm_agg) / max(cm_agg.sum(), 1)),
-                   "excluded": fit_report["excluded"]},
+                   "excluded": model.fit_report_["excluded"]},
     }
 
 
@@ -131,38 +138,3 @@ def write_validation(result: dict, out: str | pathlib.Path, *, figures: bool = T
                 title=f"validation, {'training' if stem == 'classes' else 'aggregated'} classes (row-normalised)"))
     written["predictions"] = str(write_table(result["predictions"], out / "test_predictions.csv"))
     return written
-
-
-def add_cli_arguments(parser) -> None:
-    parser.add_argument("catalog", metavar="CATALOG", help="labelled catalogue (Parquet, CSV, FITS or VOTable)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="directory for the CSV tables, figures, manifest")
-    parser.add_argument("--k", type=int, default=6, help="number of GMM clusters")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the GMM")
-    parser.add_argument("--split-seed", type=int, default=0, help="random seed of the stratified split")
-    parser.add_argument("--test-fraction", type=float, default=0.3, help="share of each class held out")
-    parser.add_argument("--distance", choices=("squared", "mahalanobis"), default="squared",
-                        help="squared Mahalanobis distance (published tables) or its square root")
-    parser.add_argument("--no-figures", action="store_true", help="skip the PNG confusion matrices")
-
-
-def run_cli(args) -> int:
-    from xsift.data.features import load_preset
-    from xsift.data.io import read_catalog
-    from xsift.report import write_manifest
-    t0 = time.perf_counter()
-    preset = load_preset(args.config or "csc")
-    df = read_catalog(args.catalog)
-    result = validate(df, preset, n_components=args.k, seed=args.seed, split_seed=args.split_seed,
-                      test_fraction=args.test_fraction, distance=args.distance,
-                      dtype=np.float32 if args.precision == "float32" else np.float64, source=str(args.catalog))
-    written = write_validation(result, args.out, figures=not args.no_figures)
-    c = result["counts"]
-    write_manifest(args.out, command="validate", inputs={"catalog": str(args.catalog)},
-                   config={"k": args.k, "seed": args.seed, "split_seed": args.split_seed,
-                           "test_fraction": args.test_fraction, "distance": args.distance,
-                           "precision": args.precision},
-                   model_hash=result["model_hash"], counts=c, outputs=written,
-                   elapsed_s=round(time.perf_counter() - t0, 3))
-    print(f"validation: {c['test']:,} held-out detections ({c['test_scored']:,} scored); accuracy "
-          f"{c['accuracy']:.3f}, aggregated {c['accuracy_aggregated']:.3f} -> {args.out}")
-    return 0

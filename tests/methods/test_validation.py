@@ -99,3 +99,33 @@ def test_validate_cli(tmp_path):
     manifest = json.loads((tmp_path / "val" / "manifest.json").read_text())
     assert manifest["command"] == "validate" and manifest["counts"]["test"] > 0
     assert (tmp_path / "val" / "metrics_aggregated.csv").exists()
+
+
+def test_a_preset_mapping_the_source_column_elsewhere_gives_the_same_results(sim_and_gmm):
+    """A copy of the csc preset whose ``columns.source`` names another column, on the catalogue with its
+    source column renamed so: fit, classify and validate give exactly the original's results. The renamed
+    catalogue also carries a decoy ``name`` column (one value for every row): a step reading ``name``
+    instead of the preset's column would merge every detection into one source."""
+    from xsift.methods.cluster_then_label import ClusterThenLabel
+    df, gmm = sim_and_gmm
+    spec = PRESET.to_dict()
+    spec["columns"]["source"] = "source_id"
+    moved = load_preset(spec)
+    assert moved.columns.source == "source_id"
+    renamed = df.rename(columns={"name": "source_id"}).assign(name="decoy")
+
+    a = ClusterThenLabel(preset=PRESET, gmm=gmm).fit(df)
+    b = ClusterThenLabel(preset=moved, gmm=gmm).fit(renamed)
+    assert a.fit_report_["references_complete"] == b.fit_report_["references_complete"] > 0
+    np.testing.assert_array_equal(a.class_means_, b.class_means_)
+    ra, rb = a.classify(df), b.classify(renamed)
+    assert ra.counts == rb.counts and ra.counts["sources"] > 100
+    for name, table in ra.tables().items():
+        pd.testing.assert_frame_equal(table, rb.tables()[name])
+    assert "source_id" in b.wanted_columns() and "name" not in b.wanted_columns()
+
+    va = validate(df, PRESET, gmm_params=gmm, split_seed=3)
+    vb = validate(renamed, moved, gmm_params=gmm, split_seed=3)
+    assert (va["confusion"] == vb["confusion"]).all() and va["confusion"].sum() > 0
+    pd.testing.assert_frame_equal(va["predictions"], vb["predictions"])
+    assert va["counts"] == vb["counts"]

@@ -1,0 +1,200 @@
+"""``xsift fit``, ``xsift classify``, ``xsift run``: the cluster-then-label method on one catalogue.
+
+::
+
+    xsift fit CATALOG --out model/ [--k 6]             # transform + GMM + per-cluster class statistics
+    xsift classify CATALOG --model model/ --out run/   # detection-level, uniquely classified, ambiguous tables
+    xsift run CATALOG --out run/                       # both, as the paper's whole run
+
+Argument parsing and printing only: the work is :class:`xsift.ClusterThenLabel` and
+:mod:`xsift.methods.pipeline`. Heavy modules are imported inside the ``run_*`` functions so that
+``xsift --help`` stays fast.
+"""
+from __future__ import annotations
+
+import pathlib
+import time
+
+from xsift.errors import XsiftError
+
+# the choices argparse offers; tests/cli checks them against xsift.methods.cluster_then_label.DISTANCES
+# and xsift.methods.pipeline.FORMAT_SUFFIX (importing those here would load NumPy and pandas for --help)
+DISTANCES = ("squared", "mahalanobis")
+FORMATS = ("csv", "fits", "parquet")
+
+fit_help = "fit the cluster-then-label model (feature transform, GMM, per-cluster class statistics)"
+classify_help = "classify the unlabelled detections of a catalogue with a saved model; master classes per source"
+classify_common = ("device", "precision")   # the preset is the saved model's
+run_help = "fit the cluster-then-label model on a catalogue and classify it (the paper's whole run)"
+
+
+def _add_input_arguments(parser) -> None:
+    parser.add_argument("catalog", metavar="CATALOG",
+                        help="catalogue: Parquet file or directory of shards, CSV, FITS or VOTable")
+    parser.add_argument("--reference", metavar="REF", default=None,
+                        help="take reference types from a crossmatch with this table (ra, dec, type column) "
+                             "instead of the catalogue's type column")
+    parser.add_argument("--radius", default="1arcsec",
+                        help="crossmatch radius for --reference (e.g. 1arcsec, 0.5arcsec, 2e-4deg)")
+    parser.add_argument("--type-column", default="main_type",
+                        help="the reference table's type column for --reference")
+
+
+def _add_fit_options(parser) -> None:
+    parser.add_argument("--k", type=int, default=6, help="number of GMM clusters (see `xsift bic`)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the GMM initialisation")
+    parser.add_argument("--distance", choices=DISTANCES, default="squared",
+                        help="squared Mahalanobis distance (the published tables) or its square root (Eq. 6)")
+
+
+def _add_output_options(parser) -> None:
+    parser.add_argument("--format", choices=FORMATS, default="parquet",
+                        help="format of the output tables")
+    parser.add_argument("--published-format", action="store_true",
+                        help="write the master-class tables' probabilities as the paper's 'mean±std' text columns")
+    parser.add_argument("--no-figures", action="store_true", help="skip the figures")
+
+
+def add_fit_arguments(parser) -> None:
+    _add_input_arguments(parser)
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="model directory to write (model.npz, model.json, clusters table, manifest)")
+    _add_fit_options(parser)
+    parser.add_argument("--format", choices=FORMATS, default="parquet",
+                        help="format of the clusters table")
+
+
+def add_classify_arguments(parser) -> None:
+    parser.add_argument("catalog", metavar="CATALOG",
+                        help="detections to classify: Parquet file or directory, CSV, FITS or VOTable "
+                             "(a type column is optional; labelled detections are not classified)")
+    parser.add_argument("--model", required=True, metavar="DIR", help="a model directory written by `xsift fit`")
+    parser.add_argument("--out", required=True, metavar="DIR", help="directory for the tables and manifest")
+    _add_output_options(parser)
+
+
+def add_run_arguments(parser) -> None:
+    _add_input_arguments(parser)
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="directory for the model, tables, figures and manifest")
+    _add_fit_options(parser)
+    _add_output_options(parser)
+
+
+def _load_inputs(args, preset):
+    """(catalogue DataFrame, inputs record for the manifest); with --reference the reference types come
+    from a crossmatch with that table."""
+    from xsift.data.io import read_catalog
+    df = read_catalog(args.catalog)
+    inputs = {"catalog": str(args.catalog)}
+    if getattr(args, "reference", None):
+        from xsift.data.crossmatch import crossmatch, parse_radius
+        from xsift.methods.cluster_then_label import preset_columns
+        ref = read_catalog(args.reference)
+        cols = preset_columns(preset)
+        df, xm = crossmatch(df, ref, radius_arcsec=parse_radius(args.radius), type_column=args.type_column,
+                            out_column=cols["type"], ra=cols["ra"], dec=cols["dec"], reference_name=args.reference)
+        inputs.update({"reference": str(args.reference), "crossmatch": xm})
+    return df, inputs
+
+
+def _estimator(args, preset):
+    from xsift.methods.cluster_then_label import ClusterThenLabel
+    return ClusterThenLabel(preset=preset, n_components=args.k, seed=args.seed, distance=args.distance,
+                            precision=getattr(args, "precision", "float64"))
+
+
+def _check_output_options(args) -> None:
+    if args.published_format and args.format == "fits":
+        raise XsiftError("--published-format writes 'mean±std' text, which FITS (ASCII-only strings) "
+                         "cannot hold; use --format csv or parquet with it, or drop --published-format")
+
+
+def run_fit(args) -> int:
+    from xsift.data.io import write_table
+    from xsift.methods.cluster_then_label import resolve_preset
+    from xsift.methods.pipeline import FORMAT_SUFFIX
+    from xsift.report import write_manifest
+    t0 = time.perf_counter()
+    preset = resolve_preset(args.config or "csc")
+    df, inputs = _load_inputs(args, preset)
+    model = _estimator(args, preset).fit(df, source=str(args.catalog))
+    report = model.fit_report_
+    out = pathlib.Path(args.out)
+    digest = model.save(out)
+    clusters = model.cluster_table(df, source=str(args.catalog))
+    path = write_table(clusters, out / f"clusters{FORMAT_SUFFIX[args.format]}")
+    write_manifest(out, command="fit", inputs=inputs, config={"k": args.k, "seed": args.seed,
+                   "distance": args.distance, "precision": args.precision, "preset": preset.source},
+                   model_hash=digest, fit=report, outputs={"model": str(out), "clusters": str(path)},
+                   elapsed_s=round(time.perf_counter() - t0, 3))
+    print(f"model {digest[:12]} -> {out} ({report['complete']:,} complete detections, "
+          f"{report['references_complete']:,} references, {len(report['excluded'])} excluded "
+          f"(cluster, class) pairs)")
+    return 0
+
+
+def run_classify(args) -> int:
+    from xsift.data.features import raw_feature_columns
+    from xsift.data.io import read_catalog
+    from xsift.methods.cluster_then_label import ClusterThenLabel
+    from xsift.methods.pipeline import run_figures, write_tables
+    from xsift.report import write_manifest
+    _check_output_options(args)
+    t0 = time.perf_counter()
+    model = ClusterThenLabel.load(args.model).set_params(precision=args.precision)
+    df = read_catalog(args.catalog)
+    result = model.classify(df, source=str(args.catalog))
+    report, summary = result.report["classify"], result.report["voting"]
+    out = pathlib.Path(args.out)
+    tables = result.tables()
+    written = write_tables(tables, out, args.format, model.classes_, args.published_format)
+    if not args.no_figures:
+        written.update(run_figures(tables, model.n_clusters_, out))
+    write_manifest(out, command="classify", inputs={"catalog": str(args.catalog), "model": str(args.model)},
+                   config={"precision": args.precision, "format": args.format,
+                           "published_format": args.published_format},
+                   model_hash=model.model_hash, classify=report, voting=summary, outputs=written,
+                   elapsed_s=round(time.perf_counter() - t0, 3))
+    print(f"{report['classified']:,} detections classified ({report['no_usable_class']:,} without a usable "
+          f"class); {summary['uniquely_classified']:,} sources uniquely classified, {summary['ambiguous']:,} "
+          f"ambiguous (kappa {summary['cohen_kappa_hard_soft']:.3f}) -> {out}")
+    not_classified = {
+        "with a missing feature (dropped, as in the paper)": report.get("dropped_incomplete", 0),
+        "labelled with a training class (references, not classified)": report.get("labelled_not_classified", 0),
+        "of another SIMBAD type (neither reference nor classified)": report.get("other_type_not_classified", 0)}
+    for what, count in not_classified.items():
+        if count:
+            print(f"  {count:,} detection(s) {what}")
+    empty = report.get("schema", {}).get("all_null_features", [])
+    if empty:
+        print(f"  {args.catalog}: feature column(s) {', '.join(empty)} are null in every row, so no row of it "
+              "is complete; the model needs all of " + ", ".join(raw_feature_columns(model.preset_))
+              + " (the naive-Bayes branch, `xsift nb classify`, classifies rows with missing properties)")
+    return 0
+
+
+def run_run(args) -> int:
+    from xsift.methods.cluster_then_label import resolve_preset
+    from xsift.methods.pipeline import fit_classify_tables, run_figures, write_tables
+    from xsift.report import write_manifest
+    _check_output_options(args)
+    t0 = time.perf_counter()
+    preset = resolve_preset(args.config or "csc")
+    df, inputs = _load_inputs(args, preset)
+    model = _estimator(args, preset)
+    tables, report, _ = fit_classify_tables(model, df, source=str(args.catalog))
+    out = pathlib.Path(args.out)
+    digest = model.save(out / "model")
+    written = write_tables(tables, out, args.format, model.classes_, args.published_format)
+    if not args.no_figures:
+        written.update(run_figures(tables, model.n_clusters_, out))
+    write_manifest(out, command="run", inputs=inputs,
+                   config={"k": args.k, "seed": args.seed, "distance": args.distance,
+                           "precision": args.precision, "preset": preset.source, "format": args.format,
+                           "published_format": args.published_format},
+                   model_hash=digest, **report, outputs=written, elapsed_s=round(time.perf_counter() - t0, 3))
+    v = report["voting"]
+    print(f"{report['classify']['classified']:,} detections classified; {v['uniquely_classified']:,} sources "
+          f"uniquely classified, {v['ambiguous']:,} ambiguous (kappa {v['cohen_kappa_hard_soft']:.3f}) -> {out}")
+    return 0
