@@ -8,7 +8,7 @@ Part 1 — one cluster, L = 10 classes, d = 12 features, N unlabelled detections
   xsift     : ``xsift.kernels.mahalanobis.classify_rows`` (compiled once beforehand), same arrays.
   The two results are checked to agree (max |dp|) before the times are printed.
 
-Part 2 — the whole classify stage of a fitted model (``xsift.methods.cluster_then_label.classify_and_vote``,
+Part 2 — the whole classify stage of a fitted model (``xsift.ClusterThenLabel.classify``,
 what ``xsift classify`` and ``xsift run`` call: schema check, derived features, transform, GMM cluster
 assignment, distances, softmin, detection table, hard/soft votes) on 1M complete unlabelled detections
 in memory, float64 and float32, after one warm-up run of the same shape; --runs timed runs per
@@ -77,12 +77,12 @@ def model_and_catalog(n_detections, fit_detections, seed=0):
     """A model fitted on a simulated catalogue, and ``n_detections`` complete unlabelled detections
     (several simulated catalogues' complete rows, renamed so that sources stay distinct)."""
     import pandas as pd
-    from xsift.methods.cluster_then_label import features_of, fit_model
+    from xsift.methods.cluster_then_label import ClusterThenLabel, features_of
     from xsift.config import load_preset
     from xsift.simulate import simulate_catalog
     preset = load_preset("csc")
     fit_cat = simulate_catalog(fit_detections, seed=seed)
-    model, _ = fit_model(fit_cat, preset, n_components=6, seed=seed)
+    model = ClusterThenLabel(preset=preset, n_components=6, seed=seed).fit(fit_cat)
     parts, total, rep = [], 0, 0
     base = simulate_catalog(min(n_detections, 400_000) * 13 // 10, seed=seed + 1)
     _, ok = features_of(base, preset)
@@ -98,15 +98,14 @@ def model_and_catalog(n_detections, fit_detections, seed=0):
 
 
 def part2(n_detections, fit_detections, runs):
-    from xsift.methods.cluster_then_label import classify_and_vote
     preset, model, cat = model_and_catalog(n_detections, fit_detections)
     dtypes = (np.float64, np.float32)
 
     def stage(dtype):
         t0 = time.perf_counter()
-        det, uniq, amb, rep, summary = classify_and_vote(model, cat, dtype=dtype)
+        result = model.set_params(precision=np.dtype(dtype).name).classify(cat)
         total = time.perf_counter() - t0
-        return total, rep, summary
+        return total, result.report["classify"], result.report["voting"]
 
     for dtype in dtypes:
         stage(dtype)                                    # warm-up: compile for this shape

@@ -3,7 +3,7 @@ every detection, vote across shards), with wall time per stage, detections/s and
 whole process tree (this process + every Dask worker), side by side with:
 
 * the same classification on a LocalCluster of ONE worker (the 2-worker speed-up),
-* the in-memory pipeline in one process (classify_detections + master_classes) at the smallest size,
+* the in-memory pipeline in one process (ClusterThenLabel.classify_frame + master_classes) at the smallest size,
 * full-data EM: seconds per iteration over every complete detection.
 
 Usage (the 10M run takes minutes; run it alone)::
@@ -72,17 +72,17 @@ def _warm_worker(model_dir, shard, columns):
     """On a worker: import the engine and compile the classify kernels (fixed padded shapes, so one
     shard compiles everything), without writing anything."""
     from xsift import distributed as D
-    from xsift.methods.cluster_then_label import ClusterLabelModel, classify_catalog
-    classify_catalog(ClusterLabelModel.load(model_dir), D.read_shard(shard, columns), source=str(shard))
+    from xsift.methods.cluster_then_label import ClusterThenLabel
+    ClusterThenLabel.load(model_dir).classify_frame(D.read_shard(shard, columns), source=str(shard))
     return os.getpid()
 
 
 def timed_classification(D, client, cat, model, run, repeats: int = 3) -> float:
     """Best of ``repeats`` timings of classifying every shard, on workers already warm (every worker
     has imported JAX and compiled the kernels), so the 1- vs 2-worker ratio measures the work itself."""
-    from xsift.methods.cluster_then_label import ClusterLabelModel
+    from xsift.methods.cluster_then_label import ClusterThenLabel
     files = D.shard_files(cat)
-    columns = D.catalog_columns(ClusterLabelModel.load(model).preset, files)
+    columns = D.catalog_columns(ClusterThenLabel.load(model).preset_, files)
     client.run(_warm_worker, str(model), str(files[0]), columns)
     best = float("inf")
     for _ in range(repeats):
@@ -127,10 +127,10 @@ def run_size(n: int, work: pathlib.Path, rows_per_shard: int, fit_sample: int, e
             if compare_one_worker:
                 row["classify_2w_warm_s"] = timed_classification(D, client, cat, model, work / f"run{n}-2w")
             if em_iters:
-                from xsift.methods.cluster_then_label import ClusterLabelModel
-                m = ClusterLabelModel.load(model)
+                from xsift.methods.cluster_then_label import ClusterThenLabel
+                m = ClusterThenLabel.load(model)
                 times = []
-                D.distributed_em(client, cat, preset, m.transform, m.gmm, max_iter=em_iters, tol=0.0,
+                D.distributed_em(client, cat, preset, m.transform_, m.gmm_, max_iter=em_iters, tol=0.0,
                                  on_iteration=lambda i, lb, s: times.append(s))
                 row["em_first_s"] = times[0]
                 row["em_iter_s"] = float(np.median(times[1:])) if len(times) > 1 else times[0]
@@ -154,14 +154,14 @@ def run_size(n: int, work: pathlib.Path, rows_per_shard: int, fit_sample: int, e
         shutil.rmtree(run1, ignore_errors=True)
         shutil.rmtree(work / f"run{n}-2w", ignore_errors=True)
     if in_memory:
-        from xsift.methods.cluster_then_label import ClusterLabelModel, classify_detections
+        from xsift.methods.cluster_then_label import ClusterThenLabel
         from xsift.data.io import read_catalog
         from xsift.methods.voting import master_classes
-        m = ClusterLabelModel.load(model)
-        df = read_catalog(cat, columns=D.catalog_columns(m.preset, D.shard_files(cat)))
+        m = ClusterThenLabel.load(model)
+        df = read_catalog(cat, columns=D.catalog_columns(m.preset_, D.shard_files(cat)))
         t0 = time.perf_counter()
-        det = classify_detections(m, df)
-        master_classes(det, m.classes, m.vote_aggregation)
+        det = m.classify_frame(df)[0]
+        master_classes(det, list(m.classes_), m.vote_aggregation)
         row["in_memory_classify_vote_s"] = time.perf_counter() - t0
         del df, det
     for p in (cat, run):
@@ -171,12 +171,12 @@ def run_size(n: int, work: pathlib.Path, rows_per_shard: int, fit_sample: int, e
 
 def _classes(model_dir):
     import json
-    return json.loads((pathlib.Path(model_dir) / "model.json").read_text())["classes"]
+    return json.loads((pathlib.Path(model_dir) / "model.json").read_text())["meta"]["classes"]
 
 
 def _aggregation(model_dir):
     import json
-    return json.loads((pathlib.Path(model_dir) / "model.json").read_text())["preset"]["classes"]["aggregation"]
+    return json.loads((pathlib.Path(model_dir) / "model.json").read_text())["meta"]["preset"]["classes"]["aggregation"]
 
 
 def main(argv=None) -> int:
