@@ -14,14 +14,10 @@ with another model it refuses unless ``--force`` (which discards the old results
 """
 from __future__ import annotations
 
-import json
-import pathlib
 import sys
 import time
 
 import numpy as np
-
-from xsift.errors import XsiftError
 
 
 def _log(message: str) -> None:
@@ -64,7 +60,7 @@ def add_fit_shards_arguments(parser) -> None:
 
 def run_fit_shards(args) -> int:
     from xsift.distributed import dask_client, fit_shards
-    from xsift.data.features import load_preset
+    from xsift.config import load_preset
     from xsift.report import write_manifest
     preset = load_preset(args.config or "csc")
     persist = {"auto": None, "yes": True, "no": False}[args.persist]
@@ -76,7 +72,7 @@ def run_fit_shards(args) -> int:
                                    persist=persist, log=_log)
     write_manifest(args.out, command="fit-shards", inputs=[str(args.catalog)], scheduler=args.scheduler,
                    config={"fit_sample": args.fit_sample, "full_em": args.full_em, "k": args.k,
-                           "seed": args.seed, "precision": args.precision, "preset": preset.get("_path")},
+                           "seed": args.seed, "precision": args.precision, "preset": preset.source},
                    report=report, seconds=time.perf_counter() - t0)
     print(f"model {report['model_hash'][:12]} written to {args.out} "
           f"({'full-data EM' if args.full_em else 'fitted on a sample'} of {report['fit_sample']:,} detections)")
@@ -128,16 +124,8 @@ def run_classify_shards(args) -> int:
 
 
 def _vote(client, run_dir, n_partitions):
-    from xsift.distributed import RUN_RECORD, vote_shards
-    record_path = pathlib.Path(run_dir) / RUN_RECORD
-    if not record_path.exists():
-        raise XsiftError(f"{run_dir}: not a classify-shards run directory (no {RUN_RECORD})")
-    record = json.loads(record_path.read_text())
-    if record.get("aggregation") is None:
-        raise XsiftError(f"{run_dir}: classified with a naive-Bayes model, which gives one row per source "
-                         "already; there are no detections to vote")
-    return vote_shards(client, run_dir, classes=record["classes"], aggregation=record["aggregation"],
-                       n_partitions=n_partitions, log=_log)
+    from xsift.distributed import vote_run
+    return vote_run(client, run_dir, n_partitions=n_partitions, log=_log)
 
 
 # ---------------------------------------------------------------- vote-shards
