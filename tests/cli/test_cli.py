@@ -86,3 +86,33 @@ def test_the_common_options_still_reach_the_commands_that_use_them():
     args = parser.parse_args(["crossmatch", "cat.parquet", "--reference", "r.vot", "--out", "o.parquet",
                               "--config", "my.toml"])
     assert args.config == "my.toml"
+
+
+def test_nothing_in_xsift_imports_the_cli():
+    """The command line sits on top: no module of the library (engine/ outside engine/cli, kernels/)
+    imports xsift.cli, so the library never depends on argument parsing or process-wide settings."""
+    import re
+    root = pathlib.Path(__file__).resolve().parents[2]
+    pattern = re.compile(r"^\s*(from\s+xsift\.cli\b|import\s+xsift\.cli\b|from\s+xsift\s+import\s+.*\bcli\b)", re.M)
+    offenders = []
+    for folder in ("engine", "kernels"):
+        for path in (root / folder).rglob("*.py"):
+            if path.is_relative_to(root / "engine" / "cli"):
+                continue
+            if pattern.search(path.read_text()):
+                offenders.append(str(path.relative_to(root)))
+    assert offenders == []
+
+
+def test_command_choices_are_the_librarys():
+    """The CLI spells its choices out (importing the methods would slow `xsift --help`); they must be
+    exactly the values the library accepts."""
+    from xsift.cli import cluster_then_label as cli_ctl
+    from xsift.methods.cluster_then_label import DISTANCES
+    from xsift.methods.pipeline import FORMAT_SUFFIX
+    assert tuple(cli_ctl.DISTANCES) == tuple(DISTANCES)
+    assert set(cli_ctl.FORMATS) == set(FORMAT_SUFFIX)
+    parser = build_parser()
+    for command in ("fit", "run", "validate"):
+        args = parser.parse_args([command, "cat.parquet", "--out", "o", "--distance", "mahalanobis"])
+        assert args.distance == "mahalanobis"
