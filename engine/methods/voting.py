@@ -121,7 +121,7 @@ def master_classes(detection_level: pd.DataFrame, classes: list[str], aggregatio
     missing = [c for c in ("name", "obsid", "ra", "dec", *classes) if c not in df.columns]
     if missing:
         raise SchemaError(f"detection-level table: missing column(s) {missing}; expected the output "
-                          "of classify_detections")
+                          "of ClusterThenLabel.classify (its detections table)")
     if feature_columns is None:
         skip = set(IDENTITY_COLUMNS) | set(classes)
         feature_columns = [c for c in df.columns if c not in skip]

@@ -270,7 +270,7 @@ def test_duplicate_detections(scenario, fitted):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_classify_and_vote_equals_classify_then_vote(scenario, fitted, dtype):
+def test_classify_equals_classify_frame_then_vote(scenario, fitted, dtype):
     """The in-memory stage that hands the schema check's name codes and the kernel's predicted classes
     to the vote gives exactly the tables of classify_frame followed by master_classes -- on a
     catalogue whose identical duplicate rows the check drops (so the codes must follow the dropping)
