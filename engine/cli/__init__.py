@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 # command name -> module owning it, in the order `xsift --help` lists them

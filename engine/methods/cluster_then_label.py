@@ -67,6 +67,7 @@ UNLABELLED, OTHER_TYPE = -1, -2
 # NumPy's default relative cutoff of np.linalg.pinv (the published code's call)
 PINV_RCOND = 1e-15
 
+
 # ----------------------------------------------------------------------------
 # preset access
 # ----------------------------------------------------------------------------
@@ -119,6 +120,7 @@ def prepare_catalog(df: pd.DataFrame, preset, *, source: str = "catalogue",
     clean, report = _prepare(df, preset, source=source, need_types=need_types, all_null=all_null)
     return clean, report.as_dict()
 
+
 def _prepare(df, preset, *, source, need_types=True, all_null="error"):
     """:func:`prepare_catalog` with the check's report as a ``CheckReport`` (which also holds the codes
     of the source names, ``key_codes``)."""
@@ -131,6 +133,7 @@ def _prepare(df, preset, *, source, need_types=True, all_null="error"):
     return check_catalog(df, required=required, numeric=[cols["ra"], cols["dec"]],
                          features=raw, key=[cols["name"], cols["obsid"]], source=source,
                          all_null=all_null)
+
 
 def reference_labels(df: pd.DataFrame, preset: dict) -> tuple[np.ndarray, dict]:
     """Reference label of every row: the index of its training class, -1 for unlabelled (null or
@@ -165,10 +168,12 @@ def reference_labels(df: pd.DataFrame, preset: dict) -> tuple[np.ndarray, dict]:
                               pd.Series(text_of[codes[other]]).value_counts().head(20).items()}}
     return labels, counts
 
+
 def features_of(df: pd.DataFrame, preset: dict) -> tuple[pd.DataFrame, np.ndarray]:
     """(untransformed features of every row, complete-row mask)."""
     feats = derive_features(df, preset)
     return feats, complete_rows(feats)
+
 
 # ----------------------------------------------------------------------------
 # steps 2 and 4: clusters and per-(cluster, class) statistics
@@ -182,12 +187,14 @@ def _gmm_in(gmm, dtype):
     return GMMParams(*(np.asarray(a, dt) for a in (gmm.weights, gmm.means, gmm.covariances,
                                                     gmm.precisions_cholesky)))
 
+
 def cluster_log_resp(gmm, X: np.ndarray, dtype=None) -> np.ndarray:
     """(n, K) log responsibilities of rows X under the mixture (``xsift.kernels.gmm.e_step``)."""
     from xsift.kernels.gmm import e_step
     if len(X) == 0:
         return np.zeros((0, len(np.asarray(gmm.weights))))
     return e_step(_gmm_in(gmm, dtype), X)[0].astype(np.float64, copy=False)
+
 
 def cluster_assignment(gmm, X: np.ndarray, dtype=None, chunk_size: int | None = None) -> np.ndarray:
     """(n,) most probable component of each row (``xsift.kernels.gmm.predict`` in ``dtype``, in calls of
@@ -198,6 +205,7 @@ def cluster_assignment(gmm, X: np.ndarray, dtype=None, chunk_size: int | None = 
     if len(X) == 0:
         return np.zeros(0, dtype=np.int64)
     return predict(_gmm_in(gmm, dtype), X, block_rows=int(chunk_size or DEFAULT_CHUNK_SIZE))
+
 
 def class_statistics_of(X: np.ndarray, cluster: np.ndarray, labels: np.ndarray, n_clusters: int,
                         n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -229,6 +237,7 @@ def class_statistics_of(X: np.ndarray, cluster: np.ndarray, labels: np.ndarray, 
     return (means.reshape(n_clusters, n_classes, d), prec.reshape(n_clusters, n_classes, d, d),
             mask.reshape(n_clusters, n_classes), counts.reshape(n_clusters, n_classes))
 
+
 def _gmm_params(gmm):
     """Any mixture with ``weights``, ``means``, ``covariances``, ``precisions_cholesky`` (a
     ``xsift.kernels.gmm`` result, a fitted :class:`xsift.GaussianMixture` or scikit-learn mixture via
@@ -241,6 +250,7 @@ def _gmm_params(gmm):
         return GMMParams(*(np.asarray(getattr(gmm, n + "_"), np.float64) for n in names))
     raise XsiftError(f"gmm: a {type(gmm).__name__} has no weights, means, covariances and "
                      "precisions_cholesky; pass a fitted Gaussian mixture or None")
+
 
 # ----------------------------------------------------------------------------
 # the estimator
@@ -325,7 +335,7 @@ class ClusterThenLabel(ParamsMixin):
         statistics on ``table``; returns self.
 
         y: must be None: the reference labels are the table's reference-type column (preset
-        ``columns.reference_type``). source: how errors name the input.
+        ``[columns] label``). source: how errors name the input.
         Raises :class:`SchemaError` for a table without the preset's columns, :class:`XsiftError` when
         no complete detection carries a training class or there are fewer complete detections than
         components.
@@ -685,10 +695,12 @@ class ClusterThenLabel(ParamsMixin):
                         arrays["class_precisions"], arrays["class_mask"], arrays["class_counts"], info)
         return est
 
+
 def _no_y(y, method: str) -> None:
     if y is not None:
         raise XsiftError(f"ClusterThenLabel.{method}: y must be None; the reference labels are the table's "
-                         "reference-type column (preset columns.reference_type, `main_type` for CSC)")
+                         "reference-type column (the preset's [columns] label, `main_type` for CSC)")
+
 
 def _detection_table(df, feats, rows, cluster, probs, pred, classes, cols) -> pd.DataFrame:
     out = {"name": df[cols["name"]].iloc[rows].astype("str").reset_index(drop=True),
