@@ -219,6 +219,7 @@ def evaluate_log_kde(grid: KDEGrid, X, columns, chunk_rows: int = 65536, dtype=j
     if X.dtype.kind != "f":
         X = X.astype(np.float64)       # NaN padding needs a float table
     columns = jnp.asarray(columns, jnp.int32)
+    grid = KDEGrid(*(jnp.asarray(a) for a in grid))   # on the device once, not once per block
     n = X.shape[0]
     outs = map_fixed_blocks(lambda xb: _log_kde_block(grid, xb, columns, dtype), X, _block_rows(n, chunk_rows),
                             fill=np.nan)

@@ -106,7 +106,8 @@ def test_cv_bandwidth_prefers_narrow_kernel_for_well_separated_clumps():
     h_cv = float(fit_cv_bandwidth(s, w, jax.random.PRNGKey(0), n_steps=150)[0])
     assert h_cv < 0.5 * h_scott
     held = s[:, ::3]
-    ll = lambda h: float(jnp.mean(exact_log_kde(s[:, 1::3], np.ones_like(s[:, 1::3]), jnp.array([h]), held)))
+    # NumPy in and out: the kernel computes in float64 whatever the caller's JAX setting
+    ll = lambda h: float(np.mean(np.asarray(exact_log_kde(s[:, 1::3], np.ones_like(s[:, 1::3]), np.array([h]), held))))
     assert ll(h_cv) > ll(h_scott)
 
 

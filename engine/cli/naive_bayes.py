@@ -1,0 +1,190 @@
+"""``xsift nb fit | tune | classify | tracks``: the naive-Bayes classifier of Tranin et al. (2022) from the
+command line.
+
+Argument parsing and calls of :mod:`xsift.methods.naive_bayes` (the estimator, weight tuning, metrics)
+and :mod:`xsift.report` (figures, manifest). Nothing heavy (JAX, astropy, Dask, matplotlib) is imported
+before a command runs, so ``xsift --help`` stays fast.
+"""
+from __future__ import annotations
+
+import pathlib
+import sys
+import time
+from functools import partial
+
+CLI_HELP = "interpretable naive-Bayes classifier with KDE likelihoods: fit | tune | classify | tracks"
+CLI_COMMON = ()   # declared per sub-command below
+
+
+def _read(path):
+    from xsift.data.io import read_catalog
+    from xsift.errors import XsiftError
+    try:
+        return read_catalog(path)
+    except FileNotFoundError:
+        raise XsiftError(f"{path}: no such catalogue file") from None
+
+
+def _weights_option(text: str | None, categories: list[str]):
+    """``--weights a,b,c`` as T numbers in the preset's category order (None: the preset's weights)."""
+    from xsift.errors import XsiftError
+    if not text:
+        return None
+    try:
+        w = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise XsiftError(f"--weights {text!r}: expected comma-separated numbers, one per category "
+                         f"{categories}") from None
+    if len(w) != len(categories) or min(w) < 0:
+        raise XsiftError(f"--weights: expected {len(categories)} non-negative numbers for categories "
+                         f"{categories}, got {w}")
+    return w
+
+
+def _run_fit(args, tune: bool) -> int:
+    from xsift.errors import SchemaError
+    from xsift.methods.naive_bayes import (NaiveBayesKDE, classification_metrics, format_metrics,
+                                           load_nb_preset, tune_weights)
+    from xsift.report import write_manifest
+    t0 = time.perf_counter()
+    spec = load_nb_preset(args.config)
+    df = _read(args.catalog)
+    label = args.labels or spec.label_column
+    if not label or label not in df.columns:
+        raise SchemaError(f"{args.catalog}: label column {label!r} not found; pass --labels COLUMN "
+                          f"(columns: {', '.join(map(str, df.columns[:30]))})")
+    source = str(args.catalog)
+    model = NaiveBayesKDE(spec, weights=_weights_option(args.weights, spec.category_names), n_grid=args.grid,
+                          bandwidth=args.bandwidth, precision=args.precision, seed=args.seed)
+    summary = None
+    if tune:
+        result = tune_weights(model, df, df[label], target=args.target, n_folds=args.folds, seed=args.seed,
+                              popsize=args.popsize, maxiter=args.maxiter, source=source)
+        model.set_params(weights=result.weights)
+        summary = result.as_dict()
+        print(f"tuned weights {summary['weights']}: cross-validated F1({result.target}) "
+              f"{result.f1_equal_weights:.3f} (equal) -> {result.f1_tuned:.3f}")
+    model.fit(df, df[label], source=source)      # priors (if 'training') from the whole sample
+    if summary is not None:
+        summary["cross_validated_metrics"] = classification_metrics(
+            result.y, result.cross_validated_predictions, spec.classes, model.priors_)
+        print(format_metrics(summary["cross_validated_metrics"]))
+    model_hash = model.save(args.out)
+    facts = {**model.fit_report_, "label_column": label}
+    write_manifest(args.out, command=f"nb {'tune' if tune else 'fit'}", inputs=[source],
+                   config=spec.preset.name, precision=str(args.precision), model_hash=model_hash,
+                   **facts, tuning=summary, seconds=round(time.perf_counter() - t0, 3))
+    print(f"wrote naive-Bayes model ({len(spec.properties)} properties x {len(spec.classes)} classes, "
+          f"{facts['training_rows']:,} training sources) to {args.out}")
+    return 0
+
+
+def _run_classify(args) -> int:
+    import numpy as np
+    import pandas as pd
+    from xsift.data.io import write_table
+    from xsift.methods.naive_bayes import NaiveBayesKDE
+    from xsift.report import write_manifest
+    from xsift.report.figures import plot_outliers
+    t0 = time.perf_counter()
+    model = NaiveBayesKDE.load(args.model, precision=args.precision)
+    df = _read(args.catalog)
+    result = model.classify(df, source=str(args.catalog))
+    out, facts = result.detections, result.report["classify"]
+    outdir = pathlib.Path(args.out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    table = write_table(out, outdir / f"nb_classification.{args.format}")
+    classes = list(model.classes_)
+    pred = np.asarray(pd.Categorical(out["predicted_class"], categories=classes).codes)
+    plot_outliers(out["outlier_measure"].to_numpy(), pred, classes, outdir / "nb_outlier_measure.png")
+    write_manifest(outdir, command="nb classify", inputs=[str(args.catalog)], model=str(args.model),
+                   model_hash=facts["model_hash"], rows=int(len(df)), outputs=[table.name, "nb_outlier_measure.png"],
+                   predicted_counts=facts["predicted_counts"],
+                   log_of_non_positive_made_missing=facts["log_of_non_positive_made_missing"],
+                   precision=str(args.precision), seconds=round(time.perf_counter() - t0, 3))
+    print(f"classified {len(df):,} sources into {table}")
+    return 0
+
+
+def _run_tracks(args) -> int:
+    import numpy as np
+    import pandas as pd
+    from xsift.data.io import write_table
+    from xsift.errors import SchemaError, XsiftError
+    from xsift.methods.naive_bayes import NaiveBayesKDE
+    from xsift.report.figures import plot_tracks
+    model = NaiveBayesKDE.load(args.model, precision=args.precision)
+    df = _read(args.catalog)
+    col = args.name_column or model.spec_.source_column
+    if not col or col not in df.columns:
+        raise SchemaError(f"{args.catalog}: source-name column {col!r} not found; pass --name-column")
+    rows = np.flatnonzero(df[col].astype("str").str.strip().to_numpy() == args.name.strip())
+    if len(rows) == 0:
+        raise XsiftError(f"{args.catalog}: no row with {col} = {args.name!r}")
+    track = model.tracks(df.iloc[rows[:1]])
+    outdir = pathlib.Path(args.out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    safe = "".join(ch if ch.isalnum() or ch in "+-._" else "_" for ch in args.name.strip())
+    write_table(track, outdir / f"tracks_{safe}.csv")
+    plot_tracks(track, list(model.classes_), f"{args.name}  (outlier measure {track['value'].iloc[-1]:.2f})",
+                outdir / f"tracks_{safe}.png")
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(track.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if len(rows) > 1:
+        print(f"note: {len(rows)} rows have {col} = {args.name!r}; showed the first", file=sys.stderr)
+    print(f"wrote {outdir}/tracks_{safe}.csv and .png")
+    return 0
+
+
+def add_cli_arguments(parser) -> None:
+    """Declare ``nb fit | tune | classify | tracks`` and their options on ``parser``."""
+    from xsift.cli import HelpFormatter, _common_options
+    sub = parser.add_subparsers(dest="nb_command", metavar="fit|tune|classify|tracks", required=True,
+                                help="fit KDE likelihoods, tune category weights, classify a catalogue, "
+                                     "or draw probability tracks")
+
+    def subparser(name, help_text, common=("device", "precision")):
+        """fit/tune also read a preset (--config); classify/tracks use the saved model's preset."""
+        return sub.add_parser(name, help=help_text, description=help_text, parents=[_common_options(common)],
+                              formatter_class=HelpFormatter)
+
+    for name, text in (("fit", "fit the per-(property, class) KDEs and priors on a labelled catalogue"),
+                       ("tune", "tune the category weights by differential evolution on cross-validated "
+                                "F1 of one class, then fit and save the model")):
+        p = subparser(name, text, ("device", "precision", "config"))
+        p.add_argument("catalog", help="labelled training catalogue (Parquet, CSV, FITS, VOTable)")
+        p.add_argument("--labels", default=None,
+                       help="column holding the class labels (default: the preset's [columns] label)")
+        p.add_argument("--out", default="nb_model", help="model directory to write (model.npz + model.json)")
+        p.add_argument("--weights", default=None,
+                       help="comma-separated category weights in the preset's category order "
+                            "(default: the preset's weights)")
+        p.add_argument("--grid", type=int, default=2048, help="KDE grid nodes per (property, class) pair")
+        p.add_argument("--bandwidth", choices=["scott", "cv"], default="scott",
+                       help="KDE bandwidth: Scott's rule or held-out likelihood (optax)")
+        p.add_argument("--seed", type=int, default=0, help="random seed (folds, DE, cv bandwidth)")
+        if name == "tune":
+            p.add_argument("--target", default=None, help="class whose F1 to maximise (default: preset's target)")
+            p.add_argument("--folds", type=int, default=5, help="stratified cross-validation folds")
+            p.add_argument("--popsize", type=int, default=15, help="DE population = popsize x categories")
+            p.add_argument("--maxiter", type=int, default=100, help="maximum DE generations")
+        p.set_defaults(_nb=partial(_run_fit, tune=(name == "tune")))
+    p = subparser("classify", "posterior class probabilities and outlier measure of every source")
+    p.add_argument("catalog", help="catalogue to classify")
+    p.add_argument("--model", default="nb_model", help="model directory written by `xsift nb fit|tune`")
+    p.add_argument("--out", default="nb_run", help="output directory")
+    p.add_argument("--format", choices=["parquet", "csv", "fits", "vot"], default="parquet",
+                   help="format of the output table")
+    p.set_defaults(_nb=_run_classify)
+    p = subparser("tracks", "probability tracks of one source (table + figure, the paper's Fig. 2)")
+    p.add_argument("name", help="source name")
+    p.add_argument("--catalog", required=True, help="catalogue holding the source")
+    p.add_argument("--name-column", default=None, help="column of source names (default: preset's source)")
+    p.add_argument("--model", default="nb_model", help="model directory")
+    p.add_argument("--out", default="nb_tracks", help="output directory")
+    p.set_defaults(_nb=_run_tracks)
+
+
+def run_cli(args) -> int:
+    """Run the chosen ``nb`` sub-command; returns the exit code."""
+    return int(args._nb(args) or 0)
