@@ -335,3 +335,47 @@ def test_unfitted_estimator_says_so():
     X, y = _toy()
     X[:, 2] = np.log10(X[:, 2])
     assert isinstance(m.fit(X, y), Classifier) and m.kind == "naive_bayes" and m.vote_aggregation is None
+
+
+def test_saved_model_loads_through_the_one_model_format_and_the_dask_layer(tmp_path):
+    import xsift
+    from xsift.distributed.classify import load_classifier
+    X, y = _toy()
+    X[:, 2] = np.log10(X[:, 2])
+    m = _model(weights={"Three": 3.0}).fit(X, y)
+    digest = m.save(tmp_path / "model")
+    for loaded in (xsift.load_model(tmp_path / "model"), load_classifier(tmp_path / "model")):
+        assert isinstance(loaded, NaiveBayesKDE) and loaded.model_hash == digest
+        assert loaded.category_weights() == {"One": 2.0, "Two": 1.0, "Three": 3.0}
+        np.testing.assert_array_equal(loaded.predict_proba(X[:30]), m.predict_proba(X[:30]))
+    # the weights are part of the model's identity
+    assert m.with_weights([1.0, 1.0, 1.0]).model_hash != digest
+
+
+def test_clone_of_an_estimator_built_from_a_loaded_preset():
+    from sklearn.base import clone
+    m = _model(n_grid=256)
+    twin = clone(m)
+    assert twin.preset == m.preset and twin.n_grid == 256
+    X, y = _toy()
+    X[:, 2] = np.log10(X[:, 2])
+    np.testing.assert_array_equal(twin.fit(X, y).predict_proba(X[:20]), m.fit(X, y).predict_proba(X[:20]))
+
+
+def test_cli_tune_saves_the_weights_it_reports(tmp_path, capsys):
+    import json
+    from xsift.cli import main
+    from xsift.data.io import write_table
+    df = _sim(2000, seed=3)
+    cat = write_table(df, tmp_path / "sim.parquet")
+    assert main(["nb", "tune", str(cat), "--out", str(tmp_path / "m"), "--config", "nb_csc", "--grid", "256",
+                 "--folds", "3", "--maxiter", "5", "--weights", "0.1,1,3"]) == 0
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    tuning = manifest["tuning"]
+    assert tuning["target"] == "XB" and tuning["f1_tuned"] >= tuning["f1_start_weights"]
+    model = NaiveBayesKDE.load(tmp_path / "m")
+    assert model.category_weights() == pytest.approx(tuning["weights"])
+    assert manifest["model_hash"] == model.model_hash
+    # the cross-validated confusion matrix printed and kept covers every labelled training source
+    assert np.sum(tuning["cross_validated_metrics"]["confusion"]) == manifest["training_rows"]
+    assert "tuned weights" in capsys.readouterr().out
