@@ -47,7 +47,7 @@ def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validat
     whose columns are the simulator's; ``precision``: ``"float32"`` or ``"float64"`` (the kernels')."""
     from xsift.config import load_preset
     from xsift.methods.cluster_then_label import ClusterThenLabel
-    from xsift.methods.pipeline import fit_classify_tables, run_figures, write_tables
+    from xsift.report.outputs import run_figures, write_tables
     from xsift.data.io import write_table
     from xsift.report import write_manifest
     from xsift.simulate import simulate_catalog
@@ -63,7 +63,9 @@ def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validat
 
     t1 = time.perf_counter()
     model = ClusterThenLabel(preset=preset, n_components=k, seed=seed, precision=precision)
-    tables, report, _ = fit_classify_tables(model, catalog, source=str(cat_path))
+    result = model.fit_classify(catalog, source=str(cat_path))
+    tables = {"clusters": model.cluster_table(catalog, source=str(cat_path)), **result.tables()}
+    report = dict(result.report)
     timings["pipeline_s"] = round(time.perf_counter() - t1, 3)
     digest = model.save(out / "model")
     written = write_tables(tables, out, "parquet", model.classes_, False)
@@ -87,7 +89,8 @@ def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validat
 
     validation = None
     if validate:
-        from xsift.methods.validation import validate as run_validation, write_validation
+        from xsift.methods.validation import validate as run_validation
+        from xsift.report.outputs import write_validation
         t2 = time.perf_counter()
         res = run_validation(catalog, preset, n_components=k, seed=seed, split_seed=seed, precision=precision,
                              source=str(cat_path))

@@ -7,7 +7,7 @@
     xsift run CATALOG --out run/                       # both, as the paper's whole run
 
 Argument parsing and printing only: the work is :class:`xsift.ClusterThenLabel` and
-:mod:`xsift.methods.pipeline`. Heavy modules are imported inside the ``run_*`` functions so that
+:mod:`xsift.report.outputs`. Heavy modules are imported inside the ``run_*`` functions so that
 ``xsift --help`` stays fast.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from xsift.errors import XsiftError
 
 # the choices argparse offers; tests/cli checks them against xsift.methods.cluster_then_label.DISTANCES
-# and xsift.methods.pipeline.FORMAT_SUFFIX (importing those here would load NumPy and pandas for --help)
+# and xsift.report.outputs.FORMAT_SUFFIX (importing those here would load NumPy and pandas for --help)
 DISTANCES = ("squared", "mahalanobis")
 FORMATS = ("csv", "fits", "parquet")
 
@@ -113,7 +113,7 @@ def _check_output_options(args) -> None:
 def run_fit(args) -> int:
     from xsift.data.io import write_table
     from xsift.methods.cluster_then_label import resolve_preset
-    from xsift.methods.pipeline import FORMAT_SUFFIX
+    from xsift.report.outputs import FORMAT_SUFFIX
     from xsift.report import write_manifest
     t0 = time.perf_counter()
     preset = resolve_preset(args.config or "csc")
@@ -138,7 +138,7 @@ def run_classify(args) -> int:
     from xsift.data.features import raw_feature_columns
     from xsift.data.io import read_catalog
     from xsift.methods.cluster_then_label import ClusterThenLabel
-    from xsift.methods.pipeline import run_figures, write_tables
+    from xsift.report.outputs import run_figures, write_tables
     from xsift.report import write_manifest
     _check_output_options(args)
     t0 = time.perf_counter()
@@ -176,14 +176,16 @@ def run_classify(args) -> int:
 
 def run_run(args) -> int:
     from xsift.methods.cluster_then_label import resolve_preset
-    from xsift.methods.pipeline import fit_classify_tables, run_figures, write_tables
+    from xsift.report.outputs import run_figures, write_tables
     from xsift.report import write_manifest
     _check_output_options(args)
     t0 = time.perf_counter()
     preset = resolve_preset(args.config or "csc")
     df, inputs = _load_inputs(args, preset)
     model = _estimator(args, preset)
-    tables, report, _ = fit_classify_tables(model, df, source=str(args.catalog))
+    result = model.fit_classify(df, source=str(args.catalog))
+    tables = {"clusters": model.cluster_table(df, source=str(args.catalog)), **result.tables()}
+    report = dict(result.report)
     out = pathlib.Path(args.out)
     digest = model.save(out / "model")
     written = write_tables(tables, out, args.format, model.classes_, args.published_format)

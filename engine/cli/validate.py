@@ -25,7 +25,8 @@ def add_cli_arguments(parser) -> None:
 
 def run_cli(args) -> int:
     from xsift.data.io import read_catalog
-    from xsift.methods.validation import validate, write_validation
+    from xsift.methods.validation import validate
+    from xsift.report.outputs import write_validation
     from xsift.report import write_manifest
     t0 = time.perf_counter()
     df = read_catalog(args.catalog)

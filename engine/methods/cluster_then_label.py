@@ -39,7 +39,7 @@ A fitted model is plain data (NumPy arrays + JSON, no pickle) saved in the one m
 :mod:`xsift.methods.persistence` (kind ``"cluster_then_label"``); a saved model classifies new
 detections without refitting anything (the paper's "classify your own source").
 
-Files and figures of a whole run: :mod:`xsift.methods.pipeline`; the commands ``xsift fit``,
+Files and figures of a run: :mod:`xsift.report.outputs`; the commands ``xsift fit``,
 ``xsift classify``, ``xsift run``: :mod:`xsift.cli.cluster_then_label`.
 """
 from __future__ import annotations

@@ -8,16 +8,16 @@ labels) and the held-out detections are classified as if unlabelled. The outputs
 confusion matrices (counts and row-normalised) over the training classes and over the
 aggregated classes, and per-class precision, recall and F1. Held-out detections whose
 cluster has no usable class get no prediction: they are counted, not scored.
+
+The CSV tables and figures of a result are written by :func:`xsift.report.outputs.write_validation`.
 """
 from __future__ import annotations
-
-import pathlib
 
 import numpy as np
 import pandas as pd
 
 from xsift.errors import XsiftError
-from xsift.methods.metrics import confusion_matrix, precision_recall_f1, row_normalised
+from xsift.methods.metrics import confusion_matrix, precision_recall_f1
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
@@ -108,33 +108,3 @@ def _metric_table(cm: np.ndarray, labels: list[str]) -> pd.DataFrame:
     m = precision_recall_f1(cm)
     return pd.DataFrame({"class": labels, "precision": m["precision"], "recall": m["recall"], "f1": m["f1"],
                          "support": m["support"]})
-
-
-def confusion_frame(cm: np.ndarray, labels: list[str], normalise: bool) -> pd.DataFrame:
-    values = row_normalised(cm) if normalise else cm
-    out = pd.DataFrame(values, columns=labels)
-    out.insert(0, "true_class", labels)
-    return out
-
-
-def write_validation(result: dict, out: str | pathlib.Path, *, figures: bool = True) -> dict:
-    """Write the CSV tables (and PNG figures) of a :func:`validate` result into ``out``."""
-    from xsift.data.io import write_table
-    out = pathlib.Path(out)
-    written = {}
-    for key, labels, stem in (("confusion", result["classes"], "classes"),
-                              ("confusion_aggregated", result["aggregated_classes"], "aggregated")):
-        cm = result[key]
-        written[f"confusion_{stem}"] = str(write_table(confusion_frame(cm, labels, True),
-                                                       out / f"confusion_{stem}.csv"))
-        written[f"confusion_{stem}_counts"] = str(write_table(confusion_frame(cm, labels, False),
-                                                              out / f"confusion_{stem}_counts.csv"))
-        metrics = result["metrics" if stem == "classes" else "metrics_aggregated"]
-        written[f"metrics_{stem}"] = str(write_table(metrics, out / f"metrics_{stem}.csv"))
-        if figures:
-            from xsift.report.figures import confusion_figure
-            written[f"confusion_{stem}_png"] = str(confusion_figure(
-                row_normalised(cm), labels, out / f"confusion_{stem}.png",
-                title=f"validation, {'training' if stem == 'classes' else 'aggregated'} classes (row-normalised)"))
-    written["predictions"] = str(write_table(result["predictions"], out / "test_predictions.csv"))
-    return written

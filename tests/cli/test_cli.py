@@ -109,7 +109,7 @@ def test_command_choices_are_the_librarys():
     exactly the values the library accepts."""
     from xsift.cli import cluster_then_label as cli_ctl
     from xsift.methods.cluster_then_label import DISTANCES
-    from xsift.methods.pipeline import FORMAT_SUFFIX
+    from xsift.report.outputs import FORMAT_SUFFIX
     assert tuple(cli_ctl.DISTANCES) == tuple(DISTANCES)
     assert set(cli_ctl.FORMATS) == set(FORMAT_SUFFIX)
     parser = build_parser()

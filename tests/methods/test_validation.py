@@ -13,7 +13,8 @@ from xsift.config import load_preset
 from xsift.data.features import FeatureTransform, derive_features
 from xsift.methods.metrics import cohen_kappa, confusion_matrix, precision_recall_f1, row_normalised
 from xsift.simulate import simulate_catalog
-from xsift.methods.validation import stratified_split, validate, write_validation
+from xsift.methods.validation import stratified_split, validate
+from xsift.report.outputs import write_validation
 
 # the oracle GMMs run a fixed, small number of EM iterations on purpose
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
