@@ -135,7 +135,7 @@ def _prepare(df, preset, *, source, need_types=True, all_null="error"):
                          all_null=all_null)
 
 
-def reference_labels(df: pd.DataFrame, preset: dict) -> tuple[np.ndarray, dict]:
+def reference_labels(df: pd.DataFrame, preset) -> tuple[np.ndarray, dict]:
     """Reference label of every row: the index of its training class, -1 for unlabelled (null or
     uninformative type, or no type column at all), -2 for any other type.
 
@@ -169,7 +169,7 @@ def reference_labels(df: pd.DataFrame, preset: dict) -> tuple[np.ndarray, dict]:
     return labels, counts
 
 
-def features_of(df: pd.DataFrame, preset: dict) -> tuple[pd.DataFrame, np.ndarray]:
+def features_of(df: pd.DataFrame, preset) -> tuple[pd.DataFrame, np.ndarray]:
     """(untransformed features of every row, complete-row mask)."""
     feats = derive_features(df, preset)
     return feats, complete_rows(feats)
