@@ -253,13 +253,15 @@ def fit_cv_bandwidth(x, w, key, *, n_steps: int = 200, learning_rate: float = 0.
                      holdout: float = 0.25, dtype=jnp.float64):
     """Per-pair bandwidth maximising the held-out log-likelihood (``bandwidth="cv"``), with optax.
 
-    x, w: (m, n). A random ``holdout`` share of each pair's points is held out; the
+    x, w: (m, n); key: a ``jax.random`` key or an int seed. A random ``holdout`` share of each pair's points is held out; the
     bandwidth ``h = exp(s)`` of a KDE of the rest is fitted by Adam on the held-out
     mean log-density (exact sums, so keep ``n`` to a few thousand). Starts at Scott's rule.
     Returns (m,) bandwidths.
     """
     import optax
 
+    if isinstance(key, int):
+        key = jax.random.PRNGKey(key)
     x = jnp.asarray(x, dtype)
     w = jnp.where(jnp.isfinite(x), jnp.asarray(w, dtype), 0.0)
     held = jax.random.uniform(key, x.shape) < holdout

@@ -151,11 +151,13 @@ def tune_category_weights(cat_ll, observed, log_prior, y_true, target: int, key,
     """Category weights in ``[0, 1]^T`` maximising ``F1(target)`` by differential evolution.
 
     cat_ll: (n, T, K) out-of-fold per-category log-likelihoods; observed: (n, T); log_prior: (K,);
-    y_true: (n,) int class indices; target: class index; key: ``jax.random`` key.
+    y_true: (n,) int class indices; target: class index; key: a ``jax.random`` key or an int seed.
     The whole population of each generation is scored by one vmapped call of
     :func:`negative_f1_objective` (see :mod:`xsift.kernels.evolution`). Returns the
     :class:`~xsift.kernels.evolution.DEResult` (``x``: (T,) best weights, ``fun`` = -F1).
     """
+    if isinstance(key, int):
+        key = jax.random.PRNGKey(key)
     cat_ll = jnp.asarray(cat_ll, dtype)
     n_categories = cat_ll.shape[1]
     bounds = jnp.tile(jnp.asarray([[0.0, 1.0]], dtype), (n_categories, 1))

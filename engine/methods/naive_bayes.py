@@ -364,8 +364,7 @@ class NaiveBayesKDE(ParamsMixin):
             x[j, :len(v)] = v
         w = np.isfinite(x).astype(np.float64)
         if self.bandwidth == "cv":
-            import jax
-            h = fit_cv_bandwidth(x, w, jax.random.PRNGKey(int(self.seed)), dtype=dtype)
+            h = fit_cv_bandwidth(x, w, int(self.seed), dtype=dtype)
         else:
             h = scott_bandwidth(x, w, dtype=dtype)
         grid = fit_binned_kde(x, w, np.asarray(h), n_grid=n_grid, dtype=dtype)
@@ -616,7 +615,7 @@ class NaiveBayesKDE(ParamsMixin):
         return tune_weights(self, X, y, **options)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TuningResult:
     """What :func:`tune_weights` found; no estimator is changed by tuning.
 
@@ -663,7 +662,6 @@ def tune_weights(model: NaiveBayesKDE, X, y=None, *, target: str | None = None, 
     matter; the result is rescaled to a mean of 1) and kept only if their F1 is at least that of the
     start weights. Returns a :class:`TuningResult`. Raises XsiftError for an unknown target.
     """
-    import jax
     from xsift.kernels.nbayes import log_numerator, negative_f1_objective, tune_category_weights
     spec = _resolve_spec(model.preset)
     target = target or spec.target
@@ -687,7 +685,7 @@ def tune_weights(model: NaiveBayesKDE, X, y=None, *, target: str | None = None, 
         return -float(negative_f1_objective(np.asarray(w, dtype), cat, obs, log_prior.astype(dtype), y_idx, t))
 
     start, equal = f1(start_w), f1(np.ones(len(start_w)))
-    res = tune_category_weights(cat, obs, log_prior, y_idx, t, jax.random.PRNGKey(seed), popsize=popsize,
+    res = tune_category_weights(cat, obs, log_prior, y_idx, t, int(seed), popsize=popsize,
                                 maxiter=maxiter, dtype=dtype)
     best = np.asarray(res.x, dtype=np.float64)
     tuned = -float(res.fun)

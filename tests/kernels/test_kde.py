@@ -129,3 +129,13 @@ def test_tables_of_any_length_reuse_one_compilation():
         KD.evaluate_log_kde(grid, big[0][:n], np.arange(3), chunk_rows=1000)
     assert KD._log_kde_block._cache_size() == before
     assert KD._block_rows(5, 65536) == 1024 and KD._block_rows(5000, 65536) == 8192
+
+
+def test_cv_bandwidth_takes_an_int_seed_as_its_key():
+    rng = np.random.default_rng(5)
+    s = rng.normal(size=(2, 300))
+    w = np.ones_like(s)
+    by_int = np.asarray(fit_cv_bandwidth(s, w, 3, n_steps=20))
+    by_key = np.asarray(fit_cv_bandwidth(s, w, jax.random.PRNGKey(3), n_steps=20))
+    np.testing.assert_array_equal(by_int, by_key)
+    assert by_int.dtype == np.float64

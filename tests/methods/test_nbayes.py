@@ -379,3 +379,14 @@ def test_cli_tune_saves_the_weights_it_reports(tmp_path, capsys):
     # the cross-validated confusion matrix printed and kept covers every labelled training source
     assert np.sum(tuning["cross_validated_metrics"]["confusion"]) == manifest["training_rows"]
     assert "tuned weights" in capsys.readouterr().out
+
+
+def test_cv_bandwidth_option_is_seeded_and_differs_from_scott():
+    X, y = _toy(600, seed=6)
+    X[:, 2] = np.log10(X[:, 2])
+    scott = _model(n_grid=256).fit(X, y)
+    cv1 = _model(n_grid=256, bandwidth="cv", seed=1).fit(X, y)
+    cv2 = _model(n_grid=256, bandwidth="cv", seed=1).fit(X, y)
+    np.testing.assert_array_equal(cv1.kde_.bandwidth, cv2.kde_.bandwidth)
+    assert not np.allclose(cv1.kde_.bandwidth, scott.kde_.bandwidth, rtol=1e-3)
+    assert np.isfinite(cv1.predict_proba(X)).all()
