@@ -99,7 +99,7 @@ def class_indices(labels: pd.Series, spec: NBSpec) -> tuple[np.ndarray, dict]:
 def class_targets(y, spec: NBSpec, source: str = "y") -> tuple[np.ndarray, dict]:
     """(n,) class indices of ``y`` (-1 = left out) and the count of each left-out label.
 
-    y: integer class indices ``0..K-1`` (-1 = left out), or labels: a catalogue label of the
+    y: integer class indices ``0..K-1`` (-1 or, as floats, NaN = left out), or labels: a catalogue label of the
     preset's ``[classes.labels]`` maps to its class, a class name to itself, anything else
     (null included) is left out. Raises XsiftError for integer indices outside ``[-1, K)``.
     """
@@ -107,6 +107,8 @@ def class_targets(y, spec: NBSpec, source: str = "y") -> tuple[np.ndarray, dict]
     if arr.ndim != 1:
         raise XsiftError(f"{source}: class labels must be one-dimensional, got shape {arr.shape}")
     K = len(spec.classes)
+    if arr.dtype.kind == "f" and np.all(np.isnan(arr) | (arr == np.round(arr))):
+        arr = np.where(np.isnan(arr), -1, arr).astype(np.int64)      # float indices, NaN = no label
     if arr.dtype.kind in "iu":
         bad = (arr < -1) | (arr >= K)
         if bad.any():

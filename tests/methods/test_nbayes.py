@@ -255,12 +255,22 @@ def test_predict_returns_class_names_and_y_may_be_indices_names_or_labels():
     by_index = _model().fit(X, y)
     names = np.array(["A", "B", "C"], dtype=object)[y]
     labels = np.array(["a", "b", "c2"], dtype=object)[y]
-    for other in (_model().fit(X, names), _model().fit(X, labels)):
+    for other in (_model().fit(X, names), _model().fit(X, labels), _model().fit(X, y.astype(float))):
         np.testing.assert_array_equal(other.predict_proba(X[:40]), by_index.predict_proba(X[:40]))
     pred = by_index.predict(X)
     assert set(pred) <= {"A", "B", "C"}
     assert by_index.score(X, names) == pytest.approx(accuracy_score(names, pred))
     assert by_index.score(X, y) == by_index.score(X, labels)
+    # labels of no class are left out of the fit and of the score; indices out of range are refused
+    from xsift.errors import XsiftError
+    unknown = labels.copy()
+    unknown[:100] = "not a class"
+    m = _model().fit(X, unknown)
+    assert m.fit_report_["left_out_labels"] == {"not a class": 100}
+    assert m.fit_report_["training_rows"] == len(y) - 100
+    assert m.score(X, unknown) == pytest.approx(accuracy_score(names[100:], m.predict(X[100:])))
+    with pytest.raises(XsiftError, match=r"\[-1, 3\)"):
+        _model().fit(X, y + 1)
 
 
 def test_tuning_returns_its_result_and_leaves_the_estimator_unchanged():
