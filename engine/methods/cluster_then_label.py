@@ -280,8 +280,8 @@ class ClusterThenLabel(ParamsMixin):
     names, object array), ``feature_names_`` (d), ``class_means_`` (K, L, d), ``class_precisions_``
     (K, L, d, d; pseudo-inverse covariances), ``class_mask_`` (K, L) bool (False: class excluded in that
     cluster, its blocks zero), ``class_counts_`` (K, L) references, ``fit_report_`` (row counts per step,
-    reference-label counts, cluster sizes, excluded pairs, GMM convergence, timings), ``info_`` (what a
-    saved model keeps of the report).
+    reference-label counts, cluster sizes, excluded pairs, GMM convergence, timings; set by :meth:`fit`,
+    absent on a loaded model), ``info_`` (what a saved model keeps of that report).
 
     Tables (``table``) are pandas DataFrames, astropy Tables, NumPy structured arrays or dicts of columns
     with the preset's columns (``name``, ``obsid``, ``ra``, ``dec``, ``main_type`` and the raw features
