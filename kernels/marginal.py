@@ -1,0 +1,344 @@
+"""Exact marginal Gaussians on each row's observed features: mixture responsibilities and the
+cluster-wise class distances of the cluster-then-label method for rows with missing features.
+
+A Gaussian ``N(mu, Sigma)`` marginalised over the features a row lacks is ``N(mu_o, Sigma_oo)``:
+the sub-vector of the mean and the sub-block of the covariance on the observed features ``o``. So
+
+* a mixture's log-density of a row is ``log sum_k w_k N(x_o | mu_ko, Sigma_koo)`` and its
+  responsibilities follow by log-sum-exp (:func:`marginal_e_step`, :func:`marginal_predict_proba`,
+  :func:`marginal_predict`); with nothing missing this is :func:`xsift.kernels.gmm.e_step`;
+* the distance of a row to class c of its cluster k is ``(x - mu_kc)_o^T (Sigma_kc,oo)^+ (x - mu_kc)_o``
+  with ``^+`` the Moore-Penrose pseudo-inverse of the observed sub-block (what the published method
+  does with ``np.linalg.pinv`` on the full covariance), then the log-space softmin of
+  :func:`xsift.kernels.mahalanobis.log_softmin` over the usable classes (:func:`marginal_classify_rows`).
+
+How (and why this way)
+    The sub-blocks depend only on WHICH features are missing, and a catalogue has few missing
+    patterns (tens) against millions of rows. So rows are grouped by pattern on the host
+    (:func:`missing_patterns`, one ``np.unique`` over the boolean rows), the per-pattern factors are
+    computed once, for every (pattern, component) or (pattern, cluster, class), in one vmapped
+    float64 program (:func:`observed_precision_cholesky`, :func:`observed_pseudo_inverse`), and the
+    rows then go through a chunk program that is the complete-row computation with the factor of the
+    chunk's pattern gathered by a traced index: no per-row factorisation and no Python loop over rows.
+    A masked formulation keeps one shape for every pattern: with ``M = diag(observed)``, missing
+    entries of x set to 0 and
+
+        Sigma~ = M Sigma M + (I - M)   (block-diagonal: Sigma_oo and the identity),
+
+    ``chol(Sigma~)^{-T}`` with the rows of missing features zeroed whitens exactly the observed
+    sub-vector, and ``log det Sigma~ = log det Sigma_oo``; for the class statistics
+    ``pinv(M Sigma M) = R^T (Sigma_oo)^+ R`` (R the projection onto the observed features), computed by
+    a symmetric eigen-decomposition with np.linalg.pinv's cut-off (singular values above
+    ``rcond * max``; the singular values of a symmetric matrix are its |eigenvalues|). Doing the
+    factorisation per row instead (a masked Cholesky or eigen-decomposition in the row kernel) would
+    cost ~d^3 per row and component instead of ~d^2, and an eigen-decomposition per row is slow on
+    CPU; the pattern grouping costs one stable sort on the host and the padding of at most one chunk
+    per (pattern[, cluster]) group.
+
+    Chunks are group-pure and of one fixed shape (``chunk_size`` rows, ``_CHUNKS_PER_CALL`` chunks
+    per call, the last call padded): one compilation per (chunk shape, K[, L], dtype) whatever the
+    table or its patterns. Factors are computed in float64 and cast to the compute dtype.
+
+Rows with no observed feature: the marginal over nothing is the empty product, so
+:func:`marginal_e_step` gives them log p = 0 and responsibilities equal to the weights;
+:func:`marginal_classify_rows` gives them no probabilities (NaN, predicted -1, 0 features used).
+"""
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from xsift.kernels import scoped_x64
+from xsift.kernels.mahalanobis import cluster_chunk_layout, cluster_distances, log_softmin
+
+__all__ = ["missing_patterns", "observed_precision_cholesky", "observed_pseudo_inverse",
+           "marginal_e_step", "marginal_predict_proba", "marginal_predict", "marginal_score_samples",
+           "marginal_classify_rows", "DEFAULT_CHUNK_SIZE", "PINV_RCOND"]
+
+DEFAULT_CHUNK_SIZE = 1024
+# np.linalg.pinv's default cut-off, the one the published method (and class_statistics_of) uses
+PINV_RCOND = 1e-15
+_CHUNKS_PER_CALL = 8
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _dtype(dtype, default=np.float64):
+    if dtype is None:
+        return np.dtype(default)
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float32 or float64, got {dtype}")
+    return dt
+
+
+def missing_patterns(observed):
+    """observed (n, d) bool -> (patterns (P, d) bool, the distinct rows in lexicographic order;
+    index (n,) int64, each row's pattern). One vectorised ``np.unique`` over the rows."""
+    observed = np.asarray(observed)
+    if observed.ndim != 2 or observed.dtype != bool:
+        raise ValueError(f"observed must be a 2-d boolean array (n, d), got {observed.dtype} {observed.shape}")
+    if observed.shape[0] == 0:
+        return np.zeros((0, observed.shape[1]), bool), np.zeros(0, np.int64)
+    patterns, index = np.unique(observed, axis=0, return_inverse=True)
+    return patterns, np.asarray(index, np.int64).reshape(-1)
+
+
+def _observed_mask(X, observed):
+    """-> X (n, d) float64 with 0 at unobserved entries, observed (n, d) bool (default: finite entries)."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-d array (n_rows, n_features), got shape {X.shape}")
+    if observed is None:
+        observed = np.isfinite(X)
+    observed = np.asarray(observed)
+    if observed.shape != X.shape or observed.dtype != bool:
+        raise ValueError(f"observed must be a boolean array of X's shape {X.shape}, got {observed.dtype} "
+                         f"{observed.shape}")
+    bad = observed & ~np.isfinite(X)
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        cols = [int(j) for j in np.flatnonzero(bad.any(axis=0))]
+        raise ValueError(f"X has NaN or inf at observed entries in {rows.size} rows (first: {rows[:5].tolist()}), "
+                         f"columns {cols}; mark them False in `observed`")
+    return np.where(observed, X, 0.0), observed
+
+
+# ----------------------------------------------------------------------------
+# per-pattern factors (float64, once per table)
+# ----------------------------------------------------------------------------
+
+@jax.jit
+def _precision_cholesky_program(covariances, patterns):
+    """covariances (K, d, d), patterns (P, d) bool -> (P, K, d, d) whitening factors, (P, K) log dets."""
+    d = covariances.shape[-1]
+    eye = jnp.eye(d, dtype=covariances.dtype)
+
+    def one(obs):
+        m = obs.astype(covariances.dtype)
+        C = (m[:, None] * m[None, :]) * covariances + (1.0 - m) * eye          # (K, d, d)
+        L = jnp.linalg.cholesky(C)
+        Linv = lax.linalg.triangular_solve(L, jnp.broadcast_to(eye, C.shape), left_side=True, lower=True)
+        P = jnp.swapaxes(Linv, -1, -2) * m[None, :, None]                     # rows of missing features 0
+        logdet = jnp.sum(jnp.log(jnp.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
+        return P, -logdet
+    return jax.vmap(one)(patterns)
+
+
+@scoped_x64
+def observed_precision_cholesky(covariances, patterns):
+    """Whitening factors of the observed sub-blocks, per pattern and component.
+
+    covariances (K, d, d) positive definite; patterns (P, d) bool -> (P (P, K, d, d), half_logdet
+    (P, K)) as float64 host arrays: ``P[p, k]`` is ``chol(Sigma~)^{-T}`` of ``Sigma~ = M Sigma_k M +
+    (I - M)`` (M the pattern's diagonal mask) with the rows of missing features zeroed, so for x with
+    0 at missing entries ``|(x - mu_k)^T P[p, k]|^2`` is the squared Mahalanobis distance of the
+    observed sub-vector under ``Sigma_k,oo``; ``half_logdet = -1/2 log det Sigma_k,oo``. For the
+    all-observed pattern ``P`` is scikit-learn's ``precisions_cholesky_``. NaN where a sub-block is not
+    positive definite.
+    """
+    cov = jnp.asarray(np.asarray(covariances, np.float64))
+    P, hl = _precision_cholesky_program(cov, jnp.asarray(np.asarray(patterns, bool)))
+    return np.array(P), np.array(hl)
+
+
+@partial(jax.jit, static_argnames=("rcond",))
+def _pseudo_inverse_program(covariances, patterns, rcond):
+    """covariances (G, d, d), patterns (P, d) bool -> (P, G, d, d) pinv of the masked covariances."""
+    def one(obs):
+        m = obs.astype(covariances.dtype)
+        mm = m[:, None] * m[None, :]
+        w, Q = jnp.linalg.eigh(mm * covariances)                               # (G, d), (G, d, d)
+        cutoff = rcond * jnp.max(jnp.abs(w), axis=-1, keepdims=True)
+        keep = jnp.abs(w) > cutoff
+        inv_w = jnp.where(keep, 1.0 / jnp.where(keep, w, 1.0), 0.0)
+        return mm * jnp.einsum("gij,gj,gkj->gik", Q, inv_w, Q)
+    return jax.vmap(one)(patterns)
+
+
+@scoped_x64
+def observed_pseudo_inverse(covariances, patterns, rcond=PINV_RCOND):
+    """Pseudo-inverses of the observed sub-blocks, per pattern.
+
+    covariances (..., d, d) symmetric positive semi-definite (e.g. class covariances (K, L, d, d));
+    patterns (P, d) bool -> (P, ..., d, d) float64 host array ``R^T (Sigma_oo)^+ R``: the pseudo-inverse
+    of the observed sub-block (np.linalg.pinv's definition: singular values above ``rcond`` times the
+    largest are inverted, the others dropped) in the observed rows and columns, 0 elsewhere.
+    """
+    cov = np.asarray(covariances, np.float64)
+    batch, d = cov.shape[:-2], cov.shape[-1]
+    out = _pseudo_inverse_program(jnp.asarray(cov.reshape(-1, d, d)), jnp.asarray(np.asarray(patterns, bool)),
+                                  float(rcond))
+    return np.asarray(out).reshape((len(patterns),) + batch + (d, d))
+
+
+# ----------------------------------------------------------------------------
+# group-pure chunks
+# ----------------------------------------------------------------------------
+
+def _group_chunks(group, n_groups, X, chunk_size):
+    """Rows -> (blocks of _CHUNKS_PER_CALL group-pure chunks (calls, B, c, d), the chunks' groups
+    (calls, B), slot (n,) each row's position in the flattened padded layout)."""
+    n, d = X.shape
+    c = int(chunk_size)
+    if c < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    slot, chunk_group, n_slots = cluster_chunk_layout(group, n_groups, c)
+    n_chunks = n_slots // c
+    calls = -(-n_chunks // _CHUNKS_PER_CALL)
+    Xp = np.zeros((calls * _CHUNKS_PER_CALL * c, d), X.dtype)
+    Xp[slot] = X
+    groups = np.zeros(calls * _CHUNKS_PER_CALL, np.int32)
+    groups[:n_chunks] = chunk_group
+    return (Xp.reshape(calls, _CHUNKS_PER_CALL, c, d), groups.reshape(calls, _CHUNKS_PER_CALL), slot)
+
+
+@jax.jit
+def _marginal_e_step_program(log_weights, means, P, half_logdet, n_obs, Xb, gb):
+    """Xb (B, c, d) chunks, gb (B,) their patterns; P (P, K, d, d), half_logdet (P, K), n_obs (P,)
+    -> log_resp (B, c, K), log_norm (B, c)."""
+    K, d = means.shape
+
+    def one(args):
+        X, g = args
+        Pg = P[g]                                                             # (K, d, d)
+        W = jnp.transpose(Pg, (1, 0, 2)).reshape(d, K * d)
+        shift = jnp.einsum("ki,kij->kj", means, Pg).reshape(K * d)
+        Y = X @ W - shift[None, :]
+        maha = jnp.sum((Y * Y).reshape(X.shape[0], K, d), axis=2)
+        wlp = -0.5 * (n_obs[g] * _LOG_2PI + maha) + half_logdet[g][None, :] + log_weights[None, :]
+        top = jnp.max(wlp, axis=1, keepdims=True)
+        top = jnp.where(jnp.isfinite(top), top, 0.0)
+        log_norm = jnp.log(jnp.sum(jnp.exp(wlp - top), axis=1)) + top[:, 0]
+        return wlp - log_norm[:, None], log_norm
+    return lax.map(one, (Xb, gb))
+
+
+@scoped_x64
+def marginal_e_step(params, X, observed=None, *, chunk_size=DEFAULT_CHUNK_SIZE):
+    """(log_resp (n, K), log p(x_o) (n,)) as host arrays for rows with missing features.
+
+    params: a fitted mixture (weights (K,), means (K, d), covariances (K, d, d), and optionally
+    precisions_cholesky (K, d, d), used as is for the all-observed pattern so that complete rows get
+    :func:`xsift.kernels.gmm.e_step`'s numbers); the dtype of ``params.means`` is the compute dtype.
+    X (n, d), NaN allowed where not observed; observed (n, d) bool (default: the finite entries).
+    Each row's log-density is that of the marginal mixture on its observed features. Raises
+    ValueError for NaN/inf at an observed entry or a sub-block that is not positive definite.
+    """
+    dt = _dtype(np.asarray(params.means).dtype)
+    X, observed = _observed_mask(X, observed)
+    n, d = X.shape
+    weights = np.asarray(params.weights, np.float64)
+    means = np.asarray(params.means, np.float64)
+    K = means.shape[0]
+    patterns, index = missing_patterns(observed)
+    if n == 0:
+        return np.zeros((0, K), dt), np.zeros(0, dt)
+    P, half_logdet = observed_precision_cholesky(params.covariances, patterns)
+    pc = getattr(params, "precisions_cholesky", None)
+    full = patterns.all(axis=1)
+    if pc is not None and full.any():
+        pc = np.asarray(pc, np.float64)
+        P[full] = pc
+        half_logdet[full] = np.sum(np.log(np.diagonal(pc, axis1=1, axis2=2)), axis=1)
+    if not (np.isfinite(P).all() and np.isfinite(half_logdet).all()):
+        raise ValueError("a covariance's observed sub-block is not positive definite; the mixture cannot be "
+                         "marginalised (check the fitted covariances)")
+    Xb, gb, slot = _group_chunks(index, len(patterns), X.astype(dt), chunk_size)
+    log_w = np.where(weights > 0, np.log(np.where(weights > 0, weights, 1.0)), -np.inf)
+    args = [jnp.asarray(a, dt) for a in (log_w, means, P, half_logdet, patterns.sum(axis=1))]
+    outs = [_marginal_e_step_program(*args, Xb[i], gb[i]) for i in range(len(Xb))]
+    outs = jax.device_get(outs)
+    log_resp = np.concatenate([lr.reshape(-1, K) for lr, _ in outs])[slot]
+    log_norm = np.concatenate([ln.reshape(-1) for _, ln in outs])[slot]
+    return log_resp, log_norm
+
+
+@scoped_x64
+def marginal_predict_proba(params, X, observed=None, *, chunk_size=DEFAULT_CHUNK_SIZE):
+    """Responsibilities (n, K) on each row's observed features (see :func:`marginal_e_step`)."""
+    return np.exp(marginal_e_step(params, X, observed, chunk_size=chunk_size)[0])
+
+
+@scoped_x64
+def marginal_predict(params, X, observed=None, *, chunk_size=DEFAULT_CHUNK_SIZE):
+    """Component labels (n,) int64: argmax of the marginal responsibilities (first on a tie)."""
+    return np.argmax(marginal_e_step(params, X, observed, chunk_size=chunk_size)[0], axis=1).astype(np.int64)
+
+
+@scoped_x64
+def marginal_score_samples(params, X, observed=None, *, chunk_size=DEFAULT_CHUNK_SIZE):
+    """log p(x_o) (n,) under the mixture marginalised on each row's observed features."""
+    return marginal_e_step(params, X, observed, chunk_size=chunk_size)[1]
+
+
+@partial(jax.jit, static_argnames=("squared", "n_clusters"))
+def _classify_program(means, precisions, mask, patterns, Xb, gb, *, squared, n_clusters):
+    """Xb (B, c, d) chunks, gb (B,) their groups (pattern * K + cluster); means (K, L, d),
+    precisions (P*K, L, d, d) of the observed sub-blocks, mask (K, L), patterns (P, d)
+    -> probs (B, L, c) class-major, predicted (B, c)."""
+    def one(args):
+        X, g = args
+        k = g % n_clusters
+        m = patterns[g // n_clusters].astype(X.dtype)
+        # x with 0 at missing entries minus the masked means: (x - mu)_o, 0 elsewhere
+        dist = cluster_distances(X, means[k] * m[None, :], precisions[g], squared)
+        usable = jnp.broadcast_to(mask[k][None, :], dist.shape)
+        logp = log_softmin(dist, usable)
+        probs = jnp.where(usable, jnp.exp(jnp.where(usable, logp, 0.0)), 0.0)
+        ok = jnp.any(mask[k]) & jnp.any(m > 0)
+        probs = jnp.where(ok, probs, jnp.nan)
+        pred = jnp.where(ok, jnp.argmax(probs, axis=1), -1)
+        return probs.T, pred
+    return lax.map(one, (Xb, gb))
+
+
+@scoped_x64
+def marginal_classify_rows(X, observed, cluster, means, covariances, mask, *, squared: bool = True,
+                           rcond=PINV_RCOND, chunk_size: int = DEFAULT_CHUNK_SIZE, dtype=None):
+    """Softmin class probabilities of rows over the classes of their cluster, on observed features.
+
+    X (n, d), NaN allowed where not observed; observed (n, d) bool (None: the finite entries);
+    cluster (n,) int in [0, K) (e.g. :func:`marginal_predict`); means (K, L, d) class means;
+    covariances (K, L, d, d) class covariances (a model that stores only ``precisions = pinv(cov)``
+    recovers them exactly as ``np.linalg.pinv(precisions)``, since pinv(pinv(A)) = A); mask (K, L)
+    bool, False for a class excluded in a cluster. The distance to class c of cluster k is
+    ``(x - mu_kc)_o^T pinv(Sigma_kc,oo) (x - mu_kc)_o`` (``squared``; else its square root), then
+    ``log p_c = -d_c - logsumexp_j(-d_j)`` over the usable classes (:func:`~xsift.kernels.mahalanobis.log_softmin`).
+
+    Returns host arrays probs (n, L) (0 for an excluded class; NaN rows where the cluster has no usable
+    class or the row no observed feature), predicted (n,) int64 (argmax, first on a tie, -1 where no
+    probabilities) and n_features_used (n,) int64. With every feature observed this is
+    :func:`xsift.kernels.mahalanobis.classify_rows` with ``precisions = pinv(covariances)``.
+    """
+    dt = _dtype(dtype)
+    X, observed = _observed_mask(X, observed)
+    n, d = X.shape
+    K, L = np.shape(mask)
+    used = observed.sum(axis=1).astype(np.int64)
+    if n == 0:
+        return np.zeros((0, L), dt), np.zeros(0, np.int64), used
+    cluster = np.asarray(cluster, np.int64).reshape(-1)
+    if cluster.shape != (n,):
+        raise ValueError(f"cluster must have one label per row ({n}), got shape {cluster.shape}")
+    if cluster.min() < 0 or cluster.max() >= K:
+        raise ValueError(f"cluster labels must lie in [0, {K}), got [{cluster.min()}, {cluster.max()}]")
+    cov = np.nan_to_num(np.asarray(covariances, np.float64))
+    if cov.shape != (K, L, d, d) or np.shape(means) != (K, L, d):
+        raise ValueError(f"means and covariances must have shapes {(K, L, d)} and {(K, L, d, d)}, got "
+                         f"{np.shape(means)} and {cov.shape}")
+    patterns, index = missing_patterns(observed)
+    prec = observed_pseudo_inverse(cov, patterns, rcond).reshape(len(patterns) * K, L, d, d)
+    Xb, gb, slot = _group_chunks(index * K + cluster, len(patterns) * K, X.astype(dt), chunk_size)
+    args = (jnp.asarray(np.nan_to_num(np.asarray(means, np.float64)), dt), jnp.asarray(prec, dt),
+            jnp.asarray(mask, bool), jnp.asarray(patterns))
+    outs = [_classify_program(*args, Xb[i], gb[i], squared=bool(squared), n_clusters=int(K))
+            for i in range(len(Xb))]
+    outs = jax.device_get(outs)
+    probs = np.concatenate([np.moveaxis(p, 1, 0).reshape(L, -1) for p, _ in outs], axis=1)[:, slot].T
+    pred = np.concatenate([k.reshape(-1) for _, k in outs])[slot].astype(np.int64)
+    return probs, pred, used
