@@ -174,7 +174,8 @@ class GaussianMixture(ParamsMixin):
         integer("n_components", 1)
         integer("max_iter", 0)
         integer("n_init", 1)
-        integer("verbose", 0)
+        if not isinstance(self.verbose, (bool, np.bool_)):
+            integer("verbose", 0)
         integer("verbose_interval", 1)
         real("tol")
         real("reg_covar")

@@ -21,6 +21,8 @@ def _precision_cholesky(cov):
 
 
 def _m_step(stats, reg_covar, active):
+    """Summed :class:`SuffStats` -> :class:`GMMParams` by scikit-learn's M-step (``nk + 10 eps``, covariances
+    from the raw moments plus ``reg_covar`` I); inactive components (active (K,) False) get weight 0."""
     nk_raw = stats.nk
     dtype = nk_raw.dtype
     d = stats.sx.shape[1]
@@ -41,8 +43,8 @@ def _m_step(stats, reg_covar, active):
 
 @scoped_x64
 def em_start(params) -> EMState:
-    """The EM state before the first iteration: ``params`` (a :class:`GMMParams`; the dtype of
-    ``means`` is the compute dtype), lower bound -inf, 0 iterations, not converged."""
+    """The EM state before the first iteration: ``params`` (a :class:`GMMParams` with all four arrays;
+    the dtype of ``means`` is the compute dtype), lower bound -inf, 0 iterations, not converged."""
     means = jnp.asarray(params.means)
     dtype = means.dtype
     p = GMMParams(jnp.asarray(params.weights, dtype), means, jnp.asarray(params.covariances, dtype),

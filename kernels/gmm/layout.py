@@ -1,7 +1,8 @@
 """How a table becomes the fixed-shape, padded row chunks the compiled GMM programs run on.
 
-Host-side NumPy only: checking X, choosing the compute dtype, cutting rows into chunks (row-major
-``(n_chunks, c, d)`` or column-major ``(n_chunks, d, c)``) with a validity mask, and the chunk sizes.
+Prepared on the host with NumPy: checking X, choosing the compute dtype, cutting rows into chunks
+(row-major ``(n_chunks, c, d)`` or column-major ``(n_chunks, d, c)``) with a validity mask, and the
+chunk sizes; the chunks then move to the device in one transfer.
 """
 from __future__ import annotations
 
