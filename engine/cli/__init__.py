@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         apply_device(getattr(args, "device", None))
-        # a command runs and ends: keep freed memory mapped rather than fault it in again (engine/memory.py)
+        # a command runs and ends: keep freed memory mapped rather than fault it in again (xsift.cli.memory)
         keep_freed_memory()
         return int(args._run(args) or 0)
     except XsiftError as exc:

@@ -5,10 +5,8 @@ per-chunk outputs, the probability columns, the tables). By default glibc maps e
 mmap threshold (128 KiB, rising with use to at most 32 MiB) on its own and hands it back to the kernel
 when freed (``munmap``), and trims the heap's free top, so the next large array
 faults all its pages in again, each one zeroed. On a virtual machine whose host takes back the guest's
-free memory (free page reporting, as on the Firecracker VM these benchmarks ran on) that first touch
-costs far more than a zeroed page: the same host-side copy of 82 MB took 4–8 ms or 190 ms from one
-call to the next, and the whole 1M-row classify stage measured 0.72–1.35 s against 0.57–0.66 s with
-freed memory kept (2026-11-30, README).
+free memory (free page reporting) that first touch costs far more than a zeroed page, and the classify
+stage's time swings with it (benchmarks/README.md shows the classify stage with and without).
 
 :func:`keep_freed_memory` sets glibc's ``M_MMAP_MAX`` to 0 (every allocation from the heap) and
 ``M_TRIM_THRESHOLD`` to 2 GiB (the heap's free top stays mapped), for this process only. The price is
