@@ -37,6 +37,8 @@ def _modules() -> list[str]:
     names = []
     for root, prefix in ((REPO / "engine", "xsift"), (REPO / "kernels", "xsift.kernels")):
         for path in sorted(root.rglob("*.py")):
+            if path.name == "__main__.py":      # runs the command line when imported
+                continue
             rel = path.relative_to(root).with_suffix("")
             parts = [p for p in rel.parts if p != "__init__"]
             names.append(".".join([prefix, *parts]))
