@@ -27,17 +27,19 @@ How (and why this way)
 
     ``chol(Sigma~)^{-T}`` with the rows of missing features zeroed whitens exactly the observed
     sub-vector, and ``log det Sigma~ = log det Sigma_oo``; for the class statistics
-    ``pinv(M Sigma M) = R^T (Sigma_oo)^+ R`` (R the projection onto the observed features), computed by
-    a symmetric eigen-decomposition with np.linalg.pinv's cut-off (singular values above
-    ``rcond * max``; the singular values of a symmetric matrix are its |eigenvalues|). Doing the
+    ``pinv(M Sigma M) = R^T (Sigma_oo)^+ R`` (R the projection onto the observed features), computed as
+    np.linalg.pinv does (SVD; singular values above ``rcond`` times the largest inverted): on
+    ill-conditioned class covariances (condition numbers 1e5 and beyond) another algorithm, e.g. a
+    symmetric eigen-decomposition, moves the probabilities by ~1e-10. Doing the
     factorisation per row instead (a masked Cholesky or eigen-decomposition in the row kernel) would
     cost ~d^3 per row and component instead of ~d^2, and an eigen-decomposition per row is slow on
     CPU; the pattern grouping costs one stable sort on the host and the padding of at most one chunk
     per (pattern[, cluster]) group.
 
     Chunks are group-pure and of one fixed shape (``chunk_size`` rows, ``_CHUNKS_PER_CALL`` chunks
-    per call, the last call padded): one compilation per (chunk shape, K[, L], dtype) whatever the
-    table or its patterns. Factors are computed in float64 and cast to the compute dtype.
+    per call, the last call padded), and the pattern table is padded to a power of two (at least 8)
+    patterns: one compilation per (chunk shape, K[, L], dtype, pattern-table size) whatever the
+    table's length. Factors are computed in float64 and cast to the compute dtype.
 
 Rows with no observed feature: the marginal over nothing is the empty product, so
 :func:`marginal_e_step` gives them log p = 0 and responsibilities equal to the weights;
@@ -86,6 +88,14 @@ def missing_patterns(observed):
         return np.zeros((0, observed.shape[1]), bool), np.zeros(0, np.int64)
     patterns, index = np.unique(observed, axis=0, return_inverse=True)
     return patterns, np.asarray(index, np.int64).reshape(-1)
+
+
+def _padded_patterns(patterns):
+    """patterns (P, d) -> (P', d) with P' a power of two >= 8 (extra rows all observed, never used): the
+    factor tables' shapes, hence the compiled programs, then change only when P crosses a power of two."""
+    P, d = patterns.shape
+    size = max(8, 1 << max(0, P - 1).bit_length())
+    return np.concatenate([patterns, np.ones((size - P, d), bool)])
 
 
 def _observed_mask(X, observed):
@@ -152,11 +162,11 @@ def _pseudo_inverse_program(covariances, patterns, rcond):
     def one(obs):
         m = obs.astype(covariances.dtype)
         mm = m[:, None] * m[None, :]
-        w, Q = jnp.linalg.eigh(mm * covariances)                               # (G, d), (G, d, d)
-        cutoff = rcond * jnp.max(jnp.abs(w), axis=-1, keepdims=True)
-        keep = jnp.abs(w) > cutoff
-        inv_w = jnp.where(keep, 1.0 / jnp.where(keep, w, 1.0), 0.0)
-        return mm * jnp.einsum("gij,gj,gkj->gik", Q, inv_w, Q)
+        # np.linalg.pinv's algorithm: SVD, singular values above rcond * the largest inverted
+        U, s, Vt = jnp.linalg.svd(mm * covariances, full_matrices=False)      # (G, d, d), (G, d), (G, d, d)
+        keep = s > rcond * jnp.max(s, axis=-1, keepdims=True)
+        inv_s = jnp.where(keep, 1.0 / jnp.where(keep, s, 1.0), 0.0)
+        return mm * jnp.einsum("gji,gj,gkj->gik", Vt, inv_s, U)
     return jax.vmap(one)(patterns)
 
 
@@ -238,6 +248,7 @@ def marginal_e_step(params, X, observed=None, *, chunk_size=DEFAULT_CHUNK_SIZE):
     patterns, index = missing_patterns(observed)
     if n == 0:
         return np.zeros((0, K), dt), np.zeros(0, dt)
+    patterns = _padded_patterns(patterns)
     P, half_logdet = observed_precision_cholesky(params.covariances, patterns)
     pc = getattr(params, "precisions_cholesky", None)
     full = patterns.all(axis=1)
@@ -332,6 +343,7 @@ def marginal_classify_rows(X, observed, cluster, means, covariances, mask, *, sq
         raise ValueError(f"means and covariances must have shapes {(K, L, d)} and {(K, L, d, d)}, got "
                          f"{np.shape(means)} and {cov.shape}")
     patterns, index = missing_patterns(observed)
+    patterns = _padded_patterns(patterns)
     prec = observed_pseudo_inverse(cov, patterns, rcond).reshape(len(patterns) * K, L, d, d)
     Xb, gb, slot = _group_chunks(index * K + cluster, len(patterns) * K, X.astype(dt), chunk_size)
     args = (jnp.asarray(np.nan_to_num(np.asarray(means, np.float64)), dt), jnp.asarray(prec, dt),
