@@ -79,15 +79,23 @@ def _dtype(dtype, default=np.float64):
 
 
 def missing_patterns(observed):
-    """observed (n, d) bool -> (patterns (P, d) bool, the distinct rows in lexicographic order;
-    index (n,) int64, each row's pattern). One vectorised ``np.unique`` over the rows."""
+    """observed (n, d) bool -> (patterns (P, d) bool, the distinct rows; index (n,) int64, each row's
+    pattern). Vectorised: each row's bits packed into one integer key (up to 64 features; beyond that
+    the packed bytes as one opaque value), then one ``np.unique`` of the keys."""
     observed = np.asarray(observed)
     if observed.ndim != 2 or observed.dtype != bool:
         raise ValueError(f"observed must be a 2-d boolean array (n, d), got {observed.dtype} {observed.shape}")
-    if observed.shape[0] == 0:
-        return np.zeros((0, observed.shape[1]), bool), np.zeros(0, np.int64)
-    patterns, index = np.unique(observed, axis=0, return_inverse=True)
-    return patterns, np.asarray(index, np.int64).reshape(-1)
+    n, d = observed.shape
+    if n == 0:
+        return np.zeros((0, d), bool), np.zeros(0, np.int64)
+    packed = np.packbits(observed, axis=1, bitorder="little")                 # (n, ceil(d / 8)) uint8
+    if packed.shape[1] <= 8:
+        packed = np.pad(packed, ((0, 0), (0, 8 - packed.shape[1])))
+        keys = np.ascontiguousarray(packed).view(np.uint64).reshape(n)
+    else:
+        keys = np.ascontiguousarray(packed).view(np.dtype((np.void, packed.shape[1]))).reshape(n)
+    _, first, index = np.unique(keys, return_index=True, return_inverse=True)
+    return observed[first], np.asarray(index, np.int64).reshape(-1)
 
 
 def _padded_patterns(patterns):
