@@ -392,7 +392,10 @@ def _start_params(init, X, observed, K, d, seed, reg_covar, dt, shift):
             raise ValueError(f"init parameters have weights {w.shape}, means {mu.shape}, covariances "
                              f"{cov.shape}; expected ({K},), ({K}, {d}), ({K}, {d}, {d})")
     cov = np.asarray(cov, np.float64)
-    pc = np.zeros_like(cov)                      # not used by the E-step; the M-step recomputes it
+    try:
+        pc = np.swapaxes(np.linalg.inv(np.linalg.cholesky(cov)), 1, 2)
+    except np.linalg.LinAlgError:
+        raise ValueError("init covariances must be positive definite") from None
     return GMMParams(*(jnp.asarray(a, dt) for a in (w, mu, cov, pc)))
 
 

@@ -178,6 +178,13 @@ def test_missing_patterns():
     patterns, index = missing_patterns(obs)
     assert len(patterns) == 3
     np.testing.assert_array_equal(patterns[index], obs)
+    # more than 64 features (keys of packed bytes), rows differing only in the last feature
+    wide = np.ones((6, 70), bool)
+    wide[1::2, 69] = False
+    wide[4, 0] = False
+    patterns, index = missing_patterns(wide)
+    assert len(patterns) == 3 == len(np.unique(wide, axis=0))
+    np.testing.assert_array_equal(patterns[index], wide)
 
 
 def test_clear_errors(mixture, rows, classes):

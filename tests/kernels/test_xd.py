@@ -221,6 +221,17 @@ def test_kmeans_start_deconvolves():
     assert (np.trace(gm.covariances, axis1=1, axis2=2) > np.trace(truth_cov) + 1.5).all()
 
 
+def test_zero_iterations_return_the_start(noisy):
+    X, S = noisy
+    start = _start(X)
+    r = fit_xd(X, S, None, K, init=start, max_iter=0)
+    np.testing.assert_allclose(r.means, start.means, rtol=1e-12)
+    np.testing.assert_allclose(r.covariances, start.covariances, rtol=1e-12)
+    np.testing.assert_allclose(r.precisions_cholesky @ np.swapaxes(r.precisions_cholesky, 1, 2),
+                               np.linalg.inv(start.covariances), rtol=1e-8, atol=1e-12)
+    assert r.n_iter == 0 and r.lower_bound == -np.inf
+
+
 def test_compiles_once_per_shape(noisy):
     X, S = noisy
     start = _start(X)
@@ -249,5 +260,7 @@ def test_clear_errors(noisy):
         fit_xd(X, S, observed.astype(int), K)
     with pytest.raises(ValueError, match="init parameters have"):
         fit_xd(X, S, observed, K, init=GMMParams(np.ones(2) / 2, np.zeros((2, D)), np.stack([np.eye(D)] * 2), None))
+    with pytest.raises(ValueError, match="init covariances must be positive definite"):
+        fit_xd(X, S, observed, K, init=GMMParams(np.ones(K) / K, np.zeros((K, D)), np.zeros((K, D, D)), None))
     with pytest.raises(ValueError, match="dtype must be float32 or float64"):
         fit_xd(X, S, observed, K, dtype="float16")
