@@ -54,7 +54,7 @@ from xsift.errors import SchemaError, XsiftError
 from xsift.data.features import (FeatureTransform, complete_rows, derive_features, feature_names,
                                  raw_feature_columns)
 from xsift.methods.base import Classification, NotFittedError
-from xsift.methods.estimator import ParamsMixin, as_frame
+from xsift.methods.estimator import PRECISIONS, ParamsMixin, as_frame, precision_dtype
 
 __all__ = ["ClusterThenLabel", "reference_labels", "DISTANCES", "PRECISIONS"]
 
@@ -62,7 +62,6 @@ KIND = "cluster_then_label"
 MODEL_ARRAYS = ("gmm_weights", "gmm_means", "gmm_covariances", "gmm_precisions_cholesky",
                 "class_means", "class_precisions", "class_mask", "class_counts")
 DISTANCES = ("squared", "mahalanobis")
-PRECISIONS = ("float32", "float64")
 UNLABELLED, OTHER_TYPE = -1, -2
 # NumPy's default relative cutoff of np.linalg.pinv (the published code's call)
 PINV_RCOND = 1e-15
@@ -304,13 +303,7 @@ class ClusterThenLabel(ParamsMixin):
     # -- parameters -------------------------------------------------------------
     def _dtype(self):
         """np.float32 or np.float64 from ``precision`` (a name or a NumPy dtype)."""
-        try:
-            dt = np.dtype(self.precision)
-        except TypeError:
-            dt = None
-        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise XsiftError(f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
-        return dt.type
+        return precision_dtype(self.precision)
 
     def _check_distance(self) -> None:
         if self.distance not in DISTANCES:

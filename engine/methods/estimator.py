@@ -22,7 +22,9 @@ import pandas as pd
 
 from xsift.errors import XsiftError
 
-__all__ = ["ParamsMixin", "as_frame"]
+__all__ = ["PRECISIONS", "ParamsMixin", "as_frame", "precision_dtype"]
+
+PRECISIONS = ("float32", "float64")
 
 
 class ParamsMixin:
@@ -126,3 +128,16 @@ def as_frame(table, *, source: str = "table") -> pd.DataFrame:
             raise XsiftError(f"{source}: the dict's columns do not form a table ({exc})") from None
     raise XsiftError(f"{source}: cannot read a {type(table).__name__} as a table; pass a pandas DataFrame, "
                      "an astropy Table, a NumPy array or a dict of columns")
+
+
+def precision_dtype(precision) -> type:
+    """``np.float32`` or ``np.float64`` from an estimator's ``precision`` (a name or a NumPy dtype).
+
+    Raises XsiftError for anything else, naming the value and the accepted ones."""
+    try:
+        dt = np.dtype(precision)
+    except TypeError:
+        dt = None
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise XsiftError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    return dt.type

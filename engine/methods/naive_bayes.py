@@ -65,10 +65,9 @@ from xsift.config import DEFAULT_NB_PRESET as DEFAULT_PRESET
 from xsift.config import NBSpec, load_nb_preset, spec_from_preset
 from xsift.errors import SchemaError, XsiftError
 from xsift.methods.base import Classification, NotFittedError
-from xsift.methods.estimator import ParamsMixin, as_frame
+from xsift.methods.estimator import ParamsMixin, as_frame, precision_dtype
 
 KIND = "naive_bayes"
-PRECISIONS = ("float32", "float64")
 BANDWIDTHS = ("scott", "cv")
 MODEL_ARRAYS = ("kde_lo", "kde_step", "kde_bandwidth", "kde_density", "kde_cut", "priors", "weights",
                 "membership", "n_train")
@@ -265,13 +264,8 @@ class NaiveBayesKDE(ParamsMixin):
 
     # -- parameters ---------------------------------------------------------------------------
     def _dtype(self):
-        try:
-            dt = np.dtype(self.precision)
-        except TypeError:
-            dt = None
-        if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise XsiftError(f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
-        return dt.type
+        """np.float32 or np.float64 from ``precision`` (a name or a NumPy dtype)."""
+        return precision_dtype(self.precision)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "kde_"):
