@@ -142,12 +142,30 @@ def astropy_to_frame(table) -> pd.DataFrame:
     return df
 
 
+def process_umask() -> int:
+    """The process umask, read without changing it (Linux: ``/proc/self/status``; elsewhere set and
+    restored at once, since ``os.umask`` only reads by writing)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     """Yield a temporary path beside ``path``; on normal exit rename it over ``path``.
 
     If the body raises, the temporary file is removed and ``path`` is left as it
-    was (absent, or the previous complete version).
+    was (absent, or the previous complete version). The file gets the mode a new file gets under the
+    process umask (``0o666 & ~umask``: 0644 under umask 022), as ``open(path, "w")`` would give it,
+    not the 0600 of :func:`tempfile.mkstemp`: colleagues, shared storage and Dask workers running as
+    another user can read the results.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,37 +174,124 @@ def atomic_write(path: str | os.PathLike) -> Iterator[pathlib.Path]:
     tmp_path = pathlib.Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~process_umask())
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
 
 
-def write_table(df: pd.DataFrame, path: str | os.PathLike, fmt: str | None = None) -> pathlib.Path:
-    """Write ``df`` to ``path`` atomically, in ``fmt`` or the format of the suffix."""
+def write_table(df: pd.DataFrame, path: str | os.PathLike, fmt: str | None = None, *,
+                classes=(), provenance: dict | None = None, columns: dict | None = None) -> pathlib.Path:
+    """Write ``df`` to ``path`` atomically, in ``fmt`` ('parquet', 'csv', 'fits', 'votable') or the
+    format of the suffix, with the metadata each format can hold.
+
+    Column metadata (unit, description, UCD) comes from :mod:`xsift.data.columns`: the registry,
+    ``classes`` (the model's class names: those columns are class probabilities, ``<class>_std``
+    their standard deviations) and ``columns`` (name -> :class:`~xsift.data.columns.ColumnInfo`,
+    overriding the registry for this table). ``provenance`` (:func:`xsift.data.columns.provenance`:
+    xsift version, method, preset, model hash, input files) goes into the header.
+
+    * FITS: ``TUNITn``, ``TCOMMn`` (description) and ``TUCDn`` cards and astropy's column block
+      (``Table.read`` gives back ``unit``, ``description`` and ``meta['ucd']``); provenance as the
+      keywords of :data:`~xsift.data.columns.PROVENANCE_KEYWORDS` and ``INPUT1``, ``INPUT2``...
+    * VOTable: ``FIELD`` ``unit``, ``ucd`` and ``DESCRIPTION``; provenance as ``INFO`` elements of the
+      ``RESOURCE`` (``xsift_version``, ``method``, ``preset``, ``model_hash``, ``input``) and a
+      one-line table ``DESCRIPTION``.
+    * Parquet: each field's key-value metadata (``unit``, ``description``, ``ucd``) and the schema's
+      ``xsift`` key (provenance as JSON).
+    * CSV: values only.
+
+    The file gets the umask's mode (:func:`atomic_write`). Raises XsiftError for an unknown format.
+    """
+    from xsift.data.columns import describe_columns
     path = pathlib.Path(path)
     fmt = fmt or table_format(path)
+    if fmt not in ("parquet", "csv", "fits", "votable"):
+        raise XsiftError(f"{path}: cannot write format {fmt!r}; use parquet, csv, fits or votable")
+    described = describe_columns(df.columns, classes, columns)
+    provenance = dict(provenance or {})
     with atomic_write(path) as tmp:
         if fmt == "parquet":
-            # dictionary-encode only the text columns: on random floats it costs time and space
-            text = [str(c) for c in df.columns if not pd.api.types.is_numeric_dtype(df[c].dtype)
-                    and not pd.api.types.is_bool_dtype(df[c].dtype)]
-            df.to_parquet(tmp, index=False, use_dictionary=text or False)
+            _write_parquet(df, tmp, described, provenance)
         elif fmt == "csv":
             df.to_csv(tmp, index=False)
-        elif fmt in ("fits", "votable"):
-            table = _to_astropy(df)
-            import warnings
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                table.write(tmp, format="fits" if fmt == "fits" else "votable", overwrite=True)
         else:
-            raise XsiftError(f"{path}: cannot write format {fmt!r}; use parquet, csv, fits or votable")
+            import warnings
+            table = _to_astropy(df, described)
+            with warnings.catch_warnings():
+                # astropy warns that VOUnit deprecates 'erg', and of FITS keywords it has no rule for
+                warnings.simplefilter("ignore")
+                if fmt == "fits":
+                    table.meta.update(_fits_keywords(table, described, provenance))
+                    table.write(tmp, format="fits", overwrite=True)
+                else:
+                    _write_votable(table, tmp, provenance)
     return path
 
 
-def _to_astropy(df: pd.DataFrame):
-    """A DataFrame as an astropy Table, with nulls in string columns masked."""
+def _write_parquet(df: pd.DataFrame, tmp: pathlib.Path, described: dict, provenance: dict) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    fields = []
+    for f in table.schema:
+        info = described.get(f.name)
+        meta = {} if info is None else {k: v for k, v in (("unit", info.unit), ("description", info.description),
+                                                           ("ucd", info.ucd)) if v is not None}
+        fields.append(f.with_metadata(meta) if meta else f)
+    schema_meta = dict(table.schema.metadata or {})
+    if provenance:
+        schema_meta[b"xsift"] = json.dumps(provenance).encode()
+    table = pa.Table.from_arrays(table.columns, schema=pa.schema(fields, metadata=schema_meta))
+    # dictionary-encode only the text columns: on random floats it costs time and space
+    text = [str(c) for c in df.columns if not pd.api.types.is_numeric_dtype(df[c].dtype)
+            and not pd.api.types.is_bool_dtype(df[c].dtype)]
+    pq.write_table(table, tmp, use_dictionary=text or False)
+
+
+def _fits_keywords(table, described: dict, provenance: dict) -> dict:
+    """Header keywords -> (value, comment): TCOMMn/TUCDn of the described columns, then provenance."""
+    from xsift.data.columns import PROVENANCE_KEYWORDS
+    cards = {}
+    for n, name in enumerate(table.colnames, start=1):
+        info = described.get(name)
+        if info is not None and info.description:
+            cards[f"TCOMM{n}"] = (info.description, f"description of {name}"[:40])
+        if info is not None and info.ucd:
+            cards[f"TUCD{n}"] = (info.ucd, f"UCD of {name}"[:40])
+    for key, (keyword, comment) in PROVENANCE_KEYWORDS.items():
+        if key in provenance:
+            cards[keyword] = (str(provenance[key]), comment)
+    for i, name in enumerate(provenance.get("inputs", ()), start=1):
+        cards[f"INPUT{i}"] = (str(name), "input file")
+    return cards
+
+
+def _write_votable(table, tmp: pathlib.Path, provenance: dict) -> None:
+    from astropy.io.votable import from_table
+    from astropy.io.votable.tree import Info
+    votable = from_table(table)
+    resource = votable.resources[0]
+    for key, value in provenance.items():
+        if key == "inputs":   # one INFO per input file, each with its own XML ID
+            for i, item in enumerate(value, start=1):
+                resource.infos.append(Info(ID=f"xsift_input{i}", name="input", value=str(item)))
+        else:
+            resource.infos.append(Info(ID=key if key.startswith("xsift_") else f"xsift_{key}", name=key,
+                                       value=str(value)))
+    if provenance:
+        words = [f"written by xsift {provenance.get('xsift_version', '')}".strip()]
+        words += [f"{k.replace('_', ' ')} {provenance[k]}" for k in ("method", "preset", "model_hash")
+                  if k in provenance]
+        words += [f"input {p}" for p in provenance.get("inputs", ())]
+        votable.get_first_table().description = "; ".join(words)
+    votable.to_xml(str(tmp))
+
+
+def _to_astropy(df: pd.DataFrame, described: dict | None = None):
+    """A DataFrame as an astropy Table, with nulls in string columns masked and, for the columns in
+    ``described`` (name -> ColumnInfo), their unit, description and ``meta['ucd']``."""
     from astropy.table import MaskedColumn, Table
     table = Table()
     for name in df.columns:
@@ -202,6 +307,15 @@ def _to_astropy(df: pd.DataFrame):
             table[name] = MaskedColumn(col.to_numpy(dtype=float, na_value=np.nan), mask=mask)
         else:
             table[name] = col.to_numpy()
+        info = (described or {}).get(str(name))
+        if info is not None:
+            column = table[name]
+            if info.unit is not None:
+                column.unit = info.unit
+            if info.description:
+                column.description = info.description
+            if info.ucd:
+                column.meta["ucd"] = info.ucd
     return table
 
 

@@ -90,7 +90,8 @@ def test_interrupted_write_leaves_no_partial_file(tmp_path, monkeypatch, suffix)
             fh.write(b"partial bytes")
         raise OSError("disk full")
 
-    monkeypatch.setattr(pd.DataFrame, "to_parquet", half_then_crash)
+    import pyarrow.parquet as pq
+    monkeypatch.setattr(pq, "write_table", half_then_crash)   # the Parquet writer (metadata kept)
     monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_crash)
     from astropy.table import Table
     monkeypatch.setattr(Table, "write", lambda self, path, **kw: half_then_crash(None, path))
