@@ -49,6 +49,23 @@ COMMANDS: dict[str, str] = {
 
 COMMON_OPTIONS = ("device", "precision", "config")
 
+# the formats every table-writing command offers (xsift.report.outputs.FORMAT_SUFFIX; tests/cli checks
+# they agree: importing it here would load pandas for --help)
+TABLE_FORMATS = ("parquet", "csv", "fits", "votable")
+
+
+def table_format_name(text: str) -> str:
+    """A ``--format`` value as a format name (``vot`` is taken for ``votable``)."""
+    return {"vot": "votable"}.get(text.lower(), text.lower())
+
+
+def add_format_option(parser, default: str | None = "parquet", what: str = "the output tables") -> None:
+    """Declare ``--format parquet|csv|fits|votable`` on ``parser``."""
+    parser.add_argument("--format", type=table_format_name, choices=TABLE_FORMATS, default=default,
+                        help=f"format of {what}: parquet, csv, fits or votable (FITS and VOTable columns carry "
+                             "units, descriptions and UCDs; every format but CSV records the xsift version, "
+                             "method, preset, model hash and input files)")
+
 
 def _common_options(names=COMMON_OPTIONS) -> argparse.ArgumentParser:
     """A parent parser holding the common options ``names`` (a subset of COMMON_OPTIONS)."""

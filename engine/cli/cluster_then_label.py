@@ -15,12 +15,13 @@ from __future__ import annotations
 import pathlib
 import time
 
+from xsift.cli import TABLE_FORMATS as FORMATS, add_format_option
 from xsift.errors import XsiftError
 
 # the choices argparse offers; tests/cli checks them against xsift.methods.cluster_then_label.DISTANCES
-# and xsift.report.outputs.FORMAT_SUFFIX (importing those here would load NumPy and pandas for --help)
+# and FORMATS against xsift.report.outputs.FORMAT_SUFFIX (importing those here would load NumPy and
+# pandas for --help)
 DISTANCES = ("squared", "mahalanobis")
-FORMATS = ("csv", "fits", "parquet")
 
 fit_help = "fit the cluster-then-label model (feature transform, GMM, per-cluster class statistics)"
 classify_help = "classify the unlabelled detections of a catalogue with a saved model; master classes per source"
@@ -48,8 +49,7 @@ def _add_fit_options(parser) -> None:
 
 
 def _add_output_options(parser) -> None:
-    parser.add_argument("--format", choices=FORMATS, default="parquet",
-                        help="format of the output tables")
+    add_format_option(parser)
     parser.add_argument("--published-format", action="store_true",
                         help="write the master-class tables' probabilities as the paper's 'mean±std' text columns")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
@@ -60,8 +60,7 @@ def add_fit_arguments(parser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="model directory to write (model.npz, model.json, clusters table, manifest)")
     _add_fit_options(parser)
-    parser.add_argument("--format", choices=FORMATS, default="parquet",
-                        help="format of the clusters table")
+    add_format_option(parser, what="the clusters table")
 
 
 def add_classify_arguments(parser) -> None:
@@ -104,6 +103,15 @@ def _estimator(args, preset):
                             precision=getattr(args, "precision", "float64"))
 
 
+def _provenance(command: str, preset, model_hash: str, inputs: dict) -> dict:
+    """The tables' header record (:func:`xsift.data.columns.provenance`): method, preset name, model
+    hash and the input files (catalogue, and reference table if any)."""
+    from xsift.data.columns import provenance
+    files = [inputs[k] for k in ("catalog", "reference") if inputs.get(k)]
+    return provenance(method="cluster_then_label", preset=preset.name, model_hash=model_hash, inputs=files,
+                      command=f"xsift {command}")
+
+
 def _check_output_options(args) -> None:
     if args.published_format and args.format == "fits":
         raise XsiftError("--published-format writes 'mean±std' text, which FITS (ASCII-only strings) "
@@ -123,7 +131,8 @@ def run_fit(args) -> int:
     out = pathlib.Path(args.out)
     digest = model.save(out)
     clusters = model.cluster_table(df, source=str(args.catalog))
-    path = write_table(clusters, out / f"clusters{FORMAT_SUFFIX[args.format]}")
+    path = write_table(clusters, out / f"clusters{FORMAT_SUFFIX[args.format]}", args.format,
+                       provenance=_provenance("fit", preset, digest, inputs))
     write_manifest(out, command="fit", inputs=inputs, config={"k": args.k, "seed": args.seed,
                    "distance": args.distance, "precision": args.precision, "preset": preset.source},
                    model_hash=digest, fit=report, outputs={"model": str(out), "clusters": str(path)},
@@ -148,7 +157,9 @@ def run_classify(args) -> int:
     report, summary = result.report["classify"], result.report["voting"]
     out = pathlib.Path(args.out)
     tables = result.tables()
-    written = write_tables(tables, out, args.format, model.classes_, args.published_format)
+    written = write_tables(tables, out, args.format, model.classes_, args.published_format,
+                           provenance=_provenance("classify", model.preset_, model.model_hash,
+                                                  {"catalog": str(args.catalog)}))
     if not args.no_figures:
         written.update(run_figures(tables, model.n_clusters_, out))
     write_manifest(out, command="classify", inputs={"catalog": str(args.catalog), "model": str(args.model)},
@@ -188,7 +199,8 @@ def run_run(args) -> int:
     report = dict(result.report)
     out = pathlib.Path(args.out)
     digest = model.save(out / "model")
-    written = write_tables(tables, out, args.format, model.classes_, args.published_format)
+    written = write_tables(tables, out, args.format, model.classes_, args.published_format,
+                           provenance=_provenance("run", preset, digest, inputs))
     if not args.no_figures:
         written.update(run_figures(tables, model.n_clusters_, out))
     write_manifest(out, command="run", inputs=inputs,

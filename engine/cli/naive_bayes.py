@@ -86,14 +86,17 @@ def _run_classify(args) -> int:
     from xsift.methods.naive_bayes import NaiveBayesKDE
     from xsift.report import write_manifest
     from xsift.report.figures import plot_outliers
+    from xsift.report.outputs import FORMAT_SUFFIX
     t0 = time.perf_counter()
     model = NaiveBayesKDE.load(args.model, precision=args.precision)
     df = _read(args.catalog)
-    result = model.classify(df, source=str(args.catalog))
+    result = model.classify(df, source=str(args.catalog), keep_columns=_column_list(args.keep_columns))
     out, facts = result.detections, result.report["classify"]
     outdir = pathlib.Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
-    table = write_table(out, outdir / f"nb_classification.{args.format}")
+    table = write_table(out, outdir / f"nb_classification{FORMAT_SUFFIX[args.format]}", args.format,
+                        classes=model.classes_, columns=_identity(model),
+                        provenance=_provenance(model, args.catalog, "nb classify"))
     classes = list(model.classes_)
     pred = np.asarray(pd.Categorical(out["predicted_class"], categories=classes).codes)
     plot_outliers(out["outlier_measure"].to_numpy(), pred, classes, outdir / "nb_outlier_measure.png")
@@ -106,6 +109,24 @@ def _run_classify(args) -> int:
     return 0
 
 
+def _column_list(text: str | None) -> list[str]:
+    """``--keep-columns A,B`` as column names (blank around commas ignored)."""
+    return [c.strip() for c in (text or "").split(",") if c.strip()]
+
+
+def _identity(model) -> dict:
+    """Column metadata of the model's preset's identity columns under their own names."""
+    from xsift.data.columns import identity_columns
+    cols = model.spec_.preset.columns
+    return identity_columns(source=cols.source, detection=cols.detection, ra=cols.ra or "ra", dec=cols.dec or "dec")
+
+
+def _provenance(model, catalog, command: str) -> dict:
+    from xsift.data.columns import provenance
+    return provenance(method="naive_bayes", preset=model.spec_.preset.name, model_hash=model.model_hash,
+                      inputs=[str(catalog)], command=f"xsift {command}")
+
+
 def _run_tracks(args) -> int:
     import numpy as np
     import pandas as pd
@@ -113,6 +134,7 @@ def _run_tracks(args) -> int:
     from xsift.errors import SchemaError, XsiftError
     from xsift.methods.naive_bayes import NaiveBayesKDE
     from xsift.report.figures import plot_tracks
+    from xsift.report.outputs import FORMAT_SUFFIX
     model = NaiveBayesKDE.load(args.model, precision=args.precision)
     df = _read(args.catalog)
     col = args.name_column or model.spec_.source_column
@@ -125,20 +147,29 @@ def _run_tracks(args) -> int:
     outdir = pathlib.Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
     safe = "".join(ch if ch.isalnum() or ch in "+-._" else "_" for ch in args.name.strip())
-    write_table(track, outdir / f"tracks_{safe}.csv")
+    from xsift.data.columns import ColumnInfo
+    levels = {"level": ColumnInfo(None, "what the row's probabilities come from: property, category or posterior"),
+              "name": ColumnInfo(None, "the property or category, or 'posterior'", "meta.id"),
+              "category": ColumnInfo(None, "category of the property"),
+              "value": ColumnInfo(None, "the property's value (its transformed axis); the outlier measure on "
+                                        "the posterior row"),
+              "weight": ColumnInfo("", "category weight alpha_t (Tranin et al. 2022, Eq. 1)")}
+    path = write_table(track, outdir / f"tracks_{safe}{FORMAT_SUFFIX[args.format]}", args.format,
+                       classes=model.classes_, columns=levels,
+                       provenance=_provenance(model, args.catalog, "nb tracks"))
     plot_tracks(track, list(model.classes_), f"{args.name}  (outlier measure {track['value'].iloc[-1]:.2f})",
                 outdir / f"tracks_{safe}.png")
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(track.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if len(rows) > 1:
         print(f"note: {len(rows)} rows have {col} = {args.name!r}; showed the first", file=sys.stderr)
-    print(f"wrote {outdir}/tracks_{safe}.csv and .png")
+    print(f"wrote {path} and {outdir}/tracks_{safe}.png")
     return 0
 
 
 def add_cli_arguments(parser) -> None:
     """Declare ``nb fit | tune | classify | tracks`` and their options on ``parser``."""
-    from xsift.cli import HelpFormatter, _common_options
+    from xsift.cli import HelpFormatter, _common_options, add_format_option
     sub = parser.add_subparsers(dest="nb_command", metavar="fit|tune|classify|tracks", required=True,
                                 help="fit KDE likelihoods, tune category weights, classify a catalogue, "
                                      "or draw probability tracks")
@@ -173,8 +204,10 @@ def add_cli_arguments(parser) -> None:
     p.add_argument("catalog", help="catalogue to classify")
     p.add_argument("--model", default="nb_model", help="model directory written by `xsift nb fit|tune`")
     p.add_argument("--out", default="nb_run", help="output directory")
-    p.add_argument("--format", choices=["parquet", "csv", "fits", "vot"], default="parquet",
-                   help="format of the output table")
+    add_format_option(p, what="the output table")
+    p.add_argument("--keep-columns", default=None, metavar="A,B",
+                   help="catalogue columns to copy into the output besides its key columns (the preset's "
+                        "source and detection columns, ra, dec), so it joins back to the catalogue")
     p.set_defaults(_nb=_run_classify)
     p = subparser("tracks", "probability tracks of one source (table + figure, the paper's Fig. 2)")
     p.add_argument("name", help="source name")
@@ -182,6 +215,7 @@ def add_cli_arguments(parser) -> None:
     p.add_argument("--name-column", default=None, help="column of source names (default: preset's source)")
     p.add_argument("--model", default="nb_model", help="model directory")
     p.add_argument("--out", default="nb_tracks", help="output directory")
+    add_format_option(p, default="csv", what="the tracks table")
     p.set_defaults(_nb=_run_tracks)
 
 

@@ -92,7 +92,8 @@ def add_classify_shards_arguments(parser) -> None:
     parser.add_argument("--model", required=True, metavar="MODEL_DIR", help="model directory (from fit, fit-shards, nb fit or nb tune)")
     parser.add_argument("--out", required=True, metavar="RUN_DIR",
                         help="run directory: detection_level/ (one shard per input shard), ledger/, "
-                             "uniquely_classified/, ambiguous/, manifest.json")
+                             "uniquely_classified/, ambiguous/, manifest.json; the tables are Parquet "
+                             "shards only (no --format: xsift.read_catalog and xsift.write_table convert them)")
     parser.add_argument("--force", action="store_true",
                         help="if RUN_DIR holds results of another model, discard them and start again")
     parser.add_argument("--no-vote", action="store_true", help="classify only; vote later with vote-shards")
@@ -130,7 +131,8 @@ def _vote(client, run_dir, n_partitions):
 
 # ---------------------------------------------------------------- vote-shards
 
-vote_shards_help = "master classes of every source of a classify-shards run, across shards (shuffle on name)"
+vote_shards_help = ("master classes of every source of a classify-shards run, across shards (shuffle on name); "
+                    "writes Parquet shards")
 vote_shards_common = ("device",)
 
 

@@ -104,6 +104,14 @@ REGISTRY: dict[str, ColumnInfo] = {
     "main_type": ColumnInfo(None, "SIMBAD main object type (reference label)", "src.class"),
     "true_class": ColumnInfo(None, "true class (simulator ground truth or reference label)", "src.class"),
     "class": ColumnInfo(None, "literature class of the source (reference label)", "src.class"),
+    # validation tables (one row per class)
+    "precision": ColumnInfo(_NUM, "precision: share of the held-out detections predicted as the class that "
+                                  "are of it", None),
+    "precision_prior_corrected": ColumnInfo(_NUM, "precision with each true class's row of the confusion matrix "
+                                                  "rescaled to the class's prior share (Tranin et al. 2022)", None),
+    "recall": ColumnInfo(_NUM, "recall: share of the held-out detections of the class predicted as it", None),
+    "f1": ColumnInfo(_NUM, "F1 score, harmonic mean of precision and recall", None),
+    "support": ColumnInfo(None, "held-out detections of the class", "meta.number"),
     # the naive-Bayes method's outputs
     "outlier_measure": ColumnInfo(_NUM, "-log10 of the summed numerator of Eq. 1 (Tranin et al. 2022): "
                                         "large = unusual under the training sample", "stat.likelihood"),

@@ -481,38 +481,64 @@ class NaiveBayesKDE(ParamsMixin):
         """None: one output row per source already, so there is no master-class vote."""
         return None
 
-    def classify_frame(self, df: pd.DataFrame, source: str = "catalogue") -> tuple[pd.DataFrame, dict]:
-        """One output row per input row, and counts.
+    def key_columns(self, df: pd.DataFrame) -> list[str]:
+        """The columns of ``df`` an output row carries to join back to its catalogue: the preset's source
+        and detection columns and its ``ra``, ``dec`` (``ra``/``dec`` where the preset names none),
+        those ``df`` has."""
+        cols = self._spec().preset.columns
+        named = [cols.source, cols.detection, cols.ra or "ra", cols.dec or "dec"]
+        return [c for c in dict.fromkeys(named) if c and c in df.columns]
+
+    def classify_frame(self, df: pd.DataFrame, source: str = "catalogue",
+                       keep_columns=()) -> tuple[pd.DataFrame, dict]:
+        """One output row per input row, in input order, and counts.
 
         Columns: the preset's source column (if in ``df``), one probability column per class named as
-        the class, ``predicted_class``, ``outlier_measure`` (-log10 of the summed numerator of Eq. 1)
-        and ``n_categories`` (categories with an observed property). The report holds ``rows``,
+        the class, ``predicted_class``, ``outlier_measure`` (-log10 of the summed numerator of Eq. 1),
+        ``n_categories`` (categories with an observed property), then the other key columns
+        (:meth:`key_columns`: detection, ``ra``, ``dec``, those ``df`` has) and the ``keep_columns``
+        named, copied as they are (dtype and nulls kept) so a row joins back. The report holds ``rows``,
         ``log_of_non_positive_made_missing`` and ``predicted_counts``.
+        Raises SchemaError naming ``source`` and the column when a kept column is not in ``df`` or has
+        the name of an output column.
         """
         self._check_fitted()
         spec = self.spec_
         df = as_frame(df, source=source)
+        classes = list(self.classes_)
+        carried = list(dict.fromkeys([*self.key_columns(df), *keep_columns]))
+        missing = [c for c in keep_columns if c not in df.columns]
+        if missing:
+            raise SchemaError(f"{source}: kept column(s) {', '.join(map(repr, missing))} not found "
+                              f"(columns: {', '.join(map(str, df.columns[:30]))})")
+        clash = [c for c in carried if c in (*classes, "predicted_class", "outlier_measure", "n_categories")]
+        if clash:
+            raise SchemaError(f"{source}: column(s) {', '.join(map(repr, clash))} would be overwritten by the "
+                              "output column of the same name; rename them in the catalogue or do not keep them")
         props, dropped, _ = self._properties(df, spec, source)
         post, om, obs = self._eq1(props)
         out = pd.DataFrame(index=range(len(df)))
-        if spec.source_column and spec.source_column in df.columns:
-            out[spec.source_column] = df[spec.source_column].to_numpy()
-        classes = list(self.classes_)
+        if spec.source_column in carried:   # first, as it always was; as it is (dtype and nulls kept)
+            out[spec.source_column] = df[spec.source_column].array
         for k, c in enumerate(classes):
             out[c] = post[:, k]
         pred = np.argmax(post, axis=1)
         out["predicted_class"] = pd.array(np.asarray(classes, dtype=object)[pred], dtype="str")
         out["outlier_measure"] = om
         out["n_categories"] = obs.sum(axis=1).astype(np.int32)
+        for c in carried:
+            if c not in out.columns:
+                out[c] = df[c].array
         facts = {"rows": int(len(df)), "log_of_non_positive_made_missing": dropped,
                  "predicted_counts": dict(zip(classes, np.bincount(pred, minlength=len(classes)).tolist()))}
         return out, facts
 
-    def classify(self, table, *, source: str = "catalogue") -> Classification:
+    def classify(self, table, *, source: str = "catalogue", keep_columns=()) -> Classification:
         """Classify every row of ``table``: a :class:`Classification` whose ``detections`` is the table
-        of :meth:`classify_frame` (no vote: ``uniquely_classified`` and ``ambiguous`` are None) and
-        ``report = {"classify": counts + model hash}``."""
-        out, facts = self.classify_frame(as_frame(table, source=source), source=source)
+        of :meth:`classify_frame` (key columns, ``keep_columns``, probabilities ...; no vote:
+        ``uniquely_classified`` and ``ambiguous`` are None) and ``report = {"classify": counts + model hash}``."""
+        out, facts = self.classify_frame(as_frame(table, source=source), source=source,
+                                         keep_columns=list(keep_columns))
         return Classification(out, report={"classify": {**facts, "model_hash": self.model_hash}})
 
     # -- persistence -------------------------------------------------------------------------------

@@ -16,25 +16,33 @@ import pathlib
 import numpy as np
 import pandas as pd
 
-__all__ = ["FORMAT_SUFFIX", "write_tables", "run_figures", "confusion_frame", "write_validation"]
+__all__ = ["FORMAT_SUFFIX", "table_path", "write_tables", "run_figures", "confusion_frame", "write_validation"]
 
 # output table format -> file suffix
-FORMAT_SUFFIX = {"parquet": ".parquet", "csv": ".csv", "fits": ".fits"}
+FORMAT_SUFFIX = {"parquet": ".parquet", "csv": ".csv", "fits": ".fits", "votable": ".vot"}
+
+
+def table_path(out: str | pathlib.Path, stem: str, fmt: str) -> pathlib.Path:
+    """``out/<stem><suffix of fmt>`` (:data:`FORMAT_SUFFIX`)."""
+    return pathlib.Path(out) / f"{stem}{FORMAT_SUFFIX[fmt]}"
 
 
 def write_tables(tables: dict[str, pd.DataFrame], out: str | pathlib.Path, fmt: str, classes,
-                 published: bool) -> dict[str, str]:
+                 published: bool, provenance: dict | None = None) -> dict[str, str]:
     """Write each table as ``out/<name><suffix of fmt>``; with ``published`` the master-class tables'
     probabilities become the paper's ``mean±std`` text columns (:func:`xsift.methods.voting.published_format`).
-    Returns name -> path written."""
+    Column metadata from :mod:`xsift.data.columns` (``classes``: the probability columns), ``provenance``
+    (:func:`xsift.data.columns.provenance`) in each table's header. Returns name -> path written."""
     from xsift.data.io import write_table
     from xsift.methods.voting import published_format
-    out = pathlib.Path(out)
     written = {}
     for name, table in tables.items():
+        classes_here = list(classes)
         if published and name in ("uniquely_classified", "ambiguous"):
             table = published_format(table, list(classes))
-        written[name] = str(write_table(table, out / f"{name}{FORMAT_SUFFIX[fmt]}"))
+            classes_here = []   # the 'mean±std' text columns are not probabilities
+        written[name] = str(write_table(table, table_path(out, name, fmt), fmt, classes=classes_here,
+                                        provenance=provenance))
     return written
 
 
@@ -70,28 +78,37 @@ def confusion_frame(cm: np.ndarray, labels: list[str], normalise: bool) -> pd.Da
     return out
 
 
-def write_validation(result: dict, out: str | pathlib.Path, *, figures: bool = True) -> dict[str, str]:
-    """Write the CSV tables (and, with ``figures``, PNG figures) of a
-    :func:`xsift.methods.validation.validate` result into ``out``: ``confusion_{classes,aggregated}.csv``
-    (row-normalised) and ``_counts.csv``, ``metrics_{classes,aggregated}.csv`` (precision, recall, F1,
-    support per class), ``test_predictions.csv``. Returns name -> path written."""
+def write_validation(result: dict, out: str | pathlib.Path, *, figures: bool = True, fmt: str = "csv",
+                     provenance: dict | None = None) -> dict[str, str]:
+    """Write the tables (in ``fmt``, CSV by default; and, with ``figures``, PNG figures) of a
+    :func:`xsift.methods.validation.validate` result into ``out``: ``confusion_{classes,aggregated}``
+    (row-normalised) and ``_counts``, ``metrics_{classes,aggregated}`` (precision, recall, F1,
+    support per class), ``test_predictions``; ``provenance`` in each table's header. Returns name -> path
+    written."""
     from xsift.data.io import write_table
     out = pathlib.Path(out)
     written = {}
+
+    from xsift.data.columns import ColumnInfo
+    # the metric tables' 'class' column names the class a row is about, not a source's label
+    row_class = {"class": ColumnInfo(None, "class the row is about", "src.class")}
+
+    def write(frame, stem, classes=()):
+        return str(write_table(frame, table_path(out, stem, fmt), fmt, classes=classes, provenance=provenance,
+                               columns=row_class))
+
     for key, labels, stem in (("confusion", result["classes"], "classes"),
                               ("confusion_aggregated", result["aggregated_classes"], "aggregated")):
         cm = result[key]
-        written[f"confusion_{stem}"] = str(write_table(confusion_frame(cm, labels, True),
-                                                       out / f"confusion_{stem}.csv"))
-        written[f"confusion_{stem}_counts"] = str(write_table(confusion_frame(cm, labels, False),
-                                                              out / f"confusion_{stem}_counts.csv"))
+        written[f"confusion_{stem}"] = write(confusion_frame(cm, labels, True), f"confusion_{stem}")
+        written[f"confusion_{stem}_counts"] = write(confusion_frame(cm, labels, False), f"confusion_{stem}_counts")
         metrics = result["metrics" if stem == "classes" else "metrics_aggregated"]
-        written[f"metrics_{stem}"] = str(write_table(metrics, out / f"metrics_{stem}.csv"))
+        written[f"metrics_{stem}"] = write(metrics, f"metrics_{stem}")
         if figures:
             from xsift.methods.metrics import row_normalised
             from xsift.report.figures import confusion_figure
             written[f"confusion_{stem}_png"] = str(confusion_figure(
                 row_normalised(cm), labels, out / f"confusion_{stem}.png",
                 title=f"validation, {'training' if stem == 'classes' else 'aggregated'} classes (row-normalised)"))
-    written["predictions"] = str(write_table(result["predictions"], out / "test_predictions.csv"))
+    written["predictions"] = write(result["predictions"], "test_predictions", result["classes"])
     return written
