@@ -65,6 +65,7 @@ from xsift.config import DEFAULT_NB_PRESET as DEFAULT_PRESET
 from xsift.config import NBSpec, load_nb_preset, spec_from_preset
 from xsift.errors import SchemaError, XsiftError
 from xsift.methods.base import Classification, NotFittedError
+from xsift.methods.calibration import apply_temperature, calibration_meta, temperature_from_meta, temperature_of
 from xsift.methods.estimator import ParamsMixin, as_frame, precision_dtype
 
 KIND = "naive_bayes"
@@ -246,7 +247,8 @@ class NaiveBayesKDE(ParamsMixin):
     Fitted attributes: ``spec_`` (the preset), ``classes_`` (K class names, object array),
     ``priors_`` (K,), ``kde_`` (:class:`xsift.kernels.kde.KDEGrid` of NumPy arrays, pair
     ``p * K + k`` = property p, class k), ``n_train_`` (P, K) training values per pair,
-    ``membership_`` (T, P), ``bandwidth_rule_``, ``fit_report_`` (row counts, left-out labels).
+    ``membership_`` (T, P), ``bandwidth_rule_``, ``fit_report_`` (row counts, left-out labels),
+    ``temperature_`` (None, or the temperature the posterior is scaled by: :mod:`xsift.methods.calibration`).
     """
 
     kind = KIND
@@ -376,6 +378,7 @@ class NaiveBayesKDE(ParamsMixin):
         self.n_train_ = counts
         self.membership_ = np.asarray(spec.membership(), dtype=np.float64)
         self.bandwidth_rule_ = self.bandwidth
+        self.temperature_ = None        # uncalibrated (xsift.methods.calibration)
         self.fit_report_ = {"rows": int(len(keep)), "training_rows": int(keep.sum()), "left_out_labels": left_out,
                             "log_of_non_positive_made_missing": dropped,
                             "class_counts": dict(zip(spec.classes, np.bincount(y_idx, minlength=K).tolist()))}
@@ -401,7 +404,9 @@ class NaiveBayesKDE(ParamsMixin):
         cat, obs = category_log_likelihoods(self._log_likelihoods(props), self.membership_)
         weights = _category_weights(self.weights, self.spec_)
         post, om = posterior_and_outlier(cat, obs, weights, np.log(self.priors_))
-        return np.asarray(post), np.asarray(om), np.asarray(obs)
+        post = np.asarray(post)
+        post = apply_temperature(post, temperature_of(self)).astype(post.dtype, copy=False)
+        return post, np.asarray(om), np.asarray(obs)
 
     def posterior_and_outlier(self, X, *, source: str = "catalogue") -> tuple[np.ndarray, np.ndarray]:
         """(posterior (n, K) of Eq. 1, outlier measure (n,) = -log10 sum_C numerator)."""
@@ -554,7 +559,7 @@ class NaiveBayesKDE(ParamsMixin):
         return {"classes": list(self.classes_), "priors": self.priors_.tolist(), "properties": spec.properties,
                 "categories": spec.category_names, "weights": self.category_weights(),
                 "n_grid": int(self.kde_.density.shape[-1]), "bandwidth": self.bandwidth_rule_,
-                "preset": spec.preset.to_dict()}
+                "preset": spec.preset.to_dict(), **calibration_meta(self)}
 
     @property
     def model_hash(self) -> str:
@@ -606,6 +611,7 @@ class NaiveBayesKDE(ParamsMixin):
         est.n_train_ = arrays["n_train"]
         est.membership_ = arrays["membership"]
         est.bandwidth_rule_ = meta["bandwidth"]
+        est.temperature_ = temperature_from_meta(meta, where)
         if isinstance(info.get("fit"), dict):
             est.fit_report_ = info["fit"]
         return est

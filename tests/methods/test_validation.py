@@ -130,3 +130,156 @@ def test_a_preset_mapping_the_source_column_elsewhere_gives_the_same_results(sim
     assert (va["confusion"] == vb["confusion"]).all() and va["confusion"].sum() > 0
     pd.testing.assert_frame_equal(va["predictions"], vb["predictions"])
     assert va["counts"] == vb["counts"]
+
+
+# --------------------------------------------------------------------------- split by source, ECE, priors
+
+
+def _majority_class(df, labels):
+    """Each labelled source's class from pandas: its most common label, the lowest on a tie."""
+    lab = pd.DataFrame({"name": df["name"].to_numpy(), "label": labels})
+    lab = lab[lab["label"] >= 0]
+    counts = lab.groupby(["name", "label"]).size().reset_index(name="n")
+    counts = counts.sort_values(["name", "n", "label"], ascending=[True, False, True])
+    return counts.drop_duplicates("name").set_index("name")["label"]
+
+
+def test_split_by_source_puts_every_source_on_one_side_stratified_and_seeded(sim_and_gmm):
+    from xsift.methods.cluster_then_label import reference_labels
+    df, _ = sim_and_gmm
+    labels, _ = reference_labels(df, PRESET)
+    held = stratified_split(labels, 0.3, 7, groups=df["name"])
+    names = df["name"].to_numpy()
+    test_names = set(names[held])
+    train_names = set(names[~held & (labels >= 0)])
+    assert test_names and not (test_names & train_names)
+    # whole sources: every row of a held-out source is held out, multi-detection ones included
+    per_source = pd.Series(held).groupby(names).agg(["min", "max", "size"])
+    assert (per_source["min"] == per_source["max"]).all()
+    assert (per_source.loc[list(test_names), "size"] > 1).sum() > 20
+    # stratified by the source's majority class: round(0.3 n) sources of each class held out
+    cls = _majority_class(df, labels)
+    for c, group in cls.groupby(cls):
+        assert sum(n in test_names for n in group.index) == round(0.3 * len(group))
+    # the detection-level class mix of the held-out part stays close to the whole labelled sample's (sources
+    # with many detections make it lumpy: at 6,000 detections a class's share moves by up to ~0.04)
+    lab = labels >= 0
+    whole = np.bincount(labels[lab], minlength=len(CLASSES)) / lab.sum()
+    part = np.bincount(labels[held & lab], minlength=len(CLASSES)) / (held & lab).sum()
+    assert np.abs(whole - part).max() < 0.05
+    # sources without a label are never held out; seeded
+    unlabelled = set(names) - set(cls.index)
+    assert not (unlabelled & test_names)
+    assert (held == stratified_split(labels, 0.3, 7, groups=df["name"])).all()
+    assert not (held == stratified_split(labels, 0.3, 8, groups=df["name"])).all()
+
+
+def _ece_numpy(conf, correct, n_bins):
+    """Guo et al. (2017) ECE written out: bins ((m-1)/M, m/M], weighted |accuracy - confidence|."""
+    total = 0.0
+    for m in range(1, n_bins + 1):
+        lo, hi = (m - 1) / n_bins, m / n_bins
+        sel = (conf > lo) & (conf <= hi) if m > 1 else (conf >= 0) & (conf <= hi)
+        if sel.any():
+            total += sel.sum() / len(conf) * abs(correct[sel].mean() - conf[sel].mean())
+    return total
+
+
+@pytest.mark.parametrize("n_bins", [10, 15])
+def test_ece_equals_plain_numpy_transcription(n_bins):
+    from xsift.methods.metrics import reliability, top_class_reliability
+    rng = np.random.default_rng(11)
+    p = rng.dirichlet(np.ones(4) * 0.5, size=3000)
+    p[:7] = np.array([1.0, 0.0, 0.0, 0.0])             # confidence exactly on a bin edge (1.0)
+    y = (p.cumsum(axis=1) > rng.random((3000, 1)) ** 0.7).argmax(axis=1)
+    conf, correct = p.max(axis=1), p.argmax(axis=1) == y
+    rel = reliability(conf, correct, n_bins)
+    assert rel["ece"] == pytest.approx(_ece_numpy(conf, correct, n_bins), rel=1e-12)
+    assert sum(rel["count"]) == 3000
+    p_nan = np.vstack([p, np.full((3, 4), np.nan)])
+    top = top_class_reliability(p_nan, np.r_[y, 0, 1, 2], n_bins)
+    assert top["ece"] == rel["ece"] and top["left_out"] == 3
+
+
+def test_prior_corrected_precision_is_precision_with_prior_weights():
+    from sklearn.metrics import precision_score
+    from xsift.methods.metrics import prior_corrected_precision
+    from xsift.methods.naive_bayes import classification_metrics
+    rng = np.random.default_rng(2)
+    t = rng.choice(4, 2000, p=[0.4, 0.3, 0.2, 0.1])
+    p = np.where(rng.random(2000) < 0.7, t, rng.integers(0, 4, 2000))
+    priors = np.array([0.66, 0.25, 0.07, 0.02])          # Tranin et al.'s AGN, star, XRB, CV priors
+    n = np.bincount(t, minlength=4)
+    ours = prior_corrected_precision(confusion_matrix(t, p, 4), priors)
+    ref = precision_score(t, p, labels=range(4), average=None, sample_weight=(priors / n)[t], zero_division=0)
+    np.testing.assert_allclose(ours, ref, rtol=1e-12)
+    nb = classification_metrics(t, p, ["a", "b", "c", "d"], priors)
+    np.testing.assert_allclose(ours, nb["precision_prior_corrected"], rtol=1e-12)
+
+
+def test_validate_calibrated_holds_out_whole_sources_and_reports_ece(tmp_path, sim_and_gmm):
+    from xsift.methods.metrics import prior_corrected_precision, top_class_reliability
+    df, gmm = sim_and_gmm
+    res = validate(df, PRESET, gmm_params=gmm, split_seed=5, calibrate=True)
+    pred = res["predictions"]
+    # no source on both sides: every labelled complete detection of a held-out source is held out
+    from xsift.methods.cluster_then_label import features_of, reference_labels
+    labels, _ = reference_labels(df, PRESET)
+    _, ok = features_of(df, PRESET)
+    usable = df[(labels >= 0) & ok]
+    held_names = set(pred["name"])
+    assert len(usable[usable["name"].isin(held_names)]) == len(pred)
+    assert res["split"]["by"] == "source" and res["split"]["sources_on_both_sides"] == 0
+    assert res["counts"]["test_sources"] == len(held_names)
+    # ECE of the raw and calibrated probabilities, recomputed from the prediction table
+    truth = pred["true_class"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
+    raw = top_class_reliability(pred[CLASSES].to_numpy(), truth)
+    cal = top_class_reliability(pred[[f"{c}_calibrated" for c in CLASSES]].to_numpy(), truth)
+    assert res["counts"]["ece"] == pytest.approx(raw["ece"]) and res["counts"]["ece_calibrated"] == pytest.approx(cal["ece"])
+    assert res["calibration"]["nll_calibrated"] <= res["calibration"]["nll_raw"]
+    assert res["counts"]["ece_calibrated"] < res["counts"]["ece"]
+    assert res["model"].temperature_ == res["calibration"]["temperature"] > 0
+    # the prior-corrected precision uses the reported priors
+    prior = np.array([res["priors"]["values"][c] for c in CLASSES])
+    np.testing.assert_allclose(res["metrics"]["precision_prior_corrected"],
+                               prior_corrected_precision(res["confusion"], prior))
+    written = write_validation(res, tmp_path)
+    report = json.loads((tmp_path / "validation.json").read_text())
+    assert report["counts"]["ece"] == pytest.approx(raw["ece"])
+    assert report["reliability"]["calibrated"]["ece"] == pytest.approx(cal["ece"])
+    assert (tmp_path / "reliability.png").stat().st_size > 1000 and written["reliability_png"].endswith("reliability.png")
+    rel_csv = pd.read_csv(tmp_path / "reliability.csv")
+    assert set(rel_csv["curve"]) == {"raw", "calibrated"} and rel_csv["detections"].sum() == 2 * raw["n"]
+
+
+def test_validate_takes_a_naive_bayes_estimator():
+    from xsift.methods.metrics import prior_corrected_precision
+    from xsift.methods.naive_bayes import NaiveBayesKDE
+    df = simulate_catalog(3000, seed=6)
+    est = NaiveBayesKDE("nb_csc", n_grid=256)
+    res = validate(df, estimator=est, split_seed=1)
+    assert res["method"] == "naive_bayes" and res["aggregated_classes"] is None
+    assert not hasattr(est, "kde_")                       # the given estimator is not fitted, a copy is
+    assert res["split"]["by"] == "source" and res["split"]["sources_on_both_sides"] == 0
+    held = set(res["predictions"]["name"])
+    assert not held & set(df["name"][~df["name"].isin(held)])
+    assert len(res["predictions"]) == df["name"].isin(held).sum()     # every detection of a held-out source
+    assert res["priors"]["source"] == "the model's class priors"
+    np.testing.assert_allclose(res["metrics"]["precision_prior_corrected"],
+                               prior_corrected_precision(res["confusion"], res["model"].priors_))
+    assert 0 <= res["counts"]["ece"] <= 1 and res["counts"]["accuracy"] > 0.5
+
+
+def test_validate_cli_calibrates_and_saves_the_temperature_with_the_model(tmp_path):
+    from xsift.cli import main
+    from xsift.data.io import write_table
+    from xsift.methods.persistence import load_model
+    write_table(simulate_catalog(3000, seed=4), tmp_path / "cat.parquet")
+    assert main(["validate", str(tmp_path / "cat.parquet"), "--out", str(tmp_path / "val"), "--k", "3",
+                 "--calibrate", "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "val" / "manifest.json").read_text())
+    report = json.loads((tmp_path / "val" / "validation.json").read_text())
+    model = load_model(tmp_path / "val" / "model")
+    assert model.temperature_ == pytest.approx(manifest["counts"]["temperature"])
+    assert model.model_hash == manifest["model_hash"] == report["model_hash"]
+    assert report["counts"]["ece_calibrated"] is not None and (tmp_path / "val" / "reliability.png").exists()
