@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+from xsift.cli import add_format_option
 from xsift.cli.cluster_then_label import DISTANCES
 
 CLI_HELP = "70/30 stratified validation of the cluster-then-label classifier: confusion matrices, precision/recall/F1"
@@ -13,7 +14,7 @@ CLI_HELP = "70/30 stratified validation of the cluster-then-label classifier: co
 
 def add_cli_arguments(parser) -> None:
     parser.add_argument("catalog", metavar="CATALOG", help="labelled catalogue (Parquet, CSV, FITS or VOTable)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="directory for the CSV tables, figures, manifest")
+    parser.add_argument("--out", required=True, metavar="DIR", help="directory for the tables (CSV unless --format), figures, manifest")
     parser.add_argument("--k", type=int, default=6, help="number of GMM clusters")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the GMM")
     parser.add_argument("--split-seed", type=int, default=0, help="random seed of the stratified split")
@@ -21,6 +22,7 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--distance", choices=DISTANCES, default="squared",
                         help="squared Mahalanobis distance (published tables) or its square root")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG confusion matrices")
+    add_format_option(parser, default="csv", what="the tables")
 
 
 def run_cli(args) -> int:
@@ -33,7 +35,13 @@ def run_cli(args) -> int:
     result = validate(df, args.config or "csc", n_components=args.k, seed=args.seed, split_seed=args.split_seed,
                       test_fraction=args.test_fraction, distance=args.distance, precision=args.precision,
                       source=str(args.catalog))
-    written = write_validation(result, args.out, figures=not args.no_figures)
+    from xsift.config import load_preset
+    from xsift.data.columns import provenance
+    written = write_validation(result, args.out, figures=not args.no_figures, fmt=args.format,
+                               provenance=provenance(method="cluster_then_label",
+                                                     preset=load_preset(args.config or "csc").name,
+                                                     model_hash=result["model_hash"], inputs=[str(args.catalog)],
+                                                     command="xsift validate"))
     c = result["counts"]
     write_manifest(args.out, command="validate", inputs={"catalog": str(args.catalog)},
                    config={"k": args.k, "seed": args.seed, "split_seed": args.split_seed,

@@ -223,7 +223,7 @@ def test_run_and_validate_write_votable_and_fits_with_metadata(tmp_path):
     from xsift.simulate import simulate_catalog
     cat = write_table(simulate_catalog(2500, seed=2), tmp_path / "sim.parquet")
     assert main(["run", str(cat), "--out", str(tmp_path / "r"), "--k", "3", "--format", "votable",
-                 "--no-figures", "--quiet"]) == 0
+                 "--no-figures"]) == 0
     digest = json.loads((tmp_path / "r" / "model" / "model.json").read_text())["hash"]
     for stem in ("clusters", "detection_level", "uniquely_classified", "ambiguous"):
         t = _read_astropy(tmp_path / "r" / f"{stem}.vot", "votable")
@@ -239,7 +239,7 @@ def test_run_and_validate_write_votable_and_fits_with_metadata(tmp_path):
     assert (infos["method"], infos["preset"], infos["model_hash"], infos["input"]) == (
         "cluster_then_label", "csc", digest, str(cat))
     assert main(["validate", str(cat), "--out", str(tmp_path / "v"), "--k", "3", "--format", "fits",
-                 "--no-figures", "--quiet"]) == 0
+                 "--no-figures"]) == 0
     from astropy.io import fits
     header = fits.getheader(tmp_path / "v" / "test_predictions.fits", 1)
     assert header["METHOD"] == "cluster_then_label" and header["INPUT1"] == str(cat)
