@@ -44,6 +44,8 @@ COMMANDS: dict[str, str] = {
     "fit-shards": "xsift.cli.shards:fit_shards",
     "classify-shards": "xsift.cli.shards:classify_shards",
     "vote-shards": "xsift.cli.shards:vote_shards",
+    "presets": "xsift.cli.presets",
+    "csc-query": "xsift.cli.csc_query",
 }
 
 

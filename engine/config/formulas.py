@@ -60,7 +60,7 @@ METHODS: dict[str, Method] = {
                 "(Perez-Diaz et al. 2024)",
         columns=("detection", "ra", "dec", "label"),
         transforms=("ln_offset", "minmax"),
-        class_keys=("order", "uninformative", "aggregation"),
+        class_keys=("order", "uninformative", "aggregation", "labels"),
         categories=False),
     "naive_bayes": Method(
         meaning="naive Bayes with per-class KDE likelihoods in weighted categories (Tranin et al. 2022, Eq. 1)",

@@ -18,13 +18,20 @@ features with a weight. Grammar::
 
     [classes]
     order = [...]                      # the classes, in output order
-    # cluster_then_label: uninformative = [...], [classes.aggregation] group = [classes]
+    # cluster_then_label: uninformative = [...], [classes.aggregation] group = [classes],
+    #              optionally [classes.labels] class = [catalogue labels] (default: its own name)
     # naive_bayes: [classes.labels] class = [catalogue labels] (or labels_from = "PRESET": the
     #              aggregation of another preset), priors = "training" | [numbers], target = "CLASS"
 
     [categories.NAME]                  # naive_bayes only
     weight = 1.0
     features = [...]
+
+    [aliases]                          # optional: a column the preset names -> other names it has
+    SC_HR1 = ["HR1"]                   # in some tables (also matched in any letter case)
+
+A catalogue with one row per source (a source-level table) names its source column as the
+``detection`` role too (``detection = source``): each source is then its own one detection.
 
 Formulas and transforms are those of :mod:`xsift.config.formulas`. Anything else — an unknown
 key, a value of the wrong type, a category naming an unknown feature, a training class missing
@@ -47,7 +54,7 @@ from xsift.errors import XsiftError
 
 PRESET_DIR = pathlib.Path(__file__).resolve().parent / "presets"
 
-_TOP_KEYS = ("name", "method", "columns", "features", "classes", "categories")
+_TOP_KEYS = ("name", "method", "columns", "features", "classes", "categories", "aliases")
 _COLUMN_ROLES = ("source", "detection", "ra", "dec", "label")
 _FEATURE_KEYS = ("formula", "columns", "transform")
 _CLASS_KEYS = ("order", "uninformative", "aggregation", "labels", "labels_from", "priors", "target")
@@ -164,6 +171,7 @@ class Preset:
     features: tuple[Feature, ...]
     classes: Classes
     categories: tuple[Category, ...] = ()
+    aliases: FrozenDict = field(default_factory=FrozenDict)    # column -> other names it may have
     source: str = field(default="", compare=False)
 
     # -- features
@@ -208,6 +216,10 @@ class Preset:
                "features": {f.name: f.to_dict() for f in self.features}, "classes": classes}
         if self.categories:
             out["categories"] = {cat.name: cat.to_dict() for cat in self.categories}
+        if self.method == "cluster_then_label" and any(v != (k,) for k, v in c.labels.items()):
+            classes["labels"] = {k: list(v) for k, v in c.labels.items()}
+        if self.aliases:
+            out["aliases"] = {k: list(v) for k, v in self.aliases.items()}
         return out
 
     @classmethod
@@ -323,7 +335,7 @@ def _parse(data: Mapping, source: str, *, default_name: str | None, loading: tup
         if role not in cols:
             _fail(source, f"[columns] {role}", f"missing; the {method_name} method needs the {role} column")
     columns = Columns(**{role: _string(source, f"[columns] {role}", v) for role, v in cols.items()})
-    named = list(columns.to_dict().values())
+    named = [v for role, v in columns.to_dict().items() if not (role == "detection" and v == columns.source)]
     if len(set(named)) != len(named):
         _fail(source, "[columns]", f"two roles name the same column: {columns.to_dict()}")
 
@@ -406,8 +418,15 @@ def _parse(data: Mapping, source: str, *, default_name: str | None, loading: tup
         if unused:
             _fail(source, f"[features.{unused[0]}]", "in no category; list it in one [categories.NAME] "
                                                      "features or remove it")
+    # [aliases]
+    aliases = _groups(source, "[aliases]", data.get("aliases", {}))
+    named_columns = list(columns.to_dict().values()) + [c for f in features for c in f.columns]
+    for col, names in aliases.items():
+        if col not in named_columns:
+            _fail(source, f"[aliases] {col}", f"{col!r} is not a column this preset names "
+                                              f"({', '.join(dict.fromkeys(named_columns))})")
     return Preset(name=name, method=method_name, columns=columns, features=tuple(features), classes=classes,
-                  categories=tuple(categories), source=source)
+                  categories=tuple(categories), aliases=FrozenDict(aliases), source=source)
 
 
 def _ctl_classes(source: str, cls: Mapping) -> Classes:
@@ -432,7 +451,23 @@ def _ctl_classes(source: str, cls: Mapping) -> Classes:
     missing = [c for c in order if c not in group_of]
     if missing:
         _fail(source, "[classes.aggregation]", f"training class {missing[0]!r} is in no aggregated class")
-    return Classes(order=order, labels=FrozenDict({c: (c,) for c in order}), uninformative=uninformative,
+    # catalogue labels of each class (a label column that is not SIMBAD's types, e.g. a literature
+    # class): a class not listed is its own label
+    given = _groups(source, "[classes.labels]", cls.get("labels", {}))
+    labels = {c: given.get(c, (c,)) for c in order}
+    class_of: dict[str, str] = {}
+    for c in given:
+        if c not in order:
+            _fail(source, f"[classes.labels] {c}", f"{c!r} is not a training class ([classes] order: "
+                                                   f"{', '.join(order)})")
+    for c, labs in labels.items():
+        for lab in labs:
+            if lab in class_of:
+                _fail(source, f"[classes.labels] {c}", f"label {lab!r} already means class {class_of[lab]!r}")
+            if lab in uninformative:
+                _fail(source, f"[classes.labels] {c}", f"label {lab!r} is also listed as uninformative")
+            class_of[lab] = c
+    return Classes(order=order, labels=FrozenDict(labels), uninformative=uninformative,
                    aggregation=FrozenDict(aggregation))
 
 

@@ -7,16 +7,27 @@ temporary file in the destination's directory, which is renamed over the
 destination only once it is complete, so a crash or an exception mid-write
 never leaves a truncated table behind.
 
-Formats are recognised by suffix:
+Formats are recognised by suffix; CSV, FITS and VOTable files may be compressed (``.gz``,
+``.bz2``, ``.xz`` after the suffix: ``cat.csv.gz``, ``cat.fits.bz2``) and are decompressed as read:
 
 ============  ======================================
 suffix        format
 ============  ======================================
 .parquet .pq  Apache Parquet (pyarrow)
-.csv .csv.gz  comma-separated values (pandas)
+.csv          comma-separated values (pandas)
 .fits .fit    FITS binary table, first table HDU (astropy)
 .vot .xml     VOTable (astropy)
 ============  ======================================
+
+Reading what users download (CSCview and CSC TAP exports, TOPCAT CSV, FITS, VOTable):
+:func:`read_catalog` strips blank padding from column names and text values; reads blank values and
+the texts ``NaN``, ``nan``, ``null``, ``None``, ``NA``, ``N/A``, ``--`` as missing; turns text
+columns holding only numbers into numbers and only booleans (``TRUE``/``True``/``true``/``T``/
+``yes``/``1``/...) into a nullable boolean column; parses sexagesimal right ascension (hours) and
+declination (degrees) text in columns named ``ra``/``dec`` (or ``*_ra``, ``ra_*``, ``raj2000``...)
+into degrees with astropy; and keeps the first of repeated column names (including pandas-style
+``name.1`` copies of ``name``), dropping the others. What was done is returned with the table as
+``df.attrs["xsift_read"]`` (:class:`ReadReport`), which the schema check copies into the run report.
 """
 from __future__ import annotations
 
@@ -25,7 +36,9 @@ import glob as _glob
 import json
 import os
 import pathlib
+import re
 import tempfile
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import numpy as np
@@ -37,18 +50,29 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv", ".csv.gz")
 FITS_SUFFIXES = (".fits", ".fit", ".fits.gz", ".fit.gz")
 VOTABLE_SUFFIXES = (".vot", ".votable", ".xml")
+# compression read transparently after a CSV, FITS or VOTable suffix -> its name
+COMPRESSION_SUFFIXES = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz"}
 
 
 def table_format(path: str | os.PathLike) -> str:
-    """The format of ``path`` from its suffix: 'parquet', 'csv', 'fits' or 'votable'."""
-    name = str(path).lower()
+    """The format of ``path`` from its suffix: 'parquet', 'csv', 'fits' or 'votable' (a compression
+    suffix ``.gz``/``.bz2``/``.xz`` after a CSV, FITS or VOTable suffix is allowed)."""
+    name, compression = _split_compression(str(path).lower())
     for fmt, suffixes in (("parquet", PARQUET_SUFFIXES), ("csv", CSV_SUFFIXES),
                           ("fits", FITS_SUFFIXES), ("votable", VOTABLE_SUFFIXES)):
-        if name.endswith(suffixes):
+        if name.endswith(suffixes) and not (fmt == "parquet" and compression):
             return fmt
     raise XsiftError(
-        f"{path}: unknown table format; expected a name ending in .parquet, .csv, .fits or .vot "
-        "(or a directory of .parquet shards)")
+        f"{path}: unknown table format; expected a name ending in .parquet, .csv, .fits or .vot, "
+        "the last three optionally compressed (.gz, .bz2, .xz), or a directory of .parquet shards")
+
+
+def _split_compression(name: str) -> tuple[str, str | None]:
+    """(``name`` without a compression suffix, the compression's name or None)."""
+    for suffix, compression in COMPRESSION_SUFFIXES.items():
+        if name.endswith(suffix):
+            return name[:-len(suffix)], compression
+    return name, None
 
 
 def catalog_files(path: str | os.PathLike) -> list[pathlib.Path]:
@@ -76,38 +100,125 @@ def read_catalog(path: str | os.PathLike, columns: list[str] | None = None) -> p
     """Read a whole catalogue into memory.
 
     ``path`` is a Parquet file, a directory of Parquet shards, a glob, or a CSV,
-    FITS or VOTable file. ``columns`` limits what is read (Parquet reads only
-    those columns from disk); a missing column is reported by
-    :func:`xsift.data.schema.check_catalog`, not here. String columns come back as
-    pandas strings with nulls, numeric columns as float64/int64 with NaN for
-    masked values.
+    FITS or VOTable file (those three optionally ``.gz``/``.bz2``/``.xz`` compressed). ``columns``
+    limits what is read (Parquet reads only those columns from disk; names match exactly, else
+    case-insensitively); a missing column is reported by :func:`xsift.data.schema.check_catalog`,
+    not here. String columns come back as pandas strings with nulls, numeric columns as
+    float64/int64 with NaN for masked or missing values, boolean text as pandas' nullable boolean.
+
+    CSV, FITS and VOTable tables are cleaned as the module docstring says (blank padding, missing
+    texts, numbers and booleans written as text, sexagesimal ``ra``/``dec``, repeated column names);
+    the returned frame's ``attrs["xsift_read"]`` is :meth:`ReadReport.as_dict` of what was done.
+    Raises :class:`XsiftError` naming the file for a file that cannot be read.
     """
     files = catalog_files(path)
-    frames = [_read_one(f, columns) for f in files]
-    if len(frames) == 1:
-        return frames[0]
-    return pd.concat(frames, ignore_index=True)
+    reports = []
+    frames = []
+    for f in files:
+        df, report = _read_one(f, columns)
+        frames.append(df)
+        reports.append(report)
+    df = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    report = reports[0] if len(reports) == 1 else ReadReport.merged(str(path), reports)
+    report.rows = len(df)
+    report.missing = {str(c): int(n) for c, n in df.isna().sum().items() if n}
+    df.attrs["xsift_read"] = report.as_dict()
+    return df
 
 
-def _read_one(path: pathlib.Path, columns: list[str] | None) -> pd.DataFrame:
+@dataclass
+class ReadReport:
+    """What :func:`read_catalog` did to a file to read it (``df.attrs["xsift_read"]``).
+
+    ``columns_renamed``: name in the file -> name with its blank padding stripped;
+    ``duplicate_columns``: one dict per dropped repeat (``dropped``: its name in the file,
+    ``kept``: the earlier column of that name, ``position``: its 0-based column number,
+    ``differing_rows``: rows where its values differ from the kept column's); ``numeric_from_text`` /
+    ``boolean_from_text``: columns whose text became numbers / booleans; ``sexagesimal``: column ->
+    the unit its text was read in (``hourangle`` or ``deg``; now degrees); ``missing_texts``: column ->
+    values read as missing from a text such as ``NaN``, ``null`` or blanks; ``missing``: column ->
+    missing values after reading (every column with any).
+    """
+    source: str
+    format: str
+    compression: str | None = None
+    files: int = 1
+    rows: int = 0
+    columns_renamed: dict = field(default_factory=dict)
+    duplicate_columns: list = field(default_factory=list)
+    numeric_from_text: list = field(default_factory=list)
+    boolean_from_text: list = field(default_factory=list)
+    sexagesimal: dict = field(default_factory=dict)
+    missing_texts: dict = field(default_factory=dict)
+    missing: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"source": self.source, "format": self.format, "compression": self.compression,
+                "files": self.files, "rows": self.rows, "columns_renamed": dict(self.columns_renamed),
+                "duplicate_columns": [dict(d) for d in self.duplicate_columns],
+                "numeric_from_text": list(self.numeric_from_text),
+                "boolean_from_text": list(self.boolean_from_text), "sexagesimal": dict(self.sexagesimal),
+                "missing_texts": dict(self.missing_texts), "missing": dict(self.missing)}
+
+    @classmethod
+    def merged(cls, source: str, reports: list["ReadReport"]) -> "ReadReport":
+        """One report for the files of one catalogue (shards): lists joined, counts summed."""
+        out = cls(source=source, format=",".join(dict.fromkeys(r.format for r in reports)), files=len(reports))
+        for r in reports:
+            out.columns_renamed.update(r.columns_renamed)
+            out.duplicate_columns += [d for d in r.duplicate_columns if d not in out.duplicate_columns]
+            out.numeric_from_text += [c for c in r.numeric_from_text if c not in out.numeric_from_text]
+            out.boolean_from_text += [c for c in r.boolean_from_text if c not in out.boolean_from_text]
+            out.sexagesimal.update(r.sexagesimal)
+            for c, n in r.missing_texts.items():
+                out.missing_texts[c] = out.missing_texts.get(c, 0) + n
+        return out
+
+
+def read_report(df: pd.DataFrame) -> dict | None:
+    """The :class:`ReadReport` (as a dict) of a frame :func:`read_catalog` returned, else None."""
+    return df.attrs.get("xsift_read")
+
+
+def _read_one(path: pathlib.Path, columns: list[str] | None) -> tuple[pd.DataFrame, "ReadReport"]:
     fmt = table_format(path)
+    report = ReadReport(source=str(path), format=fmt, compression=_split_compression(str(path).lower())[1])
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq
             schema_names = pq.read_schema(path).names
-            cols = None if columns is None else [c for c in columns if c in schema_names]
-            return pq.read_table(path, columns=cols).to_pandas()
+            cols = None if columns is None else _select(columns, schema_names)
+            return pq.read_table(path, columns=cols).to_pandas(), report
         if fmt == "csv":
-            df = pd.read_csv(path)
+            # the header as written (pandas would rename a repeated name to name.1)
+            header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False,
+                                 compression="infer").iloc[0].tolist()
+            df = pd.read_csv(path, skipinitialspace=True, na_values=list(_EXTRA_MISSING_TEXTS),
+                             compression="infer", low_memory=False)
+            df.columns = [str(h) for h in header]
         else:
             df = _read_astropy(path, fmt)
     except XsiftError:
         raise
     except Exception as exc:  # any parser failure: name the file, keep the reason
         raise XsiftError(f"{path}: cannot be read as {fmt} ({type(exc).__name__}: {exc})") from exc
+    df = _clean_frame(df, report, str(path))
     if columns is not None:
-        df = df[[c for c in columns if c in df.columns]]
-    return df
+        df = df[_select(columns, list(df.columns))]
+    return df, report
+
+
+def _select(columns: list[str], names: list[str]) -> list[str]:
+    """The names of ``names`` that ``columns`` ask for: exact matches, else case-insensitive ones."""
+    lower = {}
+    for n in names:
+        lower.setdefault(str(n).lower(), n)
+    out = []
+    for c in columns:
+        name = c if c in names else lower.get(str(c).lower())
+        if name is not None and name not in out:
+            out.append(name)
+    return out
 
 
 def _read_astropy(path: pathlib.Path, fmt: str) -> pd.DataFrame:
@@ -117,10 +228,133 @@ def _read_astropy(path: pathlib.Path, fmt: str) -> pd.DataFrame:
         warnings.simplefilter("ignore")  # VOTable/FITS unit and spec warnings are not the user's problem here
         if fmt == "votable":
             # VOTable FIELDs carry a machine ID (col0 ...) and the column's real name: use the name
+            # (astropy decompresses .gz/.bz2/.xz files itself, for both formats)
             table = Table.read(path, format="votable", use_names_over_ids=True)
         else:
             table = Table.read(path, format="fits")
     return astropy_to_frame(table)
+
+
+# ----------------------------------------------------------------------------- cleaning what users download
+
+# texts read as missing besides pandas' defaults ("", "NaN", "nan", "null", "NULL", "None", "NA", "N/A" ...)
+# ("NONE" is left a value: CSC's grating column says NONE for no grating)
+_EXTRA_MISSING_TEXTS = ("--", "Null", "NAN")
+_MISSING_TEXTS = frozenset(("", "nan", "-nan", "+nan", "null", "na", "n/a", "--", "<na>"))
+_TRUE_TEXTS = frozenset(("true", "t", "yes", "1", "1.0"))
+_FALSE_TEXTS = frozenset(("false", "f", "no", "0", "0.0"))
+_RA_NAMES = frozenset(("ra", "raj2000", "ra2000", "ra_icrs", "radeg"))
+_DEC_NAMES = frozenset(("dec", "de", "dej2000", "decj2000", "dec2000", "de_icrs", "dec_icrs", "dedeg"))
+_MANGLED = re.compile(r"^(?P<base>.+)\.(?P<n>[1-9][0-9]*)$")
+
+
+def _clean_frame(df: pd.DataFrame, report: ReadReport, source: str) -> pd.DataFrame:
+    """Strip column names, drop repeated columns, clean every text column (see the module docstring)."""
+    raw = [str(c) for c in df.columns]
+    names = [c.strip() for c in raw]
+    report.columns_renamed = {r: n for r, n in zip(raw, names) if r != n}
+    data = {}
+    kept_at: dict[str, int] = {}
+    dropped = []
+    for i, name in enumerate(names):
+        base = name
+        m = _MANGLED.match(name)
+        if name not in kept_at and m is not None and m.group("base") in kept_at:
+            base = m.group("base")             # pandas' or an earlier export's copy: name.1 of name
+        if base in kept_at:
+            dropped.append((i, name, base))
+            continue
+        kept_at[base] = i
+        data[base] = _clean_column(df.iloc[:, i], name, report)
+    for i, name, base in dropped:
+        values = _clean_column(df.iloc[:, i], name, ReadReport(source, report.format))
+        report.duplicate_columns.append({"dropped": raw[i], "kept": base, "position": i,
+                                         "differing_rows": _differing_rows(data[base], values)})
+    # one block per dtype (a frame built column by column is fragmented, and pandas warns on inserts)
+    return pd.DataFrame(data, index=df.index).copy()
+
+
+def _differing_rows(a: pd.Series, b: pd.Series) -> int:
+    """Rows where two columns differ (both missing counts as equal)."""
+    na, nb = a.isna().to_numpy(), b.isna().to_numpy()
+    try:
+        same = (a.to_numpy(dtype=object) == b.to_numpy(dtype=object))
+        same = np.asarray(same, dtype=bool)
+    except Exception:
+        same = np.zeros(len(a), dtype=bool)
+    return int((~((na & nb) | (~na & ~nb & same))).sum())
+
+
+def _clean_column(col: pd.Series, name: str, report: ReadReport) -> pd.Series:
+    """One column as xsift reads it: numbers and booleans kept; text stripped, missing texts null,
+    then numbers, booleans or sexagesimal angles where every value is one."""
+    if pd.api.types.is_numeric_dtype(col.dtype) or pd.api.types.is_bool_dtype(col.dtype):
+        return col
+    if not (col.dtype == object or pd.api.types.is_string_dtype(col.dtype)):
+        return col
+    values = col.to_numpy(dtype=object, na_value=None)
+    text = np.array([None if (v is None or (isinstance(v, float) and np.isnan(v))) else
+                     (v.decode("utf-8") if isinstance(v, bytes) else str(v)).strip() for v in values],
+                    dtype=object)
+    present = np.array([t is not None for t in text], dtype=bool)
+    lowered = np.array([t.lower() if t is not None else "" for t in text], dtype=object)
+    missing_text = present & np.isin(lowered, list(_MISSING_TEXTS))
+    if missing_text.any():
+        report.missing_texts[name] = int(missing_text.sum())
+        text[missing_text] = None
+        present &= ~missing_text
+    kept = text[present]
+    if present.any():
+        numbers = pd.to_numeric(pd.Series(kept, dtype=object), errors="coerce")
+        if not numbers.isna().any():
+            report.numeric_from_text.append(name)
+            out = np.full(len(text), np.nan)
+            out[present] = numbers.to_numpy(dtype=np.float64)
+            if present.all() and (out == np.round(out)).all() and np.abs(out).max() < 2 ** 53:
+                return pd.Series(out.astype(np.int64), index=col.index, name=col.name)
+            return pd.Series(out, index=col.index, name=col.name)
+        low = lowered[present]
+        is_true, is_false = np.isin(low, list(_TRUE_TEXTS)), np.isin(low, list(_FALSE_TEXTS))
+        if (is_true | is_false).all():
+            report.boolean_from_text.append(name)
+            out = pd.array([None] * len(text), dtype="boolean")
+            out[np.flatnonzero(present)] = is_true
+            return pd.Series(out, index=col.index, name=col.name)
+        kind = _angle_kind(name)
+        if kind is not None:
+            degrees = _sexagesimal(kept, kind)
+            if degrees is not None:
+                report.sexagesimal[name] = "hourangle" if kind == "ra" and not degrees[1] else "deg"
+                out = np.full(len(text), np.nan)
+                out[present] = degrees[0]
+                return pd.Series(out, index=col.index, name=col.name)
+    return pd.Series(pd.array(list(text), dtype="str"), index=col.index, name=col.name)
+
+
+def _angle_kind(name: str) -> str | None:
+    """'ra' or 'dec' for a column named as a right ascension or declination, else None."""
+    tokens = re.split(r"[_\s]+", name.strip().lower())
+    if any(t in _RA_NAMES for t in tokens):
+        return "ra"
+    if any(t in _DEC_NAMES for t in tokens):
+        return "dec"
+    return None
+
+
+def _sexagesimal(texts: np.ndarray, kind: str) -> tuple[np.ndarray, bool] | None:
+    """(degrees, whether the text gave degrees) of sexagesimal angle texts (right ascension in
+    hours unless written with d/°), or None if any text is not a sexagesimal angle."""
+    from astropy import units as u
+    from astropy.coordinates import Angle
+    texts = [str(t) for t in texts]
+    if not all(re.fullmatch(r"[+-]?\d{1,3}\s*[ :hd°]\s*\d{1,2}(\s*[ :m']\s*\d{1,2}(\.\d*)?)?\s*[s\"]?", t)
+               for t in texts):
+        return None
+    in_degrees = kind == "dec" or any(("d" in t or "°" in t) for t in texts)
+    try:
+        return Angle(texts, unit=u.deg if in_degrees else u.hourangle).deg.astype(np.float64), in_degrees
+    except Exception:
+        return None
 
 
 def astropy_to_frame(table) -> pd.DataFrame:

@@ -6,7 +6,11 @@ What is checked, and what happens:
 problem                                handling
 =====================================  ==============================================================
 empty table                            SchemaError
-a required column is missing           SchemaError naming the column(s), the file, and near names
+a required column spelled otherwise    found case-insensitively (``sc_hr1`` for ``SC_HR1``) or under
+                                       one of its preset aliases (``HR1``), renamed, listed in the
+                                       report (``columns_matched``); two candidates: SchemaError
+a required column is missing           SchemaError naming the column(s), the file, near names, and
+                                       which of the preset's feature columns were found and missing
 non-numeric text in a numeric column   SchemaError naming the column, a bad value and its row
 a feature column null in every row     SchemaError naming the column when fitting; when a saved
                                        model is applied (classify, one shard of many) the column is
@@ -16,11 +20,14 @@ duplicate (source, detection) rows     identical duplicates: all but the first d
                                        duplicates that differ: SchemaError listing the first keys
 =====================================  ==============================================================
 
-The counts are returned in a :class:`CheckReport` and go into the run's manifest.
+The counts are returned in a :class:`CheckReport` and go into the run's manifest, with what the
+reader did to the file (:func:`xsift.data.io.read_catalog`'s ``attrs["xsift_read"]``) and the
+feature columns found, under ``input``.
 """
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,41 +43,97 @@ class CheckReport:
     duplicates_dropped: int = 0
     infinite_to_missing: dict = field(default_factory=dict)
     all_null_features: list = field(default_factory=list)
+    # required name -> the table's name for it, where it was found case-insensitively or by an alias
+    columns_matched: dict = field(default_factory=dict)
+    # what the reader did to the file (xsift.data.io.ReadReport) and the feature columns found; None
+    # for a frame that did not come from read_catalog
+    input: dict | None = None
     # codes of the first key column (the source name) for the rows of the checked frame: equal exactly
     # where the names are; kept so that later steps need not factorise the names again (not reported)
     key_codes: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict:
-        return {"rows_in": self.rows_in, "rows_out": self.rows_out,
-                "duplicates_dropped": self.duplicates_dropped,
-                "infinite_to_missing": dict(self.infinite_to_missing),
-                "all_null_features": list(self.all_null_features)}
+        out = {"rows_in": self.rows_in, "rows_out": self.rows_out,
+               "duplicates_dropped": self.duplicates_dropped,
+               "infinite_to_missing": dict(self.infinite_to_missing),
+               "all_null_features": list(self.all_null_features)}
+        if self.columns_matched:
+            out["columns_matched"] = dict(self.columns_matched)
+        if self.input is not None:
+            out["input"] = dict(self.input)
+        return out
+
+
+def match_columns(df: pd.DataFrame, wanted: Sequence[str], aliases: Mapping[str, Sequence[str]] | None = None,
+                  *, source: str = "catalogue") -> tuple[pd.DataFrame, dict[str, str]]:
+    """``df`` with each ``wanted`` column that it lacks under that exact name renamed from the table's
+    column of the same name in another case (``sc_hr1`` for ``SC_HR1``) or from one of its
+    ``aliases`` (exactly, then in any case), and the renames ``{wanted: name in the table}``.
+
+    A column the table has under its exact name is never renamed, and a table column that is itself
+    wanted is never taken for another. Raises :class:`SchemaError` naming ``source`` when two table
+    columns could be the wanted one.
+    """
+    wanted = list(dict.fromkeys(wanted))
+    names = [str(c) for c in df.columns]
+    present = set(names)
+    taken = {w for w in wanted if w in present}
+    renames: dict[str, str] = {}
+    for w in wanted:
+        if w in present:
+            continue
+        for candidate in [w, *((aliases or {}).get(w, ()))]:
+            exact = [n for n in names if n == candidate and n not in taken]
+            found = exact or [n for n in names if n.lower() == candidate.lower() and n not in taken]
+            if len(found) > 1:
+                raise SchemaError(f"{source}: columns {', '.join(repr(f) for f in found)} could each be the "
+                                  f"preset's column {w!r}; keep one, or rename the columns")
+            if found:
+                renames[w] = found[0]
+                taken.add(found[0])
+                break
+    if renames:
+        df = df.rename(columns={v: k for k, v in renames.items()})
+    return df, renames
 
 
 def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] = (),
                   features: list[str] = (), key: list[str] = (), source: str = "catalogue",
-                  all_null: str = "error") -> tuple[pd.DataFrame, CheckReport]:
+                  all_null: str = "error", aliases: Mapping[str, Sequence[str]] | None = None,
+                  ) -> tuple[pd.DataFrame, CheckReport]:
     """Check ``df`` and return it cleaned (infinities to NaN, identical duplicates dropped) with a report.
 
     ``required``: columns that must exist; ``numeric``: columns that must hold numbers;
     ``features``: numeric columns that must not be null in every row; ``key``: columns
     that identify one row (e.g. ``["name", "obsid"]``); ``source``: the file name
     used in messages; ``all_null``: ``"error"`` (default) raises on a feature column null in
-    every row, ``"count"`` lists it in the report instead (its rows are then incomplete).
+    every row, ``"count"`` lists it in the report instead (its rows are then incomplete);
+    ``aliases``: required column -> other names it may have in a table (a preset's ``[aliases]``);
+    required columns are also found in another letter case (:func:`match_columns`).
     """
     if all_null not in ("error", "count"):
         raise ValueError(f"all_null must be 'error' or 'count', got {all_null!r}")
     if len(df) == 0:
         raise SchemaError(f"{source}: the table is empty; expected at least one detection")
-    missing = [c for c in required if c not in df.columns]
+    read = df.attrs.get("xsift_read")
+    df, matched = match_columns(df, list(required) + list(numeric) + list(features), aliases, source=source)
+    missing = [c for c in dict.fromkeys(required) if c not in df.columns]
+    feature_list = list(dict.fromkeys(features))
+    found_features = [c for c in feature_list if c in df.columns]
     if missing:
         hints = []
         for c in missing:
             near = difflib.get_close_matches(c, [str(x) for x in df.columns], n=1)
             hints.append(f"{c!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        absent = [c for c in feature_list if c not in df.columns]
+        features_text = (f"; feature columns found: {', '.join(found_features) or 'none'}; missing: "
+                         f"{', '.join(absent)}" if absent else "")
         raise SchemaError(f"{source}: missing column{'s' if len(missing) > 1 else ''} "
-                          f"{', '.join(hints)}; the preset needs {', '.join(required)}")
-    report = CheckReport(rows_in=len(df), rows_out=len(df))
+                          f"{', '.join(hints)}; the preset needs {', '.join(dict.fromkeys(required))}"
+                          + features_text)
+    report = CheckReport(rows_in=len(df), rows_out=len(df), columns_matched=matched)
+    if read is not None:
+        report.input = {**read, "features_found": found_features, "features_missing": []}
     df = df.copy(deep=False)    # columns are replaced below, never written in place: the caller's frame is kept
     for col in dict.fromkeys(list(numeric) + list(features)):
         series = df[col]

@@ -131,7 +131,7 @@ def _prepare(df, preset, *, source, need_types=True, all_null="error"):
         required.append(cols["type"])
     return check_catalog(df, required=required, numeric=[cols["ra"], cols["dec"]],
                          features=raw, key=[cols["name"], cols["obsid"]], source=source,
-                         all_null=all_null)
+                         all_null=all_null, aliases=resolve_preset(preset).aliases)
 
 
 def reference_labels(df: pd.DataFrame, preset) -> tuple[np.ndarray, dict]:
@@ -147,7 +147,7 @@ def reference_labels(df: pd.DataFrame, preset) -> tuple[np.ndarray, dict]:
         return np.full(n, UNLABELLED, dtype=np.int64), {"type_column": None, "unlabelled_null": n}
     # classify the distinct type strings once, then map every row through its code
     codes, uniques = pd.factorize(df[col], sort=False)
-    lookup = {c: i for i, c in enumerate(classes)}
+    lookup = {lab: classes.index(c) for lab, c in resolve_preset(preset).classes.label_to_class.items()}
     uninformative = set(uninformative)
     texts = [str(u).strip() for u in uniques]
     lut = np.array([lookup.get(t, UNLABELLED if (t == "" or t in uninformative) else OTHER_TYPE)
@@ -536,7 +536,8 @@ class ClusterThenLabel(ParamsMixin):
         dtype = self._dtype()
         df = as_frame(table, source=source)
         raw = raw_feature_columns(self.preset_)
-        df, _ = check_catalog(df, required=raw, features=raw, source=source, all_null="count")
+        df, _ = check_catalog(df, required=raw, features=raw, source=source, all_null="count",
+                              aliases=self.preset_.aliases)
         feats, ok = features_of(df, self.preset_)
         X_all = self.transform_.transform(feats)
         rows = np.flatnonzero(ok & np.isfinite(X_all).all(axis=1))
@@ -711,4 +712,3 @@ def _detection_table(df, feats, rows, cluster, probs, pred, classes, cols) -> pd
     # copy=False: the columns are fresh arrays; pandas would otherwise copy them all once more
     # into one consolidated 2-d block
     return pd.DataFrame(out, copy=False)
-

@@ -19,7 +19,7 @@ PAPER_FEATURES = ["hard_hm", "hard_hs", "hard_ms", "powlaw_gamma", "bb_kt", "var
 # Eq. 2 (log after + a tenth of the smallest non-zero value) and Eq. 1 (min-max) of the paper
 PAPER_LOG = ["bb_kt", "var_ratio_b", "var_ratio_h", "var_ratio_s", "var_newq_b"]
 PAPER_MINMAX = ["powlaw_gamma", "bb_kt", "var_ratio_b", "var_ratio_h", "var_ratio_s", "var_newq_b"]
-SHIPPED = ["csc", "nb_csc", "nb_muwclass", "nb_xmm"]
+SHIPPED = ["csc", "erass1", "nb_csc", "nb_muwclass", "nb_xmm", "xmm"]
 
 
 def _text(name: str) -> str:
@@ -272,7 +272,7 @@ def test_labels_from_cycle_is_an_error_not_a_recursion(tmp_path):
 
 
 def test_unknown_name_and_bad_toml(tmp_path):
-    with pytest.raises(XsiftError, match="no_such_preset: no such preset file; built-in presets: csc, nb_csc"):
+    with pytest.raises(XsiftError, match="no_such_preset: no such preset file; built-in presets: csc, erass1, nb_csc"):
         load_preset("no_such_preset")
     bad = _write(tmp_path, "broken.toml", "[features\n")
     with pytest.raises(XsiftError, match="broken.toml: not valid TOML"):
