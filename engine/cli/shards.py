@@ -2,7 +2,9 @@
 
 They run :mod:`xsift.distributed` on a ``distributed.LocalCluster`` sized to the
 machine, or on a running Dask cluster given by the common ``--scheduler
-tcp://HOST:PORT`` option (the same commands, only the address changes)::
+tcp://HOST:PORT`` option (the same commands, only the address changes). At a terminal each Dask
+stage draws a bar labelled with it ("classify: shards", "vote: partitions"); ``XSIFT_PROGRESS=0``
+switches them off::
 
     xsift fit-shards CATALOG_DIR --out model/ [--fit-sample 1000000 | --full-em]
     xsift classify-shards CATALOG_DIR --model model/ --out run/     # classify every shard, then vote
@@ -29,7 +31,8 @@ def _add_cluster_options(parser) -> None:
                         help="address of a running Dask scheduler (tcp://HOST:PORT); by default a "
                              "LocalCluster sized to this machine is started and closed")
     parser.add_argument("--workers", type=int, default=None,
-                        help="worker processes of the local cluster (default: one per CPU core); "
+                        help="worker processes of the local cluster (default: one per CPU this process may "
+                             "use: its CPU affinity, e.g. taskset, capped by a container's cgroup CPU quota); "
                              "ignored with --scheduler")
 
 

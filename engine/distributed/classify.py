@@ -130,7 +130,7 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
                              model_dir=str(pathlib.Path(model_dir).resolve()), expected_hash=digest,
                              columns=columns, pure=False,
                              key=[f"xsift-classify-{f.stem}-{digest[:8]}-{time.time_ns()}" for f in pending])
-        show_progress(futures)
+        show_progress(futures, "classify: shards")
         wait(futures)
         failures = []
         for f, fut in zip(pending, futures):

@@ -89,7 +89,7 @@ def vote_shards(client, run_dir: str | os.PathLike, *, classes: list[str], aggre
     tasks = [dask.delayed(_vote_partition)(p, i, str(staging.resolve()), list(classes), dict(aggregation))
              for i, p in enumerate(shuffled.to_delayed())]
     futures = client.compute(tasks)
-    show_progress(futures)
+    show_progress(futures, "vote: partitions (shuffle on name)")
     results = client.gather(futures)
     table = sum(r["votes"] for r in results)
     summary = {"sources": int(sum(r["sources"] for r in results)),
