@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 __all__ = ["ColumnInfo", "REGISTRY", "PATTERNS", "column_info", "describe_columns", "identity_columns",
            "provenance", "PROVENANCE_KEYWORDS"]
@@ -51,7 +51,7 @@ class ColumnInfo:
     ucd: str | None = None
 
 
-_NUM = "" # dimensionless
+_NUM = ""   # dimensionless
 _RATE = "ct s-1"
 _FLUX = "erg cm-2 s-1"
 _BANDS = {"b": "broad (0.5-7 keV)", "h": "hard (2-7 keV)", "m": "medium (1.2-2 keV)",
@@ -147,7 +147,7 @@ REGISTRY: dict[str, ColumnInfo] = {
 }
 
 #: (regular expression, builder of the metadata from the match): column families
-PATTERNS: list[tuple[re.Pattern, object]] = [
+PATTERNS: list[tuple[re.Pattern, Callable[[re.Match], ColumnInfo]]] = [
     (re.compile(r"p_cluster_(\d+)"),
      lambda m: ColumnInfo(_NUM, f"probability of Gaussian-mixture component {m[1]}", "stat.probability")),
     (re.compile(r"(?:flux_aper90|flux_aper|flux_powlaw|flux_bb)_([bhmsuw])", re.I),

@@ -35,14 +35,17 @@ def write_tables(tables: dict[str, pd.DataFrame], out: str | pathlib.Path, fmt: 
     (:func:`xsift.data.columns.provenance`) in each table's header. Returns name -> path written."""
     from xsift.data.io import write_table
     from xsift.methods.voting import published_format
+    from xsift.data.columns import ColumnInfo
     written = {}
     for name, table in tables.items():
-        classes_here = list(classes)
+        classes_here, text = list(classes), {}
         if published and name in ("uniquely_classified", "ambiguous"):
             table = published_format(table, list(classes))
-            classes_here = []   # the 'mean±std' text columns are not probabilities
+            classes_here = []   # the 'mean±std' text columns are text, not probabilities
+            text = {c: ColumnInfo(None, f"probability of class {c} over the source's detections, as the text "
+                                        "'mean±std'") for c in classes}
         written[name] = str(write_table(table, table_path(out, name, fmt), fmt, classes=classes_here,
-                                        provenance=provenance))
+                                        provenance=provenance, columns=text))
     return written
 
 

@@ -238,6 +238,11 @@ def test_run_and_validate_write_votable_and_fits_with_metadata(tmp_path):
         infos = {i.name: i.value for i in parse(str(tmp_path / "r" / "detection_level.vot")).resources[0].infos}
     assert (infos["method"], infos["preset"], infos["model_hash"], infos["input"]) == (
         "cluster_then_label", "csc", digest, str(cat))
+    # the paper's 'mean±std' text columns are described as such, not as probabilities
+    assert main(["classify", str(cat), "--model", str(tmp_path / "r" / "model"), "--out", str(tmp_path / "p"),
+                 "--format", "vot", "--published-format", "--no-figures"]) == 0
+    p = _read_astropy(tmp_path / "p" / "uniquely_classified.vot", "votable")
+    assert "±" in p["LMXB"][0] and "mean±std" in p["LMXB"].description and "ucd" not in p["LMXB"].meta
     assert main(["validate", str(cat), "--out", str(tmp_path / "v"), "--k", "3", "--format", "fits",
                  "--no-figures"]) == 0
     from astropy.io import fits
