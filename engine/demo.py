@@ -14,6 +14,10 @@ import time
 import numpy as np
 
 
+#: the demo's stages, in order (what ``progress`` is called with)
+DEMO_STAGES = ("simulate", "check", "features", "cluster", "distances", "vote", "write", "validate")
+
+
 def truth_recovery(detection_level, uniquely, catalog, classes, aggregation, *, source: str = "name",
                    detection: str = "obsid") -> dict:
     """Accuracy of the classified detections and of the uniquely classified sources against the
@@ -40,11 +44,13 @@ def truth_recovery(detection_level, uniquely, catalog, classes, aggregation, *, 
 
 
 def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validate: bool = True,
-             figures: bool = True, preset=None, precision: str = "float64", log=print) -> dict:
+             figures: bool = True, preset=None, precision: str = "float64", log=print, progress=None) -> dict:
     """Run the demo into ``out``; returns the manifest facts (counts, accuracies, timings).
 
     ``preset``: a cluster-then-label preset (a built-in name, a TOML path or a Preset; default ``csc``)
-    whose columns are the simulator's; ``precision``: ``"float32"`` or ``"float64"`` (the kernels')."""
+    whose columns are the simulator's; ``precision``: ``"float32"`` or ``"float64"`` (the kernels');
+    ``progress``: None, or a callable called with each stage's name as it begins (:data:`DEMO_STAGES`;
+    e.g. :class:`xsift.report.progress.StageProgress`)."""
     from xsift.config import load_preset
     from xsift.methods.cluster_then_label import ClusterThenLabel
     from xsift.report.outputs import run_figures, write_tables
@@ -55,7 +61,12 @@ def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validat
     out = pathlib.Path(out)
     preset = load_preset("csc" if preset is None else preset)
     timings = {}
+    def stage(name):
+        if progress is not None:
+            progress(name)
+
     t0 = time.perf_counter()
+    stage("simulate")
     catalog = simulate_catalog(detections, seed=seed)
     cat_path = write_table(catalog, out / "catalog.parquet")
     timings["simulate_s"] = round(time.perf_counter() - t0, 3)
@@ -63,10 +74,12 @@ def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validat
 
     t1 = time.perf_counter()
     model = ClusterThenLabel(preset=preset, n_components=k, seed=seed, precision=precision)
-    result = model.fit_classify(catalog, source=str(cat_path))
+    result = model.fit_classify(catalog, source=str(cat_path), progress=progress)
+    stage("cluster")
     tables = {"clusters": model.cluster_table(catalog, source=str(cat_path)), **result.tables()}
     report = dict(result.report)
     timings["pipeline_s"] = round(time.perf_counter() - t1, 3)
+    stage("write")
     digest = model.save(out / "model")
     written = write_tables(tables, out, "parquet", model.classes_, False)
     if figures:
@@ -92,6 +105,7 @@ def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validat
         from xsift.methods.validation import validate as run_validation
         from xsift.report.outputs import write_validation
         t2 = time.perf_counter()
+        stage("validate")
         res = run_validation(catalog, preset, n_components=k, seed=seed, split_seed=seed, precision=precision,
                              source=str(cat_path))
         written.update(write_validation(res, out / "validation", figures=figures))

@@ -12,6 +12,7 @@ Argument parsing and printing only: the work is :class:`xsift.ClusterThenLabel` 
 """
 from __future__ import annotations
 
+import functools
 import pathlib
 import time
 
@@ -27,6 +28,30 @@ fit_help = "fit the cluster-then-label model (feature transform, GMM, per-cluste
 classify_help = "classify the unlabelled detections of a catalogue with a saved model; master classes per source"
 classify_common = ("device", "precision")   # the preset is the saved model's
 run_help = "fit the cluster-then-label model on a catalogue and classify it (the paper's whole run)"
+
+
+def add_quiet_option(parser) -> None:
+    """``--quiet``: no progress bar (:mod:`xsift.report.progress`) for this command."""
+    parser.add_argument("--quiet", action="store_true",
+                        help="draw no progress bar (one is drawn on standard error only when it is a terminal; "
+                             "XSIFT_PROGRESS=0 switches it off for every command)")
+
+
+def with_progress(title: str, stages=None):
+    """Decorator of a command's run function ``run(args, ...)``: while it runs, ``args.progress`` is a
+    :class:`xsift.report.progress.StageProgress` titled ``xsift TITLE`` over ``stages`` (default: the
+    in-memory run's), drawn when :func:`xsift.report.progress.progress_wanted` says so (``--quiet``,
+    ``XSIFT_PROGRESS``, a terminal on standard error), and closed when it returns or raises."""
+    def wrap(run):
+        @functools.wraps(run)
+        def runner(args, *more, **options):
+            from xsift.report.progress import STAGES, StageProgress, progress_wanted
+            with StageProgress(f"xsift {title}", STAGES if stages is None else stages,
+                               enabled=progress_wanted(getattr(args, "quiet", False))) as progress:
+                args.progress = progress
+                return run(args, *more, **options)
+        return runner
+    return wrap
 
 
 def _add_input_arguments(parser) -> None:
@@ -61,6 +86,7 @@ def add_fit_arguments(parser) -> None:
                         help="model directory to write (model.npz, model.json, clusters table, manifest)")
     _add_fit_options(parser)
     add_format_option(parser, what="the clusters table")
+    add_quiet_option(parser)
 
 
 def add_classify_arguments(parser) -> None:
@@ -70,6 +96,7 @@ def add_classify_arguments(parser) -> None:
     parser.add_argument("--model", required=True, metavar="DIR", help="a model directory written by `xsift fit`")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for the tables and manifest")
     _add_output_options(parser)
+    add_quiet_option(parser)
 
 
 def add_run_arguments(parser) -> None:
@@ -78,6 +105,7 @@ def add_run_arguments(parser) -> None:
                         help="directory for the model, tables, figures and manifest")
     _add_fit_options(parser)
     _add_output_options(parser)
+    add_quiet_option(parser)
 
 
 def _load_inputs(args, preset):
@@ -118,6 +146,7 @@ def _check_output_options(args) -> None:
                          "cannot hold; use --format csv or parquet with it, or drop --published-format")
 
 
+@with_progress("fit", ("read", "check", "features", "cluster", "write"))
 def run_fit(args) -> int:
     from xsift.data.io import write_table
     from xsift.methods.cluster_then_label import resolve_preset
@@ -125,12 +154,14 @@ def run_fit(args) -> int:
     from xsift.report import write_manifest
     t0 = time.perf_counter()
     preset = resolve_preset(args.config or "csc")
+    args.progress("read")
     df, inputs = _load_inputs(args, preset)
-    model = _estimator(args, preset).fit(df, source=str(args.catalog))
+    model = _estimator(args, preset).fit(df, source=str(args.catalog), progress=args.progress)
     report = model.fit_report_
     out = pathlib.Path(args.out)
-    digest = model.save(out)
     clusters = model.cluster_table(df, source=str(args.catalog))
+    args.progress("write")
+    digest = model.save(out)
     path = write_table(clusters, out / f"clusters{FORMAT_SUFFIX[args.format]}", args.format,
                        provenance=_provenance("fit", preset, digest, inputs))
     write_manifest(out, command="fit", inputs=inputs, config={"k": args.k, "seed": args.seed,
@@ -143,6 +174,7 @@ def run_fit(args) -> int:
     return 0
 
 
+@with_progress("classify")
 def run_classify(args) -> int:
     from xsift.data.features import raw_feature_columns
     from xsift.data.io import read_catalog
@@ -152,11 +184,13 @@ def run_classify(args) -> int:
     _check_output_options(args)
     t0 = time.perf_counter()
     model = ClusterThenLabel.load(args.model).set_params(precision=args.precision)
+    args.progress("read")
     df = read_catalog(args.catalog)
-    result = model.classify(df, source=str(args.catalog))
+    result = model.classify(df, source=str(args.catalog), progress=args.progress)
     report, summary = result.report["classify"], result.report["voting"]
     out = pathlib.Path(args.out)
     tables = result.tables()
+    args.progress("write")
     written = write_tables(tables, out, args.format, model.classes_, args.published_format,
                            provenance=_provenance("classify", model.preset_, model.model_hash,
                                                   {"catalog": str(args.catalog)}))
@@ -185,6 +219,7 @@ def run_classify(args) -> int:
     return 0
 
 
+@with_progress("run")
 def run_run(args) -> int:
     from xsift.methods.cluster_then_label import resolve_preset
     from xsift.report.outputs import run_figures, write_tables
@@ -192,12 +227,15 @@ def run_run(args) -> int:
     _check_output_options(args)
     t0 = time.perf_counter()
     preset = resolve_preset(args.config or "csc")
+    args.progress("read")
     df, inputs = _load_inputs(args, preset)
     model = _estimator(args, preset)
-    result = model.fit_classify(df, source=str(args.catalog))
+    result = model.fit_classify(df, source=str(args.catalog), progress=args.progress)
+    args.progress("cluster")   # the clusters table: every complete detection's cluster and probabilities
     tables = {"clusters": model.cluster_table(df, source=str(args.catalog)), **result.tables()}
     report = dict(result.report)
     out = pathlib.Path(args.out)
+    args.progress("write")
     digest = model.save(out / "model")
     written = write_tables(tables, out, args.format, model.classes_, args.published_format,
                            provenance=_provenance("run", preset, digest, inputs))

@@ -14,11 +14,20 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--k", type=int, default=6, help="number of GMM clusters")
     parser.add_argument("--no-validate", action="store_true", help="skip the 70/30 validation run")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
+    from xsift.cli.cluster_then_label import add_quiet_option
+    add_quiet_option(parser)
 
 
 def run_cli(args) -> int:
+    from xsift.cli.cluster_then_label import with_progress
+    from xsift.demo import DEMO_STAGES
+    return with_progress("demo", DEMO_STAGES)(_run)(args)
+
+
+def _run(args) -> int:
     from xsift.demo import run_demo
     from xsift.methods.cluster_then_label import resolve_preset
     run_demo(args.out, detections=args.detections, seed=args.seed, k=args.k, validate=not args.no_validate,
-             figures=not args.no_figures, preset=resolve_preset(args.config or "csc"), precision=args.precision)
+             figures=not args.no_figures, preset=resolve_preset(args.config or "csc"), precision=args.precision,
+             progress=args.progress)
     return 0

@@ -42,12 +42,19 @@ def _weights_option(text: str | None, categories: list[str]):
 
 
 def _run_fit(args, tune: bool) -> int:
+    from xsift.cli.cluster_then_label import with_progress
+    stages = ("read", "tune", "fit", "write") if tune else ("read", "fit", "write")
+    return with_progress(f"nb {'tune' if tune else 'fit'}", stages)(_fit)(args, tune)
+
+
+def _fit(args, tune: bool) -> int:
     from xsift.errors import SchemaError
     from xsift.methods.naive_bayes import (NaiveBayesKDE, classification_metrics, format_metrics,
                                            load_nb_preset, tune_weights)
     from xsift.report import write_manifest
     t0 = time.perf_counter()
     spec = load_nb_preset(args.config)
+    args.progress("read")
     df = _read(args.catalog)
     label = args.labels or spec.label_column
     if not label or label not in df.columns:
@@ -58,17 +65,20 @@ def _run_fit(args, tune: bool) -> int:
                           bandwidth=args.bandwidth, precision=args.precision, seed=args.seed)
     summary = None
     if tune:
+        args.progress("tune")
         result = tune_weights(model, df, df[label], target=args.target, n_folds=args.folds, seed=args.seed,
                               popsize=args.popsize, maxiter=args.maxiter, source=source)
         model.set_params(weights=result.weights)
         summary = result.as_dict()
         print(f"tuned weights {summary['weights']}: cross-validated F1({result.target}) "
               f"{result.f1_equal_weights:.3f} (equal) -> {result.f1_tuned:.3f}")
+    args.progress("fit")
     model.fit(df, df[label], source=source)      # priors (if 'training') from the whole sample
     if summary is not None:
         summary["cross_validated_metrics"] = classification_metrics(
             result.y, result.cross_validated_predictions, spec.classes, model.priors_)
         print(format_metrics(summary["cross_validated_metrics"]))
+    args.progress("write")
     model_hash = model.save(args.out)
     facts = {**model.fit_report_, "label_column": label}
     write_manifest(args.out, command=f"nb {'tune' if tune else 'fit'}", inputs=[source],
@@ -80,6 +90,11 @@ def _run_fit(args, tune: bool) -> int:
 
 
 def _run_classify(args) -> int:
+    from xsift.cli.cluster_then_label import with_progress
+    return with_progress("nb classify", ("read", "classify", "write"))(_classify)(args)
+
+
+def _classify(args) -> int:
     import numpy as np
     import pandas as pd
     from xsift.data.io import write_table
@@ -89,9 +104,12 @@ def _run_classify(args) -> int:
     from xsift.report.outputs import FORMAT_SUFFIX
     t0 = time.perf_counter()
     model = NaiveBayesKDE.load(args.model, precision=args.precision)
+    args.progress("read")
     df = _read(args.catalog)
+    args.progress("classify")
     result = model.classify(df, source=str(args.catalog), keep_columns=_column_list(args.keep_columns))
     out, facts = result.detections, result.report["classify"]
+    args.progress("write")
     outdir = pathlib.Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
     table = write_table(out, outdir / f"nb_classification{FORMAT_SUFFIX[args.format]}", args.format,
@@ -170,6 +188,7 @@ def _run_tracks(args) -> int:
 def add_cli_arguments(parser) -> None:
     """Declare ``nb fit | tune | classify | tracks`` and their options on ``parser``."""
     from xsift.cli import HelpFormatter, _common_options, add_format_option
+    from xsift.cli.cluster_then_label import add_quiet_option
     sub = parser.add_subparsers(dest="nb_command", metavar="fit|tune|classify|tracks", required=True,
                                 help="fit KDE likelihoods, tune category weights, classify a catalogue, "
                                      "or draw probability tracks")
@@ -199,6 +218,7 @@ def add_cli_arguments(parser) -> None:
             p.add_argument("--folds", type=int, default=5, help="stratified cross-validation folds")
             p.add_argument("--popsize", type=int, default=15, help="DE population = popsize x categories")
             p.add_argument("--maxiter", type=int, default=100, help="maximum DE generations")
+        add_quiet_option(p)
         p.set_defaults(_nb=partial(_run_fit, tune=(name == "tune")))
     p = subparser("classify", "posterior class probabilities and outlier measure of every source")
     p.add_argument("catalog", help="catalogue to classify")
@@ -208,6 +228,7 @@ def add_cli_arguments(parser) -> None:
     p.add_argument("--keep-columns", default=None, metavar="A,B",
                    help="catalogue columns to copy into the output besides its key columns (the preset's "
                         "source and detection columns, ra, dec), so it joins back to the catalogue")
+    add_quiet_option(p)
     p.set_defaults(_nb=_run_classify)
     p = subparser("tracks", "probability tracks of one source (table + figure, the paper's Fig. 2)")
     p.add_argument("name", help="source name")

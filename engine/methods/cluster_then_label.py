@@ -323,12 +323,14 @@ class ClusterThenLabel(ParamsMixin):
         return content_hash(KIND, self._arrays(), self._meta())
 
     # -- fitting ------------------------------------------------------------------
-    def fit(self, table, y=None, *, source: str = "catalogue") -> "ClusterThenLabel":
+    def fit(self, table, y=None, *, source: str = "catalogue", progress=None) -> "ClusterThenLabel":
         """Fit the feature transform, the GMM (unless ``gmm`` is given) and the per-(cluster, class)
         statistics on ``table``; returns self.
 
         y: must be None: the reference labels are the table's reference-type column (preset
-        ``[columns] label``). source: how errors name the input.
+        ``[columns] label``). source: how errors name the input. progress: None (default: nothing shown),
+        or a callable called with each stage's name as it begins (``check``, ``features``, ``cluster``;
+        e.g. :class:`xsift.report.progress.StageProgress`).
         Raises :class:`SchemaError` for a table without the preset's columns, :class:`XsiftError` when
         no complete detection carries a training class or there are fewer complete detections than
         components.
@@ -337,10 +339,12 @@ class ClusterThenLabel(ParamsMixin):
         df = as_frame(table, source=source)
         preset = resolve_preset(self.preset)
         rows_in = len(df)
+        _stage(progress, "check")
         checked, schema = prepare_catalog(df, preset, source=source)
-        return self._fit_checked(checked, preset, rows_in=rows_in, schema=schema, source=source)
+        return self._fit_checked(checked, preset, rows_in=rows_in, schema=schema, source=source, progress=progress)
 
-    def _fit_checked(self, df, preset, *, rows_in, schema=None, source="catalogue") -> "ClusterThenLabel":
+    def _fit_checked(self, df, preset, *, rows_in, schema=None, source="catalogue",
+                     progress=None) -> "ClusterThenLabel":
         """:meth:`fit` on a frame already schema-checked (``schema``: the check's report, kept in the
         fit report when given)."""
         self._check_distance()
@@ -350,6 +354,7 @@ class ClusterThenLabel(ParamsMixin):
         report: dict = {"rows_in": int(rows_in)}
         if schema is not None:
             report["schema"] = schema
+        _stage(progress, "features")
         feats, ok = features_of(df, preset)
         names = feature_names(preset)
         d = len(names)
@@ -367,6 +372,7 @@ class ClusterThenLabel(ParamsMixin):
         timings["features_s"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
+        _stage(progress, "cluster")
         if self.gmm is None:
             from xsift.kernels.gmm import fit_gmm
             n_components = int(self.n_components)
@@ -426,7 +432,7 @@ class ClusterThenLabel(ParamsMixin):
         self.info_ = dict(info)
 
     # -- classifying ----------------------------------------------------------------
-    def classify(self, table, *, source: str = "catalogue") -> Classification:
+    def classify(self, table, *, source: str = "catalogue", progress=None) -> Classification:
         """Classify the unlabelled complete detections of ``table`` (nothing refitted) and vote master
         classes per source (:func:`xsift.methods.voting.master_classes`).
 
@@ -435,24 +441,31 @@ class ClusterThenLabel(ParamsMixin):
         class, ``predicted_class`` (null where no class is usable), ``no_usable_class`` and the
         untransformed features), ``uniquely_classified``, ``ambiguous``, and
         ``report = {"classify": ..., "voting": ...}``. A table without the reference-type column is
-        classified whole (every detection unlabelled). Raises :class:`SchemaError`.
+        classified whole (every detection unlabelled). progress: None (nothing shown) or a callable
+        called with each stage's name as it begins (``check``, ``features``, ``cluster``, ``distances``,
+        ``vote``). Raises :class:`SchemaError`.
         """
-        det, report, codes, pred = self._classify(as_frame(table, source=source), check=True, source=source)
+        det, report, codes, pred = self._classify(as_frame(table, source=source), check=True, source=source,
+                                                  progress=progress)
+        _stage(progress, "vote")
         uniq, amb, summary = self._vote(det, codes, pred)
         return Classification(det, uniq, amb, {"classify": report, "voting": summary})
 
-    def fit_classify(self, table, y=None, *, source: str = "catalogue") -> Classification:
+    def fit_classify(self, table, y=None, *, source: str = "catalogue", progress=None) -> Classification:
         """:meth:`fit` then :meth:`classify` on the same table, as the paper's run, with one schema check.
 
         Returns a :class:`Classification` whose report holds ``schema``, ``fit``, ``classify`` and
-        ``voting``; the tables are those of ``fit(table).classify(table)``."""
+        ``voting``; the tables are those of ``fit(table).classify(table)``. progress: as in :meth:`classify`."""
         _no_y(y, "fit_classify")
         df = as_frame(table, source=source)
         preset = resolve_preset(self.preset)
+        _stage(progress, "check")
         df, checked = _prepare(df, preset, source=source)
         schema = checked.as_dict()
-        self._fit_checked(df, preset, rows_in=len(df), source=source)
-        det, report, codes, pred = self._classify(df, check=False, source=source, name_codes=checked.key_codes)
+        self._fit_checked(df, preset, rows_in=len(df), source=source, progress=progress)
+        det, report, codes, pred = self._classify(df, check=False, source=source, name_codes=checked.key_codes,
+                                                  progress=progress)
+        _stage(progress, "vote")
         uniq, amb, summary = self._vote(det, codes, pred)
         return Classification(det, uniq, amb, {"schema": schema, "fit": self.fit_report_,
                                                "classify": report, "voting": summary})
@@ -474,7 +487,7 @@ class ClusterThenLabel(ParamsMixin):
         summary["timings"] = {"voting_s": round(time.perf_counter() - t0, 4)}
         return uniq, amb, summary
 
-    def _classify(self, df, *, check=True, source="catalogue", name_codes=None):
+    def _classify(self, df, *, check=True, source="catalogue", name_codes=None, progress=None):
         """The classification's work -> (detection_level, report, codes of the names of its rows (from
         the schema check, or from ``name_codes`` given for the rows of ``df``; None if neither),
         predicted class index of its rows (n,) int, -1 where no class is usable)."""
@@ -488,10 +501,12 @@ class ClusterThenLabel(ParamsMixin):
         t0 = time.perf_counter()
         report: dict = {"rows_in": int(len(df))}
         if check:
+            _stage(progress, "check")
             df, checked = _prepare(df, preset, source=source, need_types=False, all_null="count")
             report["schema"] = checked.as_dict()
             name_codes = checked.key_codes
         t_check = time.perf_counter()
+        _stage(progress, "features")
         feats, ok = features_of(df, preset)
         labels, label_counts = reference_labels(df, preset)
         X_all = self.transform_.transform(feats)          # every row (NaN stays NaN): no row selection first
@@ -499,8 +514,10 @@ class ClusterThenLabel(ParamsMixin):
         target = np.flatnonzero(ok_t & (labels == UNLABELLED))
         X = X_all[target]
         t1 = time.perf_counter()
+        _stage(progress, "cluster")
         cluster = cluster_assignment(self.gmm_, X, dtype, chunk_size)
         t2 = time.perf_counter()
+        _stage(progress, "distances")
         probs, pred = classify_rows(X, cluster, self.class_means_, self.class_precisions_, self.class_mask_,
                                     squared=(self.distance == "squared"),
                                     chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, dtype=dtype,
@@ -688,6 +705,12 @@ class ClusterThenLabel(ParamsMixin):
         est._set_fitted(preset, transform, gmm, classes, arrays["class_means"],
                         arrays["class_precisions"], arrays["class_mask"], arrays["class_counts"], info)
         return est
+
+
+def _stage(progress, name: str) -> None:
+    """Tell a method's ``progress`` callable (if any) that stage ``name`` begins."""
+    if progress is not None:
+        progress(name)
 
 
 def _no_y(y, method: str) -> None:
