@@ -50,23 +50,31 @@ def write_tables(tables: dict[str, pd.DataFrame], out: str | pathlib.Path, fmt: 
 
 
 def run_figures(tables: dict[str, pd.DataFrame], n_clusters: int, out: str | pathlib.Path) -> dict[str, str]:
-    """The run's PNG figures into ``out``: hardness ratios by cluster, the sky by cluster and by the
-    uniquely classified sources' aggregated class (those whose tables are there). Returns name -> path."""
+    """The run's PNG figures into ``out``, each a density per panel (one panel per cluster or class,
+    :mod:`xsift.report.figures`): hardness ratios by cluster and by predicted class, the sky by cluster
+    and by the uniquely classified sources' aggregated class (those whose tables are there).
+    Returns name -> path."""
     from xsift.report import figures
     out = pathlib.Path(out)
     made = {}
     if "clusters" in tables and len(tables["clusters"]):
         clusters = tables["clusters"]
-        feats_cols = ("hard_hm", "hard_ms", "var_prob_h")
+        feats_cols = ("hard_hm", "hard_ms")
         if "detection_level" in tables and all(c in tables["detection_level"].columns for c in feats_cols):
+            det = tables["detection_level"]
             made["hardness_by_cluster"] = str(figures.hardness_by_cluster(
-                tables["detection_level"], out / "hardness_by_cluster.png", n_clusters=n_clusters))
+                det, out / "hardness_by_cluster.png", n_clusters=n_clusters))
+            if det["predicted_class"].notna().any():
+                made["hardness_by_class"] = str(figures.hardness_diagram(
+                    det, out / "hardness_by_class.png", by="predicted_class", label="class",
+                    title="Classified detections by predicted class"))
         made["sky_by_cluster"] = str(figures.sky_map(clusters["ra"], clusters["dec"], clusters["cluster"],
-                                                     out / "sky_by_cluster.png", title="Clusters"))
+                                                     out / "sky_by_cluster.png", title="Clusters",
+                                                     label="cluster"))
     if "uniquely_classified" in tables and len(tables["uniquely_classified"]):
         u = tables["uniquely_classified"]
         made["sky_by_class"] = str(figures.sky_map(u["ra"], u["dec"], u["agg_master_class"],
-                                                   out / "sky_by_class.png",
+                                                   out / "sky_by_class.png", label="class", what="sources",
                                                    title="Uniquely classified sources (aggregated class)"))
     return made
 
