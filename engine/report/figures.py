@@ -12,6 +12,7 @@ points, so that millions of detections stay legible and draw in bounded time and
 * :func:`plot_bic` — BIC and its gradient against K (the Pérez-Díaz paper's Fig. 1);
 * :func:`plot_tracks` — a naive-Bayes probability track (the Tranin paper's Fig. 2);
 * :func:`plot_outliers` — the naive-Bayes outlier measure per predicted class.
+* :func:`reliability_figure` — reliability diagram of class probabilities with the ECE (validation).
 """
 from __future__ import annotations
 
@@ -314,3 +315,37 @@ def plot_outliers(om: np.ndarray, pred: np.ndarray, classes: list[str], path) ->
     fig.tight_layout()
     with atomic_write(pathlib.Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
+
+
+def reliability_figure(curves: dict, path, *, title: str = "") -> pathlib.Path:
+    """Reliability diagram (Guo et al. 2017, Fig. 1): per confidence bin, the fraction of correct
+    predictions (markers joined by lines) against the mean top-class probability, the diagonal of
+    perfect calibration, each curve's ECE in the legend, and below it the detections per bin (log scale).
+
+    curves: label (e.g. ``"raw softmin"``, ``"calibrated, T = 1.8"``) -> a
+    :func:`xsift.methods.metrics.reliability` dict (``edges``, ``count``, ``confidence``, ``accuracy``,
+    ``ece``). Written atomically as PNG; returns ``path``.
+    """
+    fig = Figure(figsize=(5.2, 6.0))
+    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot([0, 1], [0, 1], color="0.5", lw=1, ls="--", label="perfect calibration")
+    for i, (label, rel) in enumerate(curves.items()):
+        conf = np.asarray(rel["confidence"], dtype=float)
+        acc = np.asarray(rel["accuracy"], dtype=float)
+        edges = np.asarray(rel["edges"], dtype=float)
+        count = np.asarray(rel["count"], dtype=float)
+        ok = count > 0
+        colour = f"C{i}"
+        top.plot(conf[ok], acc[ok], "o-", ms=4, color=colour, label=f"{label}: ECE {rel['ece']:.3f}")
+        bottom.stairs(count, edges, color=colour, lw=1.2)
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("fraction correct in the bin")
+    top.legend(loc="upper left", fontsize=8)
+    bottom.set_yscale("log")
+    bottom.set_xlabel("probability of the predicted class (bin mean)")
+    bottom.set_ylabel("detections")
+    if title:
+        top.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)

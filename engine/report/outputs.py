@@ -111,6 +111,8 @@ def write_validation(result: dict, out: str | pathlib.Path, *, figures: bool = T
     for key, labels, stem in (("confusion", result["classes"], "classes"),
                               ("confusion_aggregated", result["aggregated_classes"], "aggregated")):
         cm = result[key]
+        if cm is None:      # a method without aggregated classes (naive Bayes)
+            continue
         written[f"confusion_{stem}"] = write(confusion_frame(cm, labels, True), f"confusion_{stem}")
         written[f"confusion_{stem}_counts"] = write(confusion_frame(cm, labels, False), f"confusion_{stem}_counts")
         metrics = result["metrics" if stem == "classes" else "metrics_aggregated"]
@@ -122,4 +124,38 @@ def write_validation(result: dict, out: str | pathlib.Path, *, figures: bool = T
                 row_normalised(cm), labels, out / f"confusion_{stem}.png",
                 title=f"validation, {'training' if stem == 'classes' else 'aggregated'} classes (row-normalised)"))
     written["predictions"] = write(result["predictions"], "test_predictions", result["classes"])
+    written.update(_write_reliability(result, out, figures))
+    return written
+
+
+def _write_reliability(result: dict, out: pathlib.Path, figures: bool) -> dict[str, str]:
+    """``reliability.csv`` (per bin and curve: edges, detections, mean confidence, fraction correct),
+    ``validation.json`` (counts, split, priors, reliability with ECE, calibration, metric tables) and,
+    with ``figures``, ``reliability.png`` of a validation result."""
+    from xsift.data.io import write_json, write_table
+    written = {}
+    rel = result.get("reliability") or {}
+    if not rel:
+        return written
+    rows = []
+    for curve, r in rel.items():
+        for b in range(r["n_bins"]):
+            rows.append({"curve": curve, "bin_low": r["edges"][b], "bin_high": r["edges"][b + 1],
+                         "detections": r["count"][b], "mean_confidence": r["confidence"][b],
+                         "fraction_correct": r["accuracy"][b]})
+    written["reliability"] = str(write_table(pd.DataFrame(rows), out / "reliability.csv"))
+    report = {key: result.get(key) for key in ("method", "model_hash", "counts", "split", "priors", "calibration",
+                                               "reliability")}
+    for key in ("metrics", "metrics_aggregated"):
+        if result.get(key) is not None:
+            report[key] = result[key].to_dict(orient="records")
+    written["report"] = str(write_json(report, out / "validation.json"))
+    if figures:
+        from xsift.report.figures import reliability_figure
+        cal = result.get("calibration") or {}
+        labels = {"raw": "raw probabilities",
+                  "calibrated": f"calibrated, T = {cal.get('temperature', float('nan')):.3g}"}
+        written["reliability_png"] = str(reliability_figure(
+            {labels.get(k, k): r for k, r in rel.items()}, out / "reliability.png",
+            title=f"{result.get('method', '')} validation: held-out detections ({rel['raw']['n']:,})"))
     return written
