@@ -54,6 +54,7 @@ from xsift.errors import SchemaError, XsiftError
 from xsift.data.features import (FeatureTransform, complete_rows, derive_features, feature_names,
                                  raw_feature_columns)
 from xsift.methods.base import Classification, NotFittedError
+from xsift.methods.calibration import apply_temperature, calibration_meta, temperature_from_meta, temperature_of
 from xsift.methods.estimator import PRECISIONS, ParamsMixin, as_frame, precision_dtype
 
 __all__ = ["ClusterThenLabel", "reference_labels", "DISTANCES", "PRECISIONS"]
@@ -280,7 +281,8 @@ class ClusterThenLabel(ParamsMixin):
     (K, L, d, d; pseudo-inverse covariances), ``class_mask_`` (K, L) bool (False: class excluded in that
     cluster, its blocks zero), ``class_counts_`` (K, L) references, ``fit_report_`` (row counts per step,
     reference-label counts, cluster sizes, excluded pairs, GMM convergence, timings; set by :meth:`fit`,
-    absent on a loaded model), ``info_`` (what a saved model keeps of that report).
+    absent on a loaded model), ``info_`` (what a saved model keeps of that report), ``temperature_`` (None,
+    or the temperature every probability is scaled by: :mod:`xsift.methods.calibration`).
 
     Tables (``table``) are pandas DataFrames, astropy Tables, NumPy structured arrays or dicts of columns
     with the preset's columns (``name``, ``obsid``, ``ra``, ``dec``, ``main_type`` and the raw features
@@ -430,6 +432,7 @@ class ClusterThenLabel(ParamsMixin):
         self.class_mask_ = np.asarray(mask, bool)
         self.class_counts_ = np.asarray(counts, np.int64)
         self.info_ = dict(info)
+        self.temperature_ = None        # uncalibrated (xsift.methods.calibration)
 
     # -- classifying ----------------------------------------------------------------
     def classify(self, table, *, source: str = "catalogue", progress=None) -> Classification:
@@ -522,6 +525,7 @@ class ClusterThenLabel(ParamsMixin):
                                     squared=(self.distance == "squared"),
                                     chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, dtype=dtype,
                                     out_dtype=np.float64)
+        probs = apply_temperature(probs, temperature_of(self))
         t3 = time.perf_counter()
         out = _detection_table(df, feats, target, cluster, probs, pred, list(self.classes_), cols)
         t4 = time.perf_counter()
@@ -564,7 +568,7 @@ class ClusterThenLabel(ParamsMixin):
                                     squared=(self.distance == "squared"),
                                     chunk_size=self.chunk_size or DEFAULT_CHUNK_SIZE, dtype=dtype,
                                     out_dtype=np.float64)
-        return df, rows, np.asarray(pred), np.asarray(probs)
+        return df, rows, np.asarray(pred), apply_temperature(np.asarray(probs), temperature_of(self))
 
     def predict_proba(self, table, *, source: str = "table") -> np.ndarray:
         """(n, L) float64 class probabilities of every row of ``table``, labelled or not, columns in
@@ -664,7 +668,7 @@ class ClusterThenLabel(ParamsMixin):
 
     def _meta(self) -> dict:
         return {"preset": preset_record(self.preset_), "transform": self.transform_.to_dict(),
-                "classes": list(self.classes_), "distance": self.distance}
+                "classes": list(self.classes_), "distance": self.distance, **calibration_meta(self)}
 
     def save(self, directory: str | os.PathLike) -> str:
         """Write ``model.npz`` (arrays) and ``model.json`` (preset, transform, classes, distance, hash,
@@ -704,6 +708,7 @@ class ClusterThenLabel(ParamsMixin):
                         arrays["gmm_precisions_cholesky"])
         est._set_fitted(preset, transform, gmm, classes, arrays["class_means"],
                         arrays["class_precisions"], arrays["class_mask"], arrays["class_counts"], info)
+        est.temperature_ = temperature_from_meta(meta, where)
         return est
 
 
@@ -735,3 +740,4 @@ def _detection_table(df, feats, rows, cluster, probs, pred, classes, cols) -> pd
     # copy=False: the columns are fresh arrays; pandas would otherwise copy them all once more
     # into one consolidated 2-d block
     return pd.DataFrame(out, copy=False)
+
