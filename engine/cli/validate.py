@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from xsift.cli import add_format_option
-from xsift.cli.cluster_then_label import DISTANCES
+from xsift.cli.cluster_then_label import DISTANCES, add_quiet_option, with_progress
 
 CLI_HELP = "70/30 stratified validation of the cluster-then-label classifier: confusion matrices, precision/recall/F1"
 
@@ -23,18 +23,23 @@ def add_cli_arguments(parser) -> None:
                         help="squared Mahalanobis distance (published tables) or its square root")
     parser.add_argument("--no-figures", action="store_true", help="skip the PNG confusion matrices")
     add_format_option(parser, default="csv", what="the tables")
+    add_quiet_option(parser)
 
 
+@with_progress("validate", ("read", "validate", "write"))
 def run_cli(args) -> int:
     from xsift.data.io import read_catalog
     from xsift.methods.validation import validate
     from xsift.report.outputs import write_validation
     from xsift.report import write_manifest
     t0 = time.perf_counter()
+    args.progress("read")
     df = read_catalog(args.catalog)
+    args.progress("validate")
     result = validate(df, args.config or "csc", n_components=args.k, seed=args.seed, split_seed=args.split_seed,
                       test_fraction=args.test_fraction, distance=args.distance, precision=args.precision,
                       source=str(args.catalog))
+    args.progress("write")
     from xsift.config import load_preset
     from xsift.data.columns import provenance
     written = write_validation(result, args.out, figures=not args.no_figures, fmt=args.format,
