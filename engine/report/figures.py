@@ -241,9 +241,9 @@ def sky_figure(ra, dec, category, *, title: str = "", resolution_deg: float = 2.
         ax.grid(True, alpha=0.35, lw=0.5)
         ax.set_title(f"{(label + ' ') if label else ''}{values[k]}  ({int(counts[k]):,})", fontsize=9)
         if k % cols == 0:
-            ax.set_ylabel("galactic latitude b", fontsize=7)
+            ax.set_ylabel("galactic latitude b (deg)", fontsize=7)
         if k // cols == rows - 1 or k + cols >= len(values):
-            ax.set_xlabel("galactic longitude l", fontsize=7)
+            ax.set_xlabel("galactic longitude l (deg)", fontsize=7)
     fig.colorbar(mesh, ax=list(axes.ravel()[:len(values)]), orientation="horizontal", shrink=0.6, aspect=40,
                  label=f"{what} per deg² (log scale; cells of {resolution_deg:g}° × {resolution_deg:g}°)")
     fig.suptitle((title + " — " if title else "") + "galactic coordinates (Mollweide), one panel per "

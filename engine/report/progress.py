@@ -107,7 +107,7 @@ class StageProgress:
                                  TimeElapsedColumn(), console=_console(stream or sys.stderr),
                                  transient=False, redirect_stdout=_isatty(sys.stdout))
             self._bar.start()
-            self._task = self._bar.add_task(title, total=len(self.stages), number=0)
+            self._task = self._bar.add_task(f"{title} · starting", total=len(self.stages), number=0)
 
     def __call__(self, stage: str) -> None:
         self.current = stage
