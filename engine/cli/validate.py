@@ -1,27 +1,38 @@
-"""``xsift validate``: the 70/30 stratified validation of the cluster-then-label classifier.
+"""``xsift validate``: the held-out validation, split by source, of either classifier, and the optional
+temperature calibration of its probabilities.
 
 Argument parsing only; the work is :func:`xsift.methods.validation.validate`.
 """
 from __future__ import annotations
 
+import pathlib
 import time
 
 from xsift.cli import add_format_option
 from xsift.cli.cluster_then_label import DISTANCES, add_quiet_option, with_progress
 
-CLI_HELP = "70/30 stratified validation of the cluster-then-label classifier: confusion matrices, precision/recall/F1"
+CLI_HELP = ("70/30 validation split by source (stratified by class): confusion matrices, precision/recall/F1, "
+            "prior-corrected precision, reliability diagram and ECE; --calibrate fits a temperature")
+METHODS = {"ctl": "csc", "nb": "nb_csc"}     # --method -> its default preset
 
 
 def add_cli_arguments(parser) -> None:
     parser.add_argument("catalog", metavar="CATALOG", help="labelled catalogue (Parquet, CSV, FITS or VOTable)")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for the tables (CSV unless --format), figures, manifest")
-    parser.add_argument("--k", type=int, default=6, help="number of GMM clusters")
+    parser.add_argument("--method", choices=sorted(METHODS), default=None,
+                        help="ctl: cluster-then-label (preset csc), nb: naive Bayes (preset nb_csc); default: the "
+                             "method of --config's preset, else ctl")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="fit a temperature to the held-out detections' probabilities; report the ECE before "
+                             "and after, and save it with the model in OUT/model")
+    parser.add_argument("--k", type=int, default=6, help="number of GMM clusters (ctl)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the GMM")
-    parser.add_argument("--split-seed", type=int, default=0, help="random seed of the stratified split")
-    parser.add_argument("--test-fraction", type=float, default=0.3, help="share of each class held out")
+    parser.add_argument("--split-seed", type=int, default=0, help="random seed of the split by source")
+    parser.add_argument("--test-fraction", type=float, default=0.3, help="share of each class's sources held out")
     parser.add_argument("--distance", choices=DISTANCES, default="squared",
                         help="squared Mahalanobis distance (published tables) or its square root")
-    parser.add_argument("--no-figures", action="store_true", help="skip the PNG confusion matrices")
+    parser.add_argument("--no-figures", action="store_true",
+                        help="skip the PNG figures (confusion matrices, reliability diagram)")
     add_format_option(parser, default="csv", what="the tables")
     add_quiet_option(parser)
 
@@ -34,26 +45,35 @@ def run_cli(args) -> int:
     from xsift.report import write_manifest
     t0 = time.perf_counter()
     args.progress("read")
+    from xsift.config import load_preset
+    from xsift.errors import XsiftError
+    preset = load_preset(args.config or METHODS[args.method or "ctl"])
+    wanted = {"ctl": "cluster_then_label", "nb": "naive_bayes"}.get(args.method)
+    if wanted and preset.method != wanted:
+        raise XsiftError(f"{args.config}: a {preset.method} preset; --method {args.method} needs a {wanted} preset")
     df = read_catalog(args.catalog)
     args.progress("validate")
-    result = validate(df, args.config or "csc", n_components=args.k, seed=args.seed, split_seed=args.split_seed,
+    result = validate(df, preset, n_components=args.k, seed=args.seed, split_seed=args.split_seed,
                       test_fraction=args.test_fraction, distance=args.distance, precision=args.precision,
-                      source=str(args.catalog))
+                      calibrate=args.calibrate, source=str(args.catalog))
     args.progress("write")
-    from xsift.config import load_preset
     from xsift.data.columns import provenance
-    written = write_validation(result, args.out, figures=not args.no_figures, fmt=args.format,
-                               provenance=provenance(method="cluster_then_label",
-                                                     preset=load_preset(args.config or "csc").name,
-                                                     model_hash=result["model_hash"], inputs=[str(args.catalog)],
-                                                     command="xsift validate"))
+    written = {"model": str(pathlib.Path(args.out) / "model")}
+    result["model"].save(written["model"])
+    written.update(write_validation(result, args.out, figures=not args.no_figures, fmt=args.format,
+                                    provenance=provenance(method=result["method"], preset=preset.name,
+                                                          model_hash=result["model_hash"],
+                                                          inputs=[str(args.catalog)], command="xsift validate")))
     c = result["counts"]
     write_manifest(args.out, command="validate", inputs={"catalog": str(args.catalog)},
                    config={"k": args.k, "seed": args.seed, "split_seed": args.split_seed,
                            "test_fraction": args.test_fraction, "distance": args.distance,
-                           "precision": args.precision},
+                           "precision": args.precision, "method": result["method"], "preset": preset.name,
+                           "calibrate": bool(args.calibrate)},
                    model_hash=result["model_hash"], counts=c, outputs=written,
                    elapsed_s=round(time.perf_counter() - t0, 3))
-    print(f"validation: {c['test']:,} held-out detections ({c['test_scored']:,} scored); accuracy "
-          f"{c['accuracy']:.3f}, aggregated {c['accuracy_aggregated']:.3f} -> {args.out}")
+    agg = "" if c["accuracy_aggregated"] is None else f", aggregated {c['accuracy_aggregated']:.3f}"
+    cal = "" if c["temperature"] is None else f" -> {c['ece_calibrated']:.3f} at temperature {c['temperature']:.3g}"
+    print(f"validation: {c['test']:,} held-out detections of {c['test_sources']:,} sources ({c['test_scored']:,} "
+          f"scored); accuracy {c['accuracy']:.3f}{agg}; ECE {c['ece']:.3f}{cal} -> {args.out}")
     return 0

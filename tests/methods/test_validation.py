@@ -283,3 +283,22 @@ def test_validate_cli_calibrates_and_saves_the_temperature_with_the_model(tmp_pa
     assert model.temperature_ == pytest.approx(manifest["counts"]["temperature"])
     assert model.model_hash == manifest["model_hash"] == report["model_hash"]
     assert report["counts"]["ece_calibrated"] is not None and (tmp_path / "val" / "reliability.png").exists()
+
+
+def test_validate_cli_method_nb_validates_naive_bayes(tmp_path, capsys):
+    from xsift.cli import main
+    from xsift.data.io import write_table
+    from xsift.methods.persistence import load_model
+    write_table(simulate_catalog(3000, seed=5), tmp_path / "cat.parquet")
+    assert main(["validate", str(tmp_path / "cat.parquet"), "--out", str(tmp_path / "val"), "--method", "nb",
+                 "--no-figures", "--quiet"]) == 0
+    manifest = json.loads((tmp_path / "val" / "manifest.json").read_text())
+    assert manifest["config"]["method"] == "naive_bayes" and manifest["config"]["preset"] == "nb_csc"
+    assert type(load_model(tmp_path / "val" / "model")).__name__ == "NaiveBayesKDE"
+    metrics = pd.read_csv(tmp_path / "val" / "metrics_classes.csv")
+    assert list(metrics["class"]) == ["AGN", "Seyfert", "XB", "YSO"] and "precision_prior_corrected" in metrics
+    assert not (tmp_path / "val" / "metrics_aggregated.csv").exists()
+    # a preset of the other method is refused, naming it
+    assert main(["validate", str(tmp_path / "cat.parquet"), "--out", str(tmp_path / "v2"), "--method", "nb",
+                 "--config", "csc", "--quiet"]) == 2
+    assert "--method nb needs a naive_bayes preset" in capsys.readouterr().err
