@@ -169,3 +169,21 @@ def test_library_reports_stages_only_when_asked(capfd):
     model.classify(catalog)                     # the default: nothing on either stream
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+
+
+def test_dask_bar_is_labelled_with_its_stage(monkeypatch):
+    from distributed import Client, wait
+    monkeypatch.delenv("XSIFT_PROGRESS", raising=False)
+    from xsift.distributed.cluster import show_progress
+    with Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+        futures = client.map(lambda x: x * x, range(5), pure=False)
+        stream = io.StringIO()
+        show_progress(futures, "classify: shards", enabled=True, stream=stream)
+        assert all(f.done() for f in futures)          # it returns when every future has finished
+        text = ANSI.sub("", stream.getvalue())
+        assert "classify: shards" in text and "5/5" in text
+        more = client.map(lambda x: x + 1, range(3), pure=False)
+        quiet = io.StringIO()
+        show_progress(more, "vote: partitions", stream=quiet)     # not a terminal: nothing drawn
+        assert quiet.getvalue() == ""
+        wait(more)
