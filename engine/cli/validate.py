@@ -51,6 +51,8 @@ def run_cli(args) -> int:
     wanted = {"ctl": "cluster_then_label", "nb": "naive_bayes"}.get(args.method)
     if wanted and preset.method != wanted:
         raise XsiftError(f"{args.config}: a {preset.method} preset; --method {args.method} needs a {wanted} preset")
+    if preset.method == "naive_bayes" and (args.k != 6 or args.distance != "squared"):
+        raise XsiftError("--k and --distance are options of the cluster-then-label method; naive Bayes has neither")
     df = read_catalog(args.catalog)
     args.progress("validate")
     result = validate(df, preset, n_components=args.k, seed=args.seed, split_seed=args.split_seed,

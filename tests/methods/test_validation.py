@@ -302,3 +302,6 @@ def test_validate_cli_method_nb_validates_naive_bayes(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "cat.parquet"), "--out", str(tmp_path / "v2"), "--method", "nb",
                  "--config", "csc", "--quiet"]) == 2
     assert "--method nb needs a naive_bayes preset" in capsys.readouterr().err
+    assert main(["validate", str(tmp_path / "cat.parquet"), "--out", str(tmp_path / "v3"), "--method", "nb",
+                 "--k", "4", "--quiet"]) == 2
+    assert "naive Bayes has neither" in capsys.readouterr().err
