@@ -228,10 +228,16 @@ def _read_astropy(path: pathlib.Path, fmt: str) -> pd.DataFrame:
         warnings.simplefilter("ignore")  # VOTable/FITS unit and spec warnings are not the user's problem here
         if fmt == "votable":
             # VOTable FIELDs carry a machine ID (col0 ...) and the column's real name: use the name
-            # (astropy decompresses .gz/.bz2/.xz files itself, for both formats)
-            table = Table.read(path, format="votable", use_names_over_ids=True)
-        else:
-            table = Table.read(path, format="fits")
+            # (astropy decompresses .gz/.bz2/.xz files itself, for both formats). astropy renames a
+            # repeated FIELD name (flux, flux2): keep the names as written, so the repeat is reported
+            from astropy.io.votable import parse
+            votable = parse(str(path)).get_first_table()
+            table = votable.to_table(use_names_over_ids=True)
+            written = dict(zip(table.colnames, (f.name or f.ID for f in votable.fields)))
+            df = astropy_to_frame(table)
+            df.columns = [written.get(c, c) for c in df.columns]
+            return df
+        table = Table.read(path, format="fits")
     return astropy_to_frame(table)
 
 

@@ -221,6 +221,27 @@ def test_repeated_and_padded_column_names(tmp_path):
         {"dropped": "flux.1", "kept": "flux", "position": 4, "differing_rows": 2}]
 
 
+def test_votable_repeated_field_names_and_padding(tmp_path):
+    """A VOTable with two FIELDs named flux (astropy alone would call the second flux2) and a padded
+    name and values: the first flux is kept, the repeat reported, the padding stripped."""
+    path = tmp_path / "dup.vot"
+    path.write_text(
+        '<?xml version="1.0"?>\n<VOTABLE version="1.3" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">'
+        '<RESOURCE><TABLE><FIELD name="name" datatype="char" arraysize="*"/>'
+        '<FIELD name="flux" datatype="double"/><FIELD name="flux" datatype="double"/>'
+        '<FIELD name=" hr " datatype="char" arraysize="*"/><DATA><TABLEDATA>'
+        '<TR><TD> a </TD><TD>1.0</TD><TD>2.0</TD><TD>  0.5 </TD></TR>'
+        '<TR><TD>b</TD><TD>3.0</TD><TD>3.0</TD><TD> NaN</TD></TR>'
+        '</TABLEDATA></DATA></TABLE></RESOURCE></VOTABLE>\n')
+    df = read_catalog(path)
+    assert list(df.columns) == ["name", "flux", "hr"]
+    assert df["name"].tolist() == ["a", "b"] and df["flux"].tolist() == [1.0, 3.0]
+    np.testing.assert_array_equal(df["hr"].to_numpy(), [0.5, np.nan])
+    report = read_report(df)
+    assert report["duplicate_columns"] == [{"dropped": "flux", "kept": "flux", "position": 2, "differing_rows": 1}]
+    assert report["columns_renamed"] == {" hr ": "hr"} and report["numeric_from_text"] == ["hr"]
+
+
 def test_missing_texts_in_numeric_and_text_columns(tmp_path):
     text = ("name,x,y,label\n"
             "a,1.5,  null  ,AGN\n"
