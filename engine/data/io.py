@@ -193,8 +193,13 @@ def _read_one(path: pathlib.Path, columns: list[str] | None) -> tuple[pd.DataFra
             # the header as written (pandas would rename a repeated name to name.1)
             header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False,
                                  compression="infer").iloc[0].tolist()
-            df = pd.read_csv(path, skipinitialspace=True, na_values=list(_EXTRA_MISSING_TEXTS),
-                             compression="infer", low_memory=False)
+            import warnings
+            with warnings.catch_warnings():
+                # a column typed differently in two chunks comes back as mixed objects, which
+                # _clean_column makes one type of: pandas' warning about it is not the user's concern
+                warnings.simplefilter("ignore", pd.errors.DtypeWarning)
+                df = pd.read_csv(path, skipinitialspace=True, na_values=list(_EXTRA_MISSING_TEXTS),
+                                 compression="infer")
             df.columns = [str(h) for h in header]
         else:
             df = _read_astropy(path, fmt)
@@ -298,20 +303,25 @@ def _clean_column(col: pd.Series, name: str, report: ReadReport) -> pd.Series:
         return col
     if not (col.dtype == object or pd.api.types.is_string_dtype(col.dtype)):
         return col
-    values = col.to_numpy(dtype=object, na_value=None)
-    text = np.array([None if (v is None or (isinstance(v, float) and np.isnan(v))) else
-                     (v.decode("utf-8") if isinstance(v, bytes) else str(v)).strip() for v in values],
-                    dtype=object)
-    present = np.array([t is not None for t in text], dtype=bool)
-    lowered = np.array([t.lower() if t is not None else "" for t in text], dtype=object)
-    missing_text = present & np.isin(lowered, list(_MISSING_TEXTS))
+    if col.dtype == object and col.map(lambda v: isinstance(v, bytes)).any():
+        col = col.map(lambda v: v.decode("utf-8") if isinstance(v, bytes) else v)
+    text = col.astype("str").str.strip()                     # vectorised; null stays null
+    missing_text = text.notna() & text.str.lower().isin(_MISSING_TEXTS)
     if missing_text.any():
         report.missing_texts[name] = int(missing_text.sum())
-        text[missing_text] = None
-        present &= ~missing_text
+        text = text.mask(missing_text)
+    present = text.notna().to_numpy()
+    if not present.any():
+        return text
     kept = text[present]
-    if present.any():
-        numbers = pd.to_numeric(pd.Series(kept, dtype=object), errors="coerce")
+    lowered = kept.str.lower()
+    # a quick look at the first value: most text columns (names, classes) are none of the below
+    first, first_lower = kept.iloc[0], lowered.iloc[0]
+    could_be_number = not np.isnan(pd.to_numeric(pd.Series([first]), errors="coerce").iloc[0])
+    could_be_bool = first_lower in _TRUE_TEXTS or first_lower in _FALSE_TEXTS
+    kind = _angle_kind(name)
+    if could_be_number:
+        numbers = pd.to_numeric(kept, errors="coerce")
         if not numbers.isna().any():
             report.numeric_from_text.append(name)
             out = np.full(len(text), np.nan)
@@ -319,22 +329,21 @@ def _clean_column(col: pd.Series, name: str, report: ReadReport) -> pd.Series:
             if present.all() and (out == np.round(out)).all() and np.abs(out).max() < 2 ** 53:
                 return pd.Series(out.astype(np.int64), index=col.index, name=col.name)
             return pd.Series(out, index=col.index, name=col.name)
-        low = lowered[present]
-        is_true, is_false = np.isin(low, list(_TRUE_TEXTS)), np.isin(low, list(_FALSE_TEXTS))
+    if could_be_bool:
+        is_true, is_false = lowered.isin(_TRUE_TEXTS).to_numpy(), lowered.isin(_FALSE_TEXTS).to_numpy()
         if (is_true | is_false).all():
             report.boolean_from_text.append(name)
             out = pd.array([None] * len(text), dtype="boolean")
             out[np.flatnonzero(present)] = is_true
             return pd.Series(out, index=col.index, name=col.name)
-        kind = _angle_kind(name)
-        if kind is not None:
-            degrees = _sexagesimal(kept, kind)
-            if degrees is not None:
-                report.sexagesimal[name] = "hourangle" if kind == "ra" and not degrees[1] else "deg"
-                out = np.full(len(text), np.nan)
-                out[present] = degrees[0]
-                return pd.Series(out, index=col.index, name=col.name)
-    return pd.Series(pd.array(list(text), dtype="str"), index=col.index, name=col.name)
+    if kind is not None:
+        degrees = _sexagesimal(kept.to_numpy(dtype=object), kind)
+        if degrees is not None:
+            report.sexagesimal[name] = "hourangle" if kind == "ra" and not degrees[1] else "deg"
+            out = np.full(len(text), np.nan)
+            out[present] = degrees[0]
+            return pd.Series(out, index=col.index, name=col.name)
+    return text
 
 
 def _angle_kind(name: str) -> str | None:
