@@ -59,8 +59,12 @@ def catalog_features(path: str, preset="csc") -> tuple[np.ndarray, dict]:
     from xsift.data.features import FeatureTransform, complete_rows, derive_features
     from xsift.data.io import read_catalog
 
+    from xsift.data.schema import match_columns
     preset = load_preset(preset)
-    df = read_catalog(path, columns=preset.feature_columns)
+    # the feature columns under the preset's names, in any letter case or under an [aliases] name
+    wanted = preset.feature_columns + [a for c in preset.feature_columns for a in preset.aliases.get(c, ())]
+    df, _ = match_columns(read_catalog(path, columns=wanted), preset.feature_columns, preset.aliases,
+                          source=str(path))
     feats = derive_features(df, preset, source=str(path))
     ok = complete_rows(feats)
     if not ok.any():

@@ -289,3 +289,13 @@ def test_csc_query_prints_the_shipped_query_with_the_csc_columns(capsys):
     assert set(csc.input_columns) - {csc.columns.label} <= selected
     assert main(["csc-query", "--path"]) == 0
     assert capsys.readouterr().out.strip().endswith("csc_per_detection.adql")
+
+
+def test_bic_on_the_4xmm_sample_finds_the_features_under_the_sample_names(tmp_path, capsys):
+    sample = shared_file("xmm", "4xmm_dr13_training_sample.csv")
+    header, rows = _hand_sample(sample)
+    complete = sum(1 for row in rows if _complete(header, row))
+    out = tmp_path / "bic"
+    assert main(["bic", str(sample), "--config", "xmm", "--k", "2..4", "--repeats", "1", "--out", str(out)]) == 0
+    assert f"on {complete} x {len(load_preset('xmm').features)}" in capsys.readouterr().out
+    assert len(pd.read_csv(out / "bic.csv")) == 3
