@@ -136,8 +136,9 @@ class ReadReport:
     ``differing_rows``: rows where its values differ from the kept column's); ``numeric_from_text`` /
     ``boolean_from_text``: columns whose text became numbers / booleans; ``sexagesimal``: column ->
     the unit its text was read in (``hourangle`` or ``deg``; now degrees); ``missing_texts``: column ->
-    values read as missing from a text such as ``NaN``, ``null`` or blanks; ``missing``: column ->
-    missing values after reading (every column with any).
+    values of a text column read as missing from a text such as ``NaN``, ``null`` or blanks (in a CSV
+    column the parser types as numbers it reads them as missing itself); ``missing``: column ->
+    missing values after reading, whatever their cause (every column with any).
     """
     source: str
     format: str
