@@ -16,8 +16,11 @@ a feature column null in every row     SchemaError naming the column when fittin
                                        model is applied (classify, one shard of many) the column is
                                        listed in the report and its rows count as incomplete
 +/-inf in a numeric column             treated as missing (set to NaN), counted per column
-duplicate (source, detection) rows     identical duplicates: all but the first dropped, counted;
-                                       duplicates that differ: SchemaError listing the first keys
+duplicate (source, detection) rows     equal in every column the check reads (required, numeric,
+                                       feature and key columns): all but the first dropped, counted
+                                       (a table listing one detection under several names of its own,
+                                       as a per-object download does, keeps one); duplicates that
+                                       differ in those columns: SchemaError listing the first keys
 =====================================  ==============================================================
 
 The counts are returned in a :class:`CheckReport` and go into the run's manifest, with what the
@@ -171,8 +174,12 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
         dup, key_codes = _duplicated_keys(df, list(key))
         report.key_codes = key_codes
         if dup.any():
-            exact = df.duplicated(keep="first")
-            conflicting = df[dup].drop_duplicates()
+            # compared on the columns the caller reads: columns the method never sees (a download's
+            # own row numbers or object names) do not make two copies of one detection different
+            read = [c for c in dict.fromkeys(list(required) + list(numeric) + list(features) + list(key))
+                    if c in df.columns]
+            exact = df.duplicated(subset=read, keep="first")
+            conflicting = df.loc[dup, read].drop_duplicates()
             if conflicting.duplicated(subset=list(key), keep=False).any():
                 keys = conflicting.loc[conflicting.duplicated(subset=list(key), keep=False), list(key)]
                 shown = "; ".join(", ".join(str(v) for v in row) for row in
