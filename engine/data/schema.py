@@ -103,7 +103,7 @@ def match_columns(df: pd.DataFrame, wanted: Sequence[str], aliases: Mapping[str,
 def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] = (),
                   features: list[str] = (), key: list[str] = (), source: str = "catalogue",
                   all_null: str = "error", aliases: Mapping[str, Sequence[str]] | None = None,
-                  ) -> tuple[pd.DataFrame, CheckReport]:
+                  optional: Sequence[str] = ()) -> tuple[pd.DataFrame, CheckReport]:
     """Check ``df`` and return it cleaned (infinities to NaN, identical duplicates dropped) with a report.
 
     ``required``: columns that must exist; ``numeric``: columns that must hold numbers;
@@ -112,14 +112,16 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
     used in messages; ``all_null``: ``"error"`` (default) raises on a feature column null in
     every row, ``"count"`` lists it in the report instead (its rows are then incomplete);
     ``aliases``: required column -> other names it may have in a table (a preset's ``[aliases]``);
-    required columns are also found in another letter case (:func:`match_columns`).
+    required columns are also found in another letter case (:func:`match_columns`); ``optional``:
+    columns found the same way when the table has them (e.g. a reference-label column when classifying).
     """
     if all_null not in ("error", "count"):
         raise ValueError(f"all_null must be 'error' or 'count', got {all_null!r}")
     if len(df) == 0:
         raise SchemaError(f"{source}: the table is empty; expected at least one detection")
     read = df.attrs.get("xsift_read")
-    df, matched = match_columns(df, list(required) + list(numeric) + list(features), aliases, source=source)
+    df, matched = match_columns(df, list(required) + list(numeric) + list(features) + list(optional), aliases,
+                                source=source)
     missing = [c for c in dict.fromkeys(required) if c not in df.columns]
     feature_list = list(dict.fromkeys(features))
     found_features = [c for c in feature_list if c in df.columns]

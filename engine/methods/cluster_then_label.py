@@ -132,7 +132,8 @@ def _prepare(df, preset, *, source, need_types=True, all_null="error"):
         required.append(cols["type"])
     return check_catalog(df, required=required, numeric=[cols["ra"], cols["dec"]],
                          features=raw, key=[cols["name"], cols["obsid"]], source=source,
-                         all_null=all_null, aliases=resolve_preset(preset).aliases)
+                         all_null=all_null, aliases=resolve_preset(preset).aliases,
+                         optional=[] if need_types else [cols["type"]])
 
 
 def reference_labels(df: pd.DataFrame, preset) -> tuple[np.ndarray, dict]:
@@ -740,4 +741,3 @@ def _detection_table(df, feats, rows, cluster, probs, pred, classes, cols) -> pd
     # copy=False: the columns are fresh arrays; pandas would otherwise copy them all once more
     # into one consolidated 2-d block
     return pd.DataFrame(out, copy=False)
-

@@ -299,3 +299,26 @@ def test_bic_on_the_4xmm_sample_finds_the_features_under_the_sample_names(tmp_pa
     assert main(["bic", str(sample), "--config", "xmm", "--k", "2..4", "--repeats", "1", "--out", str(out)]) == 0
     assert f"on {complete} x {len(load_preset('xmm').features)}" in capsys.readouterr().out
     assert len(pd.read_csv(out / "bic.csv")) == 3
+
+
+def test_classify_finds_the_label_column_in_another_case(tmp_path):
+    """A model applied to a table whose label column is spelled CLASS: its labelled sources are
+    references (not classified), its unlabelled complete ones are classified."""
+    from xsift.data.io import read_catalog
+    from xsift.methods.cluster_then_label import ClusterThenLabel
+    sample = shared_file("xmm", "4xmm_dr13_training_sample.csv")
+    header, rows = _hand_sample(sample)
+    model = ClusterThenLabel(preset="xmm", n_components=3).fit(read_catalog(sample), source=str(sample))
+    j = header.index("Class")
+    path = tmp_path / "upper.csv"
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header[:j] + ["CLASS"] + header[j + 1:])
+        for i, row in enumerate(rows):
+            writer.writerow(row[:j] + ([""] if i % 3 == 0 else [row[j]]) + row[j + 1:])
+    training = {"AGN", "LM-STAR", "HM-STAR", "CV", "HMXB", "LMXB", "NS_BIN"}
+    complete = [i for i, row in enumerate(rows) if _complete(header, row)]
+    report = model.classify(read_catalog(path), source=str(path)).report["classify"]
+    assert report["schema"]["columns_matched"]["Class"] == "CLASS"
+    assert report["classified"] == sum(1 for i in complete if i % 3 == 0)
+    assert report["labelled_not_classified"] == sum(1 for i in complete if i % 3 and rows[i][j] in training)
