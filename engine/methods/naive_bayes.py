@@ -477,9 +477,13 @@ class NaiveBayesKDE(ParamsMixin):
 
     # -- the Classifier protocol (xsift.methods.base), used by the command line and the Dask layer --
     def wanted_columns(self) -> list[str]:
-        """The catalogue columns classifying reads: the source column (if any) and the properties' inputs."""
+        """The catalogue columns classifying reads: the source column (if any), the properties' inputs and
+        the optional key columns of the output (detection, ``ra``, ``dec``; read where a table has them)."""
         spec = self._spec()
-        return list(dict.fromkeys(([spec.source_column] if spec.source_column else []) + spec.input_columns()))
+        cols = spec.preset.columns
+        keys = [cols.detection, cols.ra or "ra", cols.dec or "dec"]
+        return list(dict.fromkeys(([spec.source_column] if spec.source_column else []) + spec.input_columns()
+                                  + [c for c in keys if c]))
 
     @property
     def vote_aggregation(self) -> None:
