@@ -85,7 +85,7 @@ def _real_cv_objective(seed: int):
 
 
 def bench_de(seed: int, generations: int) -> list[str]:
-    from xsift.methods.naive_bayes import negative_f1_objective
+    from xsift.kernels.nbayes import negative_f1_objective
     cat, obs, log_prior, y, target = _real_cv_objective(seed)
     T = cat.shape[1]
     bounds = [(0.0, 1.0)] * T

@@ -24,8 +24,8 @@ import jax
 import numpy as np
 
 from xsift.data.io import read_catalog
-from xsift.methods.naive_bayes import (NaiveBayesKDE, class_indices, classification_metrics, format_metrics,
-                           load_nb_preset, properties_table)
+from xsift.methods.metrics import classification_metrics, format_metrics
+from xsift.methods.naive_bayes import NaiveBayesKDE, class_indices, load_nb_preset, properties_table
 
 DEFAULT = pathlib.Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "muwclass" / "td_xray.csv"
 

@@ -49,8 +49,8 @@ def _run_fit(args, tune: bool) -> int:
 
 def _fit(args, tune: bool) -> int:
     from xsift.errors import SchemaError
-    from xsift.methods.naive_bayes import (NaiveBayesKDE, classification_metrics, format_metrics,
-                                           load_nb_preset, tune_weights)
+    from xsift.methods.metrics import classification_metrics, format_metrics
+    from xsift.methods.naive_bayes import NaiveBayesKDE, load_nb_preset, tune_weights
     from xsift.report import write_manifest
     t0 = time.perf_counter()
     spec = load_nb_preset(args.config)

@@ -137,3 +137,44 @@ def top_class_reliability(proba, true, n_bins: int = 15) -> dict:
                       else np.zeros(0, bool), n_bins)
     out["left_out"] = int((~keep).sum())
     return out
+
+
+def classification_metrics(y_true, y_pred, classes: list[str], priors=None) -> dict:
+    """Confusion matrix (rows true, columns predicted), recall, precision, F1, prior-corrected precision.
+
+    y_true, y_pred: (n,) class indices. Prior-corrected precision (the paper's Table 2): each
+    true-class row ``c`` of the confusion matrix is rescaled by ``prior_c / n_c`` before computing
+    precision (:func:`prior_corrected_precision`); ``f1_prior_corrected`` combines it with recall.
+    Undefined recall and precision (no true / no predicted row) are NaN here, not 0.
+    """
+    cm = confusion_matrix(y_true, y_pred, len(classes))
+    n_true = cm.sum(axis=1)
+    n_pred = cm.sum(axis=0)
+    diag = np.diag(cm).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.where(n_true > 0, diag / n_true, np.nan)
+        precision = np.where(n_pred > 0, diag / n_pred, np.nan)
+        f1 = np.where((recall + precision) > 0, 2 * recall * precision / (recall + precision), 0.0)
+        out = {"classes": list(classes), "confusion": cm.tolist(), "n_true": n_true.tolist(),
+               "recall": recall.tolist(), "precision": precision.tolist(), "f1": f1.tolist()}
+        if priors is not None:
+            pri = np.asarray(priors, float)
+            # NaN where no source is predicted as the class, as precision above
+            pc = np.where(n_pred > 0, prior_corrected_precision(cm, pri), np.nan)
+            f1c = np.where((recall + pc) > 0, 2 * recall * pc / (recall + pc), 0.0)
+            out.update(priors=pri.tolist(), precision_prior_corrected=pc.tolist(),
+                       f1_prior_corrected=f1c.tolist())
+    return out
+
+
+def format_metrics(m: dict) -> str:
+    """The metrics of :func:`classification_metrics` as a plain-text table."""
+    classes = m["classes"]
+    w = max(8, max(len(c) for c in classes) + 1)
+    lines = ["true \\ predicted".ljust(18) + "".join(c.rjust(w) for c in classes)]
+    for c, row in zip(classes, m["confusion"]):
+        lines.append(f"{c:<18}" + "".join(f"{v:>{w}d}" for v in row))
+    for key in ("recall", "precision", "precision_prior_corrected", "f1"):
+        if key in m:
+            lines.append(f"{key:<18}"[:18] + "".join(f"{v:>{w}.3f}" for v in m[key]))
+    return "\n".join(lines)

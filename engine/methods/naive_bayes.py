@@ -67,6 +67,7 @@ from xsift.errors import SchemaError, XsiftError
 from xsift.methods.base import Classification, NotFittedError
 from xsift.methods.calibration import apply_temperature, calibration_meta, temperature_from_meta, temperature_of
 from xsift.methods.estimator import ParamsMixin, as_frame, precision_dtype
+from xsift.methods.validation import stratified_folds
 
 KIND = "naive_bayes"
 BANDWIDTHS = ("scott", "cv")
@@ -124,64 +125,6 @@ def class_targets(y, spec: NBSpec, source: str = "y") -> tuple[np.ndarray, dict]
             left[str(v)] -= 1
         left = {k: v for k, v in left.items() if v > 0}
     return idx, left
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-def classification_metrics(y_true, y_pred, classes: list[str], priors=None) -> dict:
-    """Confusion matrix (rows true, columns predicted), recall, precision, F1, prior-corrected precision.
-
-    y_true, y_pred: (n,) class indices. Prior-corrected precision (the paper's Table 2): each
-    true-class row ``c`` of the confusion matrix is rescaled by ``prior_c / n_c`` before computing
-    precision; ``f1_prior_corrected`` combines it with recall.
-    """
-    from xsift.methods.metrics import confusion_matrix
-    cm = confusion_matrix(y_true, y_pred, len(classes))
-    n_true = cm.sum(axis=1)
-    n_pred = cm.sum(axis=0)
-    diag = np.diag(cm).astype(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        recall = np.where(n_true > 0, diag / n_true, np.nan)
-        precision = np.where(n_pred > 0, diag / n_pred, np.nan)
-        f1 = np.where((recall + precision) > 0, 2 * recall * precision / (recall + precision), 0.0)
-        out = {"classes": list(classes), "confusion": cm.tolist(), "n_true": n_true.tolist(),
-               "recall": recall.tolist(), "precision": precision.tolist(), "f1": f1.tolist()}
-        if priors is not None:
-            pri = np.asarray(priors, float)
-            scaled = cm * np.where(n_true > 0, pri / np.maximum(n_true, 1), 0.0)[:, None]
-            col = scaled.sum(axis=0)
-            pc = np.where(col > 0, np.diag(scaled) / col, np.nan)
-            f1c = np.where((recall + pc) > 0, 2 * recall * pc / (recall + pc), 0.0)
-            out.update(priors=pri.tolist(), precision_prior_corrected=pc.tolist(),
-                       f1_prior_corrected=f1c.tolist())
-    return out
-
-
-def format_metrics(m: dict) -> str:
-    """The metrics of :func:`classification_metrics` as a plain-text table."""
-    classes = m["classes"]
-    w = max(8, max(len(c) for c in classes) + 1)
-    lines = ["true \\ predicted".ljust(18) + "".join(c.rjust(w) for c in classes)]
-    for c, row in zip(classes, m["confusion"]):
-        lines.append(f"{c:<18}" + "".join(f"{v:>{w}d}" for v in row))
-    for key in ("recall", "precision", "precision_prior_corrected", "f1"):
-        if key in m:
-            lines.append(f"{key:<18}"[:18] + "".join(f"{v:>{w}.3f}" for v in m[key]))
-    return "\n".join(lines)
-
-
-def stratified_folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
-    """Fold index (0..n_folds-1) of every row, each class spread evenly over the folds."""
-    rng = np.random.default_rng(seed)
-    fold = np.empty(len(y), dtype=np.int64)
-    offset = 0
-    for c in np.unique(y):
-        rows = np.flatnonzero(y == c)
-        rng.shuffle(rows)
-        fold[rows] = (np.arange(len(rows)) + offset) % n_folds
-        offset += len(rows)
-    return fold
 
 
 # --------------------------------------------------------------------------- the estimator
@@ -659,7 +602,7 @@ class TuningResult:
     generations, evaluations, converged: of the differential evolution.
     n_folds, seed: of the stratified cross-validation.
     y, cross_validated_predictions: (n,) class indices of the labelled rows and their out-of-fold
-        predictions with ``weights`` (for :func:`classification_metrics`).
+        predictions with ``weights`` (for :func:`xsift.methods.metrics.classification_metrics`).
     """
     weights: dict
     target: str

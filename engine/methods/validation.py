@@ -79,6 +79,19 @@ def _split_items(labels: np.ndarray, test_fraction: float, seed: int) -> np.ndar
     return test
 
 
+def stratified_folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Fold index (0..n_folds-1) of every row, each class spread evenly over the folds."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(y), dtype=np.int64)
+    offset = 0
+    for c in np.unique(y):
+        rows = np.flatnonzero(y == c)
+        rng.shuffle(rows)
+        fold[rows] = (np.arange(len(rows)) + offset) % n_folds
+        offset += len(rows)
+    return fold
+
+
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int, *, groups=None) -> np.ndarray:
     """Boolean held-out mask over the rows of ``labels`` (class indices; < 0: no label).
 

@@ -8,9 +8,10 @@ from scipy.stats import gaussian_kde
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from xsift.kernels.nbayes import log_numerator
-from xsift.methods.naive_bayes import (NaiveBayesKDE, TuningResult, class_indices, classification_metrics,
-                                       load_nb_preset, properties_table, spec_from_preset, stratified_folds,
-                                       tune_weights)
+from xsift.methods.metrics import classification_metrics
+from xsift.methods.naive_bayes import (NaiveBayesKDE, TuningResult, class_indices, load_nb_preset, properties_table,
+                                       spec_from_preset, tune_weights)
+from xsift.methods.validation import stratified_folds
 
 PRESET = {
     "name": "toy",

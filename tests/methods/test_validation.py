@@ -204,7 +204,7 @@ def test_ece_equals_plain_numpy_transcription(n_bins):
 def test_prior_corrected_precision_is_precision_with_prior_weights():
     from sklearn.metrics import precision_score
     from xsift.methods.metrics import prior_corrected_precision
-    from xsift.methods.naive_bayes import classification_metrics
+    from xsift.methods.metrics import classification_metrics
     rng = np.random.default_rng(2)
     t = rng.choice(4, 2000, p=[0.4, 0.3, 0.2, 0.1])
     p = np.where(rng.random(2000) < 0.7, t, rng.integers(0, 4, 2000))
