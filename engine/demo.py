@@ -2,7 +2,7 @@
 
 Steps: simulate (``xsift.simulate``, with hidden ground truth) -> write the catalogue ->
 fit (transform, GMM, per-cluster class statistics) -> classify the unlabelled detections ->
-master classes -> tables, figures, model directory -> 70/30 validation -> the accuracy
+master classes -> tables, figures, model directory -> 70/30 validation split by source -> the accuracy
 against the simulator's ground truth (a real accuracy: the truth of the unlabelled
 detections is known here and never seen by the classifier) -> manifest.
 """
@@ -111,7 +111,7 @@ def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validat
         written.update(write_validation(res, out / "validation", figures=figures))
         validation = res["counts"]
         timings["validation_s"] = round(time.perf_counter() - t2, 3)
-        log(f"validation (70/30 of the labelled detections): accuracy {validation['accuracy']:.3f}, "
+        log(f"validation (70/30 of the labelled sources, split by source): accuracy {validation['accuracy']:.3f}, "
             f"aggregated {validation['accuracy_aggregated']:.3f} -> {out / 'validation'}")
     timings["total_s"] = round(time.perf_counter() - t0, 3)
     facts = dict(command="demo", inputs={"simulated_detections": detections, "seed": seed},
