@@ -16,6 +16,14 @@ a feature column null in every row     SchemaError naming the column when fittin
                                        model is applied (classify, one shard of many) the column is
                                        listed in the report and its rows count as incomplete
 +/-inf in a numeric column             treated as missing (set to NaN), counted per column
+ra / dec (``positions=``)               text that is not a number: SchemaError naming the row (the reader
+                                       already parsed sexagesimal text); ``ra`` outside [0, 360): wrapped
+                                       into it, counted (``ra_wrapped``); ``dec`` past +/-90 by at most
+                                       1e-9 deg (rounding): clamped, counted (``dec_clamped``); further:
+                                       SchemaError naming the row; missing (NaN) ra or dec: counted
+                                       (``missing_positions``), the row is kept
+a null source name (first ``key``      SchemaError naming the column and the first such row: a null name
+column)                                would vote unrelated detections as one source
 duplicate (source, detection) rows     equal in every column the check reads (required, numeric,
                                        feature and key columns): all but the first dropped, counted
                                        (a table listing one detection under several names of its own,
@@ -38,6 +46,12 @@ import pandas as pd
 
 from xsift.errors import SchemaError
 
+# a declination this far past +/-90 deg is rounding (a position written with a few more digits than
+# it holds) and is clamped; further is refused
+DEC_TOLERANCE_DEG = 1e-9
+# a header line split on one of these (a file read with the wrong delimiter) names one column holding them
+_DELIMITERS = {";": "';'", "\t": "tab", "|": "'|'"}
+
 
 @dataclass
 class CheckReport:
@@ -51,9 +65,16 @@ class CheckReport:
     # what the reader did to the file (xsift.data.io.ReadReport) and the feature columns found; None
     # for a frame that did not come from read_catalog
     input: dict | None = None
+    # feature columns the table lacks entirely, added as null columns (``absent_ok``): listed, not refused
+    absent_features: list = field(default_factory=list)
     # codes of the first key column (the source name) for the rows of the checked frame: equal exactly
     # where the names are; kept so that later steps need not factorise the names again (not reported)
     key_codes: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # positions (``positions=``): ra values wrapped into [0, 360), dec values clamped to +/-90 (within
+    # DEC_TOLERANCE_DEG), missing (NaN) ra or dec per column
+    ra_wrapped: int = 0
+    dec_clamped: int = 0
+    missing_positions: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         out = {"rows_in": self.rows_in, "rows_out": self.rows_out,
@@ -62,6 +83,11 @@ class CheckReport:
                "all_null_features": list(self.all_null_features)}
         if self.columns_matched:
             out["columns_matched"] = dict(self.columns_matched)
+        if self.absent_features:
+            out["absent_features"] = list(self.absent_features)
+        if self.missing_positions or self.ra_wrapped or self.dec_clamped:
+            out["positions"] = {"ra_wrapped": self.ra_wrapped, "dec_clamped": self.dec_clamped,
+                                "missing": dict(self.missing_positions)}
         if self.input is not None:
             out["input"] = dict(self.input)
         return out
@@ -103,7 +129,8 @@ def match_columns(df: pd.DataFrame, wanted: Sequence[str], aliases: Mapping[str,
 def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] = (),
                   features: list[str] = (), key: list[str] = (), source: str = "catalogue",
                   all_null: str = "error", aliases: Mapping[str, Sequence[str]] | None = None,
-                  optional: Sequence[str] = ()) -> tuple[pd.DataFrame, CheckReport]:
+                  optional: Sequence[str] = (), positions: tuple[str, str] | None = None,
+                  absent_ok: Sequence[str] = ()) -> tuple[pd.DataFrame, CheckReport]:
     """Check ``df`` and return it cleaned (infinities to NaN, identical duplicates dropped) with a report.
 
     ``required``: columns that must exist; ``numeric``: columns that must hold numbers;
@@ -113,7 +140,13 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
     every row, ``"count"`` lists it in the report instead (its rows are then incomplete);
     ``aliases``: required column -> other names it may have in a table (a preset's ``[aliases]``);
     required columns are also found in another letter case (:func:`match_columns`); ``optional``:
-    columns found the same way when the table has them (e.g. a reference-label column when classifying).
+    columns found the same way when the table has them (e.g. a reference-label column when classifying);
+    ``positions``: the (ra, dec) columns, in degrees, checked as the module's table says (they must
+    also be listed in ``numeric``). A null value in the first ``key`` column (the source name) raises
+    :class:`SchemaError`: the vote groups detections by that name. ``absent_ok``: feature columns the
+    table may lack entirely (a model classifying on the observed features, ``missing="median"`` or
+    ``"marginalise"``): each absent one is added as a null column and listed in ``absent_features``
+    (and, with ``all_null="count"``, in ``all_null_features``).
     """
     if all_null not in ("error", "count"):
         raise ValueError(f"all_null must be 'error' or 'count', got {all_null!r}")
@@ -122,23 +155,27 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
     read = df.attrs.get("xsift_read")
     df, matched = match_columns(df, list(required) + list(numeric) + list(features) + list(optional), aliases,
                                 source=source)
+    absent = [c for c in dict.fromkeys(absent_ok) if c not in df.columns]
+    if absent:
+        df = df.assign(**{c: np.full(len(df), np.nan) for c in absent})
     missing = [c for c in dict.fromkeys(required) if c not in df.columns]
     feature_list = list(dict.fromkeys(features))
     found_features = [c for c in feature_list if c in df.columns]
     if missing:
         hints = []
         for c in missing:
-            near = difflib.get_close_matches(c, [str(x) for x in df.columns], n=1)
-            hints.append(f"{c!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+            near = _near_name(c, [str(x) for x in df.columns])
+            hints.append(f"{c!r}" + (f" (did you mean {near!r}?)" if near else ""))
         absent = [c for c in feature_list if c not in df.columns]
         features_text = (f"; feature columns found: {', '.join(found_features) or 'none'}; missing: "
                          f"{', '.join(absent)}" if absent else "")
         raise SchemaError(f"{source}: missing column{'s' if len(missing) > 1 else ''} "
                           f"{', '.join(hints)}; the preset needs {', '.join(dict.fromkeys(required))}"
-                          + features_text)
-    report = CheckReport(rows_in=len(df), rows_out=len(df), columns_matched=matched)
+                          + features_text + _delimiter_hint(df.columns))
+    report = CheckReport(rows_in=len(df), rows_out=len(df), columns_matched=matched, absent_features=absent)
     if read is not None:
-        report.input = {**read, "features_found": found_features, "features_missing": []}
+        report.input = {**read, "features_found": [c for c in found_features if c not in absent],
+                        "features_missing": absent}
     df = df.copy(deep=False)    # columns are replaced below, never written in place: the caller's frame is kept
     for col in dict.fromkeys(list(numeric) + list(features)):
         series = df[col]
@@ -165,6 +202,8 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
         elif series is original and series.dtype == np.dtype(np.float64):
             continue                # already float64 NumPy values without infinities
         df[col] = values
+    if positions is not None:
+        df = _check_positions(df, positions, report, source)
     for col in features:
         if df[col].isna().all():
             if all_null == "count":
@@ -173,6 +212,13 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
             raise SchemaError(f"{source}: feature column {col!r} is null in every row; "
                               "expected measured values")
     if key:
+        names = df[key[0]]
+        null = names.isna().to_numpy()
+        if null.any():
+            i = int(np.flatnonzero(null)[0])
+            raise SchemaError(f"{source}: column {key[0]!r} (the source name) is null in row {i} "
+                              f"({int(null.sum())} such row(s)); expected a name for every detection, since "
+                              "detections are voted per source name (drop those rows or give each a name)")
         dup, key_codes = _duplicated_keys(df, list(key))
         report.key_codes = key_codes
         if dup.any():
@@ -194,6 +240,56 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
             report.key_codes = key_codes[~exact.to_numpy()]
     report.rows_out = len(df)
     return df, report
+
+
+def _near_name(wanted: str, names: list[str]) -> str | None:
+    """The table's name closest to ``wanted``, compared in lower case (``Hard_HS`` for ``hard_hm``)."""
+    lower = {}
+    for n in names:
+        lower.setdefault(n.lower(), n)
+    near = difflib.get_close_matches(wanted.lower(), list(lower), n=1)
+    return lower[near[0]] if near else None
+
+
+def _delimiter_hint(columns) -> str:
+    """A hint when the table has one column whose name holds a delimiter (a file split on the wrong one)."""
+    names = [str(c) for c in columns]
+    if len(names) > 2:
+        return ""
+    for delim, said in _DELIMITERS.items():
+        if any(delim in n for n in names):
+            return (f"; the table has {len(names)} column(s), named {names[0][:60]!r}...: it looks like a "
+                    f"{said}-separated file; save it comma-separated (or as Parquet/FITS/VOTable)")
+    return ""
+
+
+def _check_positions(df: pd.DataFrame, positions: tuple[str, str], report: CheckReport,
+                     source: str) -> pd.DataFrame:
+    """``df`` with ra wrapped into [0, 360) and dec clamped within DEC_TOLERANCE_DEG of +/-90 (counted in
+    ``report``); SchemaError naming the first row whose dec lies further past +/-90. Missing values are
+    counted in ``report.missing_positions`` and kept."""
+    ra_col, dec_col = positions
+    for col in (ra_col, dec_col):
+        n = int(df[col].isna().sum())
+        if n:
+            report.missing_positions[col] = n
+    dec = df[dec_col].to_numpy(dtype=np.float64, na_value=np.nan)
+    beyond = np.abs(dec) > 90.0 + DEC_TOLERANCE_DEG
+    if beyond.any():
+        i = int(np.flatnonzero(beyond)[0])
+        raise SchemaError(f"{source}: column {dec_col!r} row {i} holds {float(dec[i])!r}, outside [-90, 90] "
+                          f"({int(beyond.sum())} such value(s)); expected a declination in degrees")
+    clamp = np.abs(dec) > 90.0
+    if clamp.any():
+        report.dec_clamped = int(clamp.sum())
+        df[dec_col] = np.clip(dec, -90.0, 90.0)
+    ra = df[ra_col].to_numpy(dtype=np.float64, na_value=np.nan)
+    wrap = (ra < 0) | (ra >= 360)
+    if wrap.any():
+        report.ra_wrapped = int(wrap.sum())
+        wrapped = np.mod(ra, 360.0)
+        df[ra_col] = np.where(wrapped >= 360.0, 0.0, wrapped)     # -1e-17 % 360 rounds to 360
+    return df
 
 
 def duplicated_keys(df: pd.DataFrame, key: list[str]) -> pd.Series:

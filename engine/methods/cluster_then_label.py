@@ -35,6 +35,23 @@ a feature missing                        no                         no          
 The GMM is fitted on every complete detection (the paper clusters the whole
 catalogue), so adding or removing labels never moves the clusters.
 
+Missing features (``missing=``, ``--missing``): the fit (transform, GMM, class statistics) always uses
+the complete detections; the mode decides which detections are *classified*:
+
+* ``"drop"`` (default; the paper's catalogue): a detection missing any feature is dropped and counted;
+* ``"median"`` (the paper's "classify your own source" notebook): a missing feature is filled with the
+  median of that feature over the training table's complete detections, in raw (untransformed) units,
+  before the transform; the detection is then classified as complete;
+* ``"marginalise"``: the cluster assignment and the class distances use the observed features only, with
+  exact marginal Gaussians (sub-vector of each mean, sub-block of each covariance; the class distances
+  with the pseudo-inverse of the observed sub-block of the class covariance ``pinv(class_precisions)``):
+  :mod:`xsift.kernels.marginal`.
+
+In ``median`` and ``marginalise`` every detection with at least one observed feature is classified, its
+detection row carries ``n_features_used``, and a table lacking a feature column entirely is classified
+with the columns it has (the report's ``features_found``/``features_missing``); complete detections get
+the same probabilities in every mode (they take the complete-row kernels).
+
 A fitted model is plain data (NumPy arrays + JSON, no pickle) saved in the one model format of
 :mod:`xsift.methods.persistence` (kind ``"cluster_then_label"``); a saved model classifies new
 detections without refitting anything (the paper's "classify your own source").
@@ -57,12 +74,13 @@ from xsift.methods.base import Classification, NotFittedError
 from xsift.methods.calibration import apply_temperature, calibration_meta, temperature_from_meta, temperature_of
 from xsift.methods.estimator import PRECISIONS, ParamsMixin, as_frame, precision_dtype
 
-__all__ = ["ClusterThenLabel", "reference_labels", "DISTANCES", "PRECISIONS"]
+__all__ = ["ClusterThenLabel", "reference_labels", "DISTANCES", "MISSING", "PRECISIONS"]
 
 KIND = "cluster_then_label"
 MODEL_ARRAYS = ("gmm_weights", "gmm_means", "gmm_covariances", "gmm_precisions_cholesky",
                 "class_means", "class_precisions", "class_mask", "class_counts")
 DISTANCES = ("squared", "mahalanobis")
+MISSING = ("drop", "median", "marginalise")
 UNLABELLED, OTHER_TYPE = -1, -2
 # NumPy's default relative cutoff of np.linalg.pinv (the published code's call)
 PINV_RCOND = 1e-15
@@ -121,7 +139,7 @@ def prepare_catalog(df: pd.DataFrame, preset, *, source: str = "catalogue",
     return clean, report.as_dict()
 
 
-def _prepare(df, preset, *, source, need_types=True, all_null="error"):
+def _prepare(df, preset, *, source, need_types=True, all_null="error", absent_ok=False):
     """:func:`prepare_catalog` with the check's report as a ``CheckReport`` (which also holds the codes
     of the source names, ``key_codes``)."""
     from xsift.data.schema import check_catalog
@@ -133,7 +151,17 @@ def _prepare(df, preset, *, source, need_types=True, all_null="error"):
     return check_catalog(df, required=required, numeric=[cols["ra"], cols["dec"]],
                          features=raw, key=[cols["name"], cols["obsid"]], source=source,
                          all_null=all_null, aliases=resolve_preset(preset).aliases,
-                         optional=[] if need_types else [cols["type"]])
+                         optional=[] if need_types else [cols["type"]],
+                         positions=(cols["ra"], cols["dec"]),
+                         absent_ok=_absent_allowed(preset) if absent_ok else ())
+
+
+def _absent_allowed(preset) -> list[str]:
+    """The raw feature columns a table may lack when classifying on observed features: every one that is
+    not also an identity or sky column (those stay required)."""
+    cols = preset_columns(preset)
+    keep = {cols["name"], cols["obsid"], cols["ra"], cols["dec"]}
+    return [c for c in raw_feature_columns(preset) if c not in keep]
 
 
 def reference_labels(df: pd.DataFrame, preset) -> tuple[np.ndarray, dict]:
@@ -275,11 +303,19 @@ class ClusterThenLabel(ParamsMixin):
         ``precisions_cholesky``, e.g. the Dask full-data EM), used as it is.
     chunk_size: rows per kernel call when classifying (None: the kernels' default); any number of rows
         then reuses one compiled program.
+    missing: how detections with missing features are classified: ``"drop"`` (default, the paper's
+        catalogue), ``"median"`` (filled with the training medians, the paper's notebook) or
+        ``"marginalise"`` (observed features only, exact marginal Gaussians); see the module docstring.
+        The fit uses the complete detections whatever the mode. Saved with the model (and covered by
+        its hash); ``set_params(missing=...)`` on a loaded model classifies another way.
 
     Fitted attributes: ``preset_`` (the loaded preset), ``transform_`` (FeatureTransform),
     ``gmm_`` (``xsift.kernels.gmm.GMMParams``, float64), ``n_clusters_`` (K), ``classes_`` (L class
     names, object array), ``feature_names_`` (d), ``class_means_`` (K, L, d), ``class_precisions_``
-    (K, L, d, d; pseudo-inverse covariances), ``class_mask_`` (K, L) bool (False: class excluded in that
+    (K, L, d, d; pseudo-inverse covariances), ``class_covariances_`` (K, L, d, d; ``pinv`` of the
+    precisions, i.e. the class covariances, used by ``missing="marginalise"``), ``feature_medians_`` (d,
+    raw units; medians of the training table's complete detections, None on a model saved without
+    them), ``class_mask_`` (K, L) bool (False: class excluded in that
     cluster, its blocks zero), ``class_counts_`` (K, L) references, ``fit_report_`` (row counts per step,
     reference-label counts, cluster sizes, excluded pairs, GMM convergence, timings; set by :meth:`fit`,
     absent on a loaded model), ``info_`` (what a saved model keeps of that report), ``temperature_`` (None,
@@ -294,7 +330,7 @@ class ClusterThenLabel(ParamsMixin):
     _estimator_type = "classifier"
 
     def __init__(self, preset="csc", n_components: int = 6, distance: str = "squared", seed: int = 0,
-                 precision: str = "float64", gmm=None, chunk_size: int | None = None):
+                 precision: str = "float64", gmm=None, chunk_size: int | None = None, missing: str = "drop"):
         self.preset = preset
         self.n_components = n_components
         self.distance = distance
@@ -302,6 +338,7 @@ class ClusterThenLabel(ParamsMixin):
         self.precision = precision
         self.gmm = gmm
         self.chunk_size = chunk_size
+        self.missing = missing
 
     # -- parameters -------------------------------------------------------------
     def _dtype(self):
@@ -311,6 +348,10 @@ class ClusterThenLabel(ParamsMixin):
     def _check_distance(self) -> None:
         if self.distance not in DISTANCES:
             raise XsiftError(f"distance {self.distance!r}: expected one of {', '.join(DISTANCES)}")
+
+    def _check_missing(self) -> None:
+        if self.missing not in MISSING:
+            raise XsiftError(f"missing {self.missing!r}: expected one of {', '.join(MISSING)}")
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "gmm_"):
@@ -351,6 +392,7 @@ class ClusterThenLabel(ParamsMixin):
         """:meth:`fit` on a frame already schema-checked (``schema``: the check's report, kept in the
         fit report when given)."""
         self._check_distance()
+        self._check_missing()
         dtype = self._dtype()
         timings = {}
         t0 = time.perf_counter()
@@ -371,6 +413,7 @@ class ClusterThenLabel(ParamsMixin):
                 "give a catalogue with reference types or crossmatch it with a reference table "
                 "(`xsift crossmatch`, or --reference)")
         transform = FeatureTransform.from_preset(preset).fit(feats[ok])
+        medians = feats[ok].median().to_numpy(dtype=np.float64)      # raw units, for missing="median"
         X = transform.transform(feats[ok])
         timings["features_s"] = time.perf_counter() - t0
 
@@ -417,11 +460,13 @@ class ClusterThenLabel(ParamsMixin):
             "timings": {k: round(v, 4) for k, v in timings.items()},
         })
         self._set_fitted(preset, transform, gmm, classes, means, prec, mask, counts,
-                         info={k: report[k] for k in ("complete", "references_complete", "cluster_sizes", "gmm")})
+                         info={k: report[k] for k in ("complete", "references_complete", "cluster_sizes", "gmm")},
+                         medians=medians)
         self.fit_report_ = report
         return self
 
-    def _set_fitted(self, preset, transform, gmm, classes, means, prec, mask, counts, info) -> None:
+    def _set_fitted(self, preset, transform, gmm, classes, means, prec, mask, counts, info,
+                    medians=None) -> None:
         self.preset_ = preset
         self.transform_ = transform
         self.gmm_ = gmm
@@ -433,7 +478,78 @@ class ClusterThenLabel(ParamsMixin):
         self.class_mask_ = np.asarray(mask, bool)
         self.class_counts_ = np.asarray(counts, np.int64)
         self.info_ = dict(info)
+        self.feature_medians_ = None if medians is None else np.asarray(medians, np.float64)
+        self._class_covariances = None
         self.temperature_ = None        # uncalibrated (xsift.methods.calibration)
+
+    @property
+    def class_covariances_(self) -> np.ndarray:
+        """(K, L, d, d) class covariances, ``np.linalg.pinv(class_precisions_)`` (rcond 1e-15; pinv of a
+        pinv is the matrix itself), computed once: the sub-blocks ``missing="marginalise"`` pseudo-inverts."""
+        self._check_fitted()
+        if self._class_covariances is None:
+            self._class_covariances = np.linalg.pinv(self.class_precisions_, rcond=PINV_RCOND)
+        return self._class_covariances
+
+    # -- missing features -------------------------------------------------------------
+    def _model_inputs(self, feats: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(X (n, d) transformed features, NaN where missing; usable (n,) bool, the rows that get
+        probabilities under ``missing``; used (n,) int64, each row's observed features).
+
+        drop: usable = complete and transformable; median: NaN features filled with
+        ``feature_medians_`` (raw units) before the transform, usable = at least one observed feature
+        and transformable after the fill; marginalise: usable = at least one observed (transformable)
+        feature."""
+        self._check_missing()
+        observed = np.isfinite(feats.to_numpy(dtype=np.float64, na_value=np.nan))
+        if self.missing == "median":
+            if self.feature_medians_ is None:
+                raise XsiftError("missing='median': this model was saved without training medians (fitted "
+                                 "before they were kept); refit it, or use missing='marginalise' or 'drop'")
+            any_obs = observed.any(axis=1)
+            filled = feats.where(~(np.isnan(feats.to_numpy(dtype=np.float64)) & any_obs[:, None]),
+                                 pd.DataFrame(np.broadcast_to(self.feature_medians_, feats.shape),
+                                              index=feats.index, columns=feats.columns))
+            X = self.transform_.transform(filled)
+            return X, any_obs & np.isfinite(X).all(axis=1), observed.sum(axis=1).astype(np.int64)
+        X = self.transform_.transform(feats)
+        finite = np.isfinite(X)
+        if self.missing == "marginalise":
+            return X, finite.any(axis=1), finite.sum(axis=1).astype(np.int64)
+        usable = observed.all(axis=1) & finite.all(axis=1)
+        return X, usable, np.where(usable, X.shape[1], finite.sum(axis=1)).astype(np.int64)
+
+    def _probabilities(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(cluster (m,), probs (m, L) float64 before any temperature, predicted (m,)) of rows X (m, d),
+        NaN where a feature is missing: complete rows through the complete-row kernels
+        (``kernels.gmm.predict``, ``kernels.mahalanobis.classify_rows``), the others through the exact
+        marginals of :mod:`xsift.kernels.marginal` on their observed features."""
+        from xsift.kernels.mahalanobis import DEFAULT_CHUNK_SIZE, classify_rows
+        dtype = self._dtype()
+        chunk = self.chunk_size or DEFAULT_CHUNK_SIZE
+        squared = self.distance == "squared"
+        complete = np.isfinite(X).all(axis=1)
+        if complete.all():
+            cluster = cluster_assignment(self.gmm_, X, dtype, self.chunk_size)
+            probs, pred = classify_rows(X, cluster, self.class_means_, self.class_precisions_, self.class_mask_,
+                                        squared=squared, chunk_size=chunk, dtype=dtype, out_dtype=np.float64)
+            return cluster, np.asarray(probs), np.asarray(pred)
+        from xsift.kernels.marginal import marginal_classify_rows, marginal_predict
+        m, L = len(X), len(self.classes_)
+        cluster = np.zeros(m, np.int64)
+        probs = np.full((m, L), np.nan)
+        pred = np.full(m, -1, np.int64)
+        c = np.flatnonzero(complete)
+        if len(c):
+            cluster[c], probs[c], pred[c] = self._probabilities(X[c])
+        i = np.flatnonzero(~complete)
+        Xi = X[i]
+        cluster[i] = marginal_predict(_gmm_in(self.gmm_, dtype), Xi, chunk_size=chunk)
+        p, k, _ = marginal_classify_rows(Xi, None, cluster[i], self.class_means_, self.class_covariances_,
+                                         self.class_mask_, squared=squared, rcond=PINV_RCOND, chunk_size=chunk,
+                                         dtype=dtype)
+        probs[i], pred[i] = p, k
+        return cluster, probs, pred
 
     # -- classifying ----------------------------------------------------------------
     def classify(self, table, *, source: str = "catalogue", progress=None) -> Classification:
@@ -495,48 +611,51 @@ class ClusterThenLabel(ParamsMixin):
         """The classification's work -> (detection_level, report, codes of the names of its rows (from
         the schema check, or from ``name_codes`` given for the rows of ``df``; None if neither),
         predicted class index of its rows (n,) int, -1 where no class is usable)."""
-        from xsift.kernels.mahalanobis import DEFAULT_CHUNK_SIZE, classify_rows
         self._check_fitted()
         self._check_distance()
-        dtype = self._dtype()
-        chunk_size = self.chunk_size
+        self._check_missing()
         preset = self.preset_
         cols = preset_columns(preset)
         t0 = time.perf_counter()
         report: dict = {"rows_in": int(len(df))}
         if check:
             _stage(progress, "check")
-            df, checked = _prepare(df, preset, source=source, need_types=False, all_null="count")
+            df, checked = _prepare(df, preset, source=source, need_types=False, all_null="count",
+                                   absent_ok=self.missing != "drop")
             report["schema"] = checked.as_dict()
             name_codes = checked.key_codes
         t_check = time.perf_counter()
         _stage(progress, "features")
         feats, ok = features_of(df, preset)
         labels, label_counts = reference_labels(df, preset)
-        X_all = self.transform_.transform(feats)          # every row (NaN stays NaN): no row selection first
-        ok_t = ok & np.isfinite(X_all).all(axis=1)        # values the fitted log cannot take -> missing
-        target = np.flatnonzero(ok_t & (labels == UNLABELLED))
+        # every row transformed (NaN stays NaN; values the fitted log cannot take -> missing), then the
+        # rows the missing-feature mode classifies
+        X_all, usable, used = self._model_inputs(feats)
+        target = np.flatnonzero(usable & (labels == UNLABELLED))
         X = X_all[target]
         t1 = time.perf_counter()
         _stage(progress, "cluster")
-        cluster = cluster_assignment(self.gmm_, X, dtype, chunk_size)
         t2 = time.perf_counter()
         _stage(progress, "distances")
-        probs, pred = classify_rows(X, cluster, self.class_means_, self.class_precisions_, self.class_mask_,
-                                    squared=(self.distance == "squared"),
-                                    chunk_size=chunk_size or DEFAULT_CHUNK_SIZE, dtype=dtype,
-                                    out_dtype=np.float64)
+        cluster, probs, pred = self._probabilities(X)
         probs = apply_temperature(probs, temperature_of(self))
         t3 = time.perf_counter()
-        out = _detection_table(df, feats, target, cluster, probs, pred, list(self.classes_), cols)
+        out = _detection_table(df, feats, target, cluster, probs, pred, list(self.classes_), cols,
+                               n_features_used=None if self.missing == "drop" else used[target])
         t4 = time.perf_counter()
+        base = ok if self.missing == "drop" else usable
+        absent = report.get("schema", {}).get("absent_features", [])
         report.update({
+            "missing": self.missing,
             "complete": int(ok.sum()),
-            "dropped_incomplete": int((~ok_t).sum()),
+            "dropped_incomplete": int((~usable).sum()),
             "reference_labels": label_counts,
-            "labelled_not_classified": int((labels[ok] >= 0).sum()),
-            "other_type_not_classified": int((labels[ok] == OTHER_TYPE).sum()),
+            "labelled_not_classified": int((labels[base] >= 0).sum()),
+            "other_type_not_classified": int((labels[base] == OTHER_TYPE).sum()),
             "classified": int(len(target)),
+            "classified_incomplete": int((~ok[target]).sum()),
+            "features_found": [c for c in raw_feature_columns(preset) if c not in absent],
+            "features_missing": list(absent),
             "no_usable_class": int((pred < 0).sum()),
             "model_hash": self.model_hash,
             "distance": self.distance,
@@ -552,30 +671,26 @@ class ClusterThenLabel(ParamsMixin):
         """(checked frame with every input row kept, rows with a prediction, their predicted class
         index (-1: no usable class), their probabilities (m, L))."""
         from xsift.data.schema import check_catalog
-        from xsift.kernels.mahalanobis import DEFAULT_CHUNK_SIZE, classify_rows
         self._check_fitted()
         self._check_distance()
-        dtype = self._dtype()
+        self._check_missing()
         df = as_frame(table, source=source)
         raw = raw_feature_columns(self.preset_)
         df, _ = check_catalog(df, required=raw, features=raw, source=source, all_null="count",
-                              aliases=self.preset_.aliases)
-        feats, ok = features_of(df, self.preset_)
-        X_all = self.transform_.transform(feats)
-        rows = np.flatnonzero(ok & np.isfinite(X_all).all(axis=1))
-        X = X_all[rows]
-        cluster = cluster_assignment(self.gmm_, X, dtype, self.chunk_size)
-        probs, pred = classify_rows(X, cluster, self.class_means_, self.class_precisions_, self.class_mask_,
-                                    squared=(self.distance == "squared"),
-                                    chunk_size=self.chunk_size or DEFAULT_CHUNK_SIZE, dtype=dtype,
-                                    out_dtype=np.float64)
+                              aliases=self.preset_.aliases,
+                              absent_ok=_absent_allowed(self.preset_) if self.missing != "drop" else ())
+        feats, _ = features_of(df, self.preset_)
+        X_all, usable, _ = self._model_inputs(feats)
+        rows = np.flatnonzero(usable)
+        _, probs, pred = self._probabilities(X_all[rows])
         return df, rows, np.asarray(pred), apply_temperature(np.asarray(probs), temperature_of(self))
 
     def predict_proba(self, table, *, source: str = "table") -> np.ndarray:
         """(n, L) float64 class probabilities of every row of ``table``, labelled or not, columns in
         ``classes_`` order (Eq. 6-7: softmin of the Mahalanobis distances to the classes of the row's
         cluster; 0 for a class excluded in that cluster). NaN rows: a feature missing (or not
-        transformable), or no usable class in the row's cluster. Rows are never dropped or merged."""
+        transformable) under ``missing="drop"``, no observed feature under the other modes, or no usable
+        class in the row's cluster. Rows are never dropped or merged."""
         df, rows, _, probs = self._rows(table, source)
         out = np.full((len(df), len(self.classes_)), np.nan)
         out[rows] = probs
@@ -665,11 +780,13 @@ class ClusterThenLabel(ParamsMixin):
                 "gmm_covariances": np.asarray(g.covariances, np.float64),
                 "gmm_precisions_cholesky": np.asarray(g.precisions_cholesky, np.float64),
                 "class_means": self.class_means_, "class_precisions": self.class_precisions_,
-                "class_mask": self.class_mask_, "class_counts": self.class_counts_}
+                "class_mask": self.class_mask_, "class_counts": self.class_counts_,
+                **({} if self.feature_medians_ is None else {"feature_medians": self.feature_medians_})}
 
     def _meta(self) -> dict:
         return {"preset": preset_record(self.preset_), "transform": self.transform_.to_dict(),
-                "classes": list(self.classes_), "distance": self.distance, **calibration_meta(self)}
+                "classes": list(self.classes_), "distance": self.distance, "missing": self.missing,
+                **calibration_meta(self)}
 
     def save(self, directory: str | os.PathLike) -> str:
         """Write ``model.npz`` (arrays) and ``model.json`` (preset, transform, classes, distance, hash,
@@ -678,6 +795,7 @@ class ClusterThenLabel(ParamsMixin):
         self._check_fitted()
         from xsift.methods.persistence import save_model
         self._check_distance()
+        self._check_missing()
         return save_model(directory, kind=KIND, arrays=self._arrays(), meta=self._meta(), info=self.info_)
 
     @classmethod
@@ -704,11 +822,17 @@ class ClusterThenLabel(ParamsMixin):
                              f"do not match the arrays' ({K}, {L}); the model files were mixed")
         gmm_info = info.get("gmm", {}) if isinstance(info.get("gmm"), dict) else {}
         preset = resolve_preset(preset)
-        est = cls(preset=preset, n_components=int(K), distance=distance, seed=int(gmm_info.get("seed", 0)))
+        # a model saved before the missing-feature modes classified as "drop" does, and keeps doing so
+        missing = meta.get("missing", "drop")
+        if missing not in MISSING:
+            raise XsiftError(f"{where}: missing {missing!r} is not one of {', '.join(MISSING)}; the file is damaged")
+        est = cls(preset=preset, n_components=int(K), distance=distance, seed=int(gmm_info.get("seed", 0)),
+                  missing=missing)
         gmm = GMMParams(arrays["gmm_weights"], arrays["gmm_means"], arrays["gmm_covariances"],
                         arrays["gmm_precisions_cholesky"])
         est._set_fitted(preset, transform, gmm, classes, arrays["class_means"],
-                        arrays["class_precisions"], arrays["class_mask"], arrays["class_counts"], info)
+                        arrays["class_precisions"], arrays["class_mask"], arrays["class_counts"], info,
+                        medians=arrays.get("feature_medians"))
         est.temperature_ = temperature_from_meta(meta, where)
         return est
 
@@ -725,7 +849,7 @@ def _no_y(y, method: str) -> None:
                          "reference-type column (the preset's [columns] label, `main_type` for CSC)")
 
 
-def _detection_table(df, feats, rows, cluster, probs, pred, classes, cols) -> pd.DataFrame:
+def _detection_table(df, feats, rows, cluster, probs, pred, classes, cols, n_features_used=None) -> pd.DataFrame:
     out = {"name": df[cols["name"]].iloc[rows].astype("str").reset_index(drop=True),
            "obsid": df[cols["obsid"]].iloc[rows].reset_index(drop=True),
            "cluster": cluster.astype(np.int64),
@@ -736,6 +860,8 @@ def _detection_table(df, feats, rows, cluster, probs, pred, classes, cols) -> pd
     cls = pd.array(list(classes) + [None], dtype="str")          # take from L + 1 names: no per-row strings
     out["predicted_class"] = cls.take(np.where(pred < 0, len(classes), pred))
     out["no_usable_class"] = pred < 0
+    if n_features_used is not None:      # missing="median"/"marginalise": the features observed
+        out["n_features_used"] = np.asarray(n_features_used, np.int64)
     for f in feats.columns:
         out[f] = feats[f].to_numpy(dtype=np.float64)[rows]
     # copy=False: the columns are fresh arrays; pandas would otherwise copy them all once more
