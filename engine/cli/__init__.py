@@ -19,6 +19,12 @@ declared here once, and only on the commands that use them: an option accepted
 and silently ignored is worse than none (``xsift simulate --config`` is an error,
 not a no-op). The Dask commands (``*-shards``) add ``--scheduler`` and ``--workers``.
 
+What every command shares is checked in :func:`main` before any work: ``--out`` must be a
+directory (a file for ``crossmatch``) that this process can write in (:func:`check_output_path`),
+and the run directory of ``classify-shards`` / ``vote-shards`` is locked for the whole command
+(:func:`xsift.distributed.rundir.lock_run_dir`; a second command into it refuses). Output piped into
+a reader that stops early (``xsift presets | head -1``) ends the command quietly.
+
 Process-wide settings belong to :func:`main` alone: ``--device`` selects JAX's platform for the
 process and :func:`xsift.cli.memory.keep_freed_memory` tunes glibc's allocator for it. Errors a
 user can act on are raised as :class:`xsift.errors.XsiftError` and printed as one message, never
@@ -27,8 +33,12 @@ as a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
+import pathlib
 import sys
+import tempfile
 
 # command name -> module owning it, in the order `xsift --help` lists them
 COMMANDS: dict[str, str] = {
@@ -50,6 +60,11 @@ COMMANDS: dict[str, str] = {
 
 
 COMMON_OPTIONS = ("device", "precision", "config")
+
+# commands whose --out names a file (every other command's --out is a directory)
+OUT_IS_FILE = frozenset({"crossmatch"})
+# commands writing into a run directory, and the option holding it: locked for the whole command
+RUN_DIR_OPTION = {"classify-shards": "out", "vote-shards": "run"}
 
 # the formats every table-writing command offers (xsift.report.outputs.FORMAT_SUFFIX; tests/cli checks
 # they agree: importing it here would load pandas for --help)
@@ -148,7 +163,45 @@ def apply_device(device: str | None) -> None:
     jax.config.update("jax_platform_name", platform)
 
 
+def check_output_path(path: str | os.PathLike, *, is_file: bool = False) -> None:
+    """Raise XsiftError unless ``path`` can be written as an output directory (``is_file``: an output file).
+
+    Checked before any work: an existing file where a directory is expected (or the reverse), or a
+    directory this process cannot write in (tried by creating and removing a temporary file in the
+    nearest existing directory, since ``os.access`` answers yes to root on a read-only directory)."""
+    from xsift.errors import XsiftError
+    out = pathlib.Path(path)
+    if is_file and out.is_dir():
+        raise XsiftError(f"--out {out}: is a directory; expected an output file name")
+    if not is_file and out.exists() and not out.is_dir():
+        raise XsiftError(f"--out {out}: is a file; expected a directory (it is created if need be)")
+    probe = out.parent if is_file else out
+    probe = probe.absolute()
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise XsiftError(f"--out {out}: {probe} is a file, so no directory can be made under it")
+    try:
+        with tempfile.TemporaryFile(dir=probe, prefix=".xsift-write-test-"):
+            pass
+    except OSError as exc:
+        raise XsiftError(f"--out {out}: cannot write in {probe} ({exc.strerror}); choose a writable "
+                         "directory") from None
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null after its reader went away, so that the exit's flush does not fail too."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``xsift`` command ``argv`` (default: ``sys.argv[1:]``) and return its exit status: 0,
+    2 for an :class:`~xsift.errors.XsiftError` (printed as one line, no traceback), 130 on Ctrl-C,
+    141 when stdout's reader closed the pipe early (as a shell reports SIGPIPE)."""
     from xsift.errors import XsiftError
     from xsift.cli.memory import keep_freed_memory
     parser = build_parser()
@@ -157,10 +210,23 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if getattr(args, "out", None) is not None:
+            check_output_path(args.out, is_file=args.command in OUT_IS_FILE)
         apply_device(getattr(args, "device", None))
         # a command runs and ends: keep freed memory mapped rather than fault it in again (xsift.cli.memory)
         keep_freed_memory()
-        return int(args._run(args) or 0)
+        with contextlib.ExitStack() as stack:
+            if args.command in RUN_DIR_OPTION:
+                from xsift.distributed.rundir import lock_run_dir
+                run_dir = pathlib.Path(getattr(args, RUN_DIR_OPTION[args.command]))
+                if args.command == "classify-shards" or run_dir.is_dir():
+                    stack.enter_context(lock_run_dir(run_dir, command=f"xsift {args.command}"))
+            status = int(args._run(args) or 0)
+        sys.stdout.flush()
+        return status
+    except BrokenPipeError:
+        _quiet_stdout()
+        return 141
     except XsiftError as exc:
         print(f"xsift {args.command}: error: {exc}", file=sys.stderr)
         return 2

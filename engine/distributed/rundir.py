@@ -2,6 +2,7 @@
 
 Layout of ``RUN/``::
 
+    .lock                       held (fcntl.flock) by the command writing into the run directory
     run.json                    the run record: model hash, model directory, catalogue, classes, aggregation
     detection_level/<stem>.parquet   one output shard per input shard, named after it
     ledger/<stem>.json          one record per finished input shard (written after its output)
@@ -11,20 +12,24 @@ A ledger record holds the model hash, the input's path, size and modification ti
 name and the row counts. A shard is *done* when its record matches the run's model hash and the
 input's current size and mtime, and its output exists; a rerun skips done shards and redoes the
 others (the output name is fixed by the input name, so a redo overwrites, never duplicates).
-A run directory holds the results of one model only: :func:`prepare_run` refuses another model
+One command at a time writes into a run directory: ``xsift classify-shards`` and ``xsift vote-shards``
+hold :func:`lock_run_dir` for the whole command, and a second one into the same directory refuses
+at once (two runs sharing it would overwrite each other's vote). A run directory holds the results of one model only: :func:`prepare_run` refuses another model
 unless forced, and then clears the old results.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import pathlib
 import shutil
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from xsift.errors import XsiftError
 
-__all__ = ["LEDGER_DIR", "OUTPUT_DIR", "UNIQUE_DIR", "AMBIGUOUS_DIR", "RUN_RECORD", "VOTE_RECORD",
+__all__ = ["LOCK_FILE", "lock_run_dir", "LEDGER_DIR", "OUTPUT_DIR", "UNIQUE_DIR", "AMBIGUOUS_DIR", "RUN_RECORD", "VOTE_RECORD",
            "output_name", "input_identity", "shard_done", "prepare_run", "read_run_record",
            "check_unique_names", "remove_stale_results", "write_ledger_record", "ledger_records"]
 
@@ -34,6 +39,33 @@ UNIQUE_DIR = "uniquely_classified"
 AMBIGUOUS_DIR = "ambiguous"
 RUN_RECORD = "run.json"
 VOTE_RECORD = "vote.json"
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: str | os.PathLike, *, command: str = "xsift") -> Iterator[pathlib.Path]:
+    """Hold an exclusive lock on ``run_dir`` (``fcntl.flock`` on ``run_dir/.lock``, created with the
+    directory if need be) while the block runs; released when it ends or the process dies.
+
+    Raises XsiftError at once, naming the directory, when another process holds it."""
+    run_dir = pathlib.Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise XsiftError(f"{run_dir}: cannot lock the run directory ({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise XsiftError(f"{run_dir}: another xsift command is writing into this run directory "
+                             f"(it holds {run_dir / LOCK_FILE}); wait for it to finish, or use another "
+                             f"directory for {command}") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} {command}\n".encode())
+        yield run_dir
+    finally:
+        os.close(fd)          # closing the descriptor releases the lock
 
 
 def output_name(shard: str | os.PathLike) -> str:

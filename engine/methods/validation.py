@@ -161,7 +161,9 @@ def _setting(model, table, source) -> _Setting:
         classes, _, aggregation = preset_classes(preset)
         cols = preset_columns(preset)
         labels, label_counts = reference_labels(df, preset)
-        _, ok = features_of(df, preset)
+        feats, ok = features_of(df, preset)
+        if getattr(model, "missing", "drop") != "drop":     # a detection with any observed feature is classified
+            ok = feats.notna().any(axis=1).to_numpy()
         return _Setting(df, labels, np.asarray(ok, bool), cols["name"], cols["obsid"], cols["type"], classes,
                         aggregation, schema, label_counts)
     if model.kind == "naive_bayes":
@@ -287,6 +289,11 @@ def validate(table, preset="csc", *, estimator=None, n_components: int = 6, seed
     if not (lab >= 0).any():
         raise XsiftError(f"{source}: no detection the method classifies has a training class in column "
                          f"{st.label_col!r}; validation needs labelled detections")
+    present = np.unique(lab[lab >= 0])
+    if len(present) < 2:
+        raise XsiftError(f"{source}: every labelled detection in column {st.label_col!r} is of one class "
+                         f"({classes[int(present[0])]}); validation needs labelled detections of at least two "
+                         "classes, or there is nothing to tell apart")
     groups = df[st.source_col] if st.source_col else None
     held = stratified_split(lab, test_fraction, split_seed, groups=groups)
     test_rows = np.flatnonzero(held & (lab >= 0))

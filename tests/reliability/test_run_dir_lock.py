@@ -1,0 +1,73 @@
+"""One command at a time writes into a run directory: while a process holds its lock (what a running
+``classify-shards`` or ``vote-shards`` does), a second command into it refuses at once, naming the
+directory, and writes nothing."""
+import pytest
+
+from conftest import refused
+from xsift.cli import main
+from xsift.data.io import write_table
+from xsift.distributed.rundir import LOCK_FILE, lock_run_dir
+from xsift.errors import XsiftError
+
+
+@pytest.fixture
+def shards(tmp_path, catalogue):
+    out = tmp_path / "shards"
+    out.mkdir()
+    df = catalogue()
+    write_table(df.iloc[:1000].reset_index(drop=True), out / "part-0.parquet")
+    write_table(df.iloc[1000:].reset_index(drop=True), out / "part-1.parquet")
+    return out
+
+
+@pytest.mark.parametrize("command", ["classify-shards", "vote-shards"])
+def test_a_second_command_into_a_locked_run_directory_refuses(tmp_path, capsys, shards, fitted_model, command):
+    model, _ = fitted_model
+    run = tmp_path / "run"
+    argv = (["classify-shards", str(shards), "--model", str(model), "--out", str(run), "--workers", "1"]
+            if command == "classify-shards" else ["vote-shards", str(run), "--workers", "1"])
+    with lock_run_dir(run, command="the test"):
+        code = main(argv)
+        refused(code, capsys.readouterr().err, str(run), "another xsift command")
+        assert sorted(p.name for p in run.iterdir()) == [LOCK_FILE]
+
+
+def test_the_lock_is_held_for_the_block_and_released_after(tmp_path):
+    run = tmp_path / "run"
+    with lock_run_dir(run):
+        with pytest.raises(XsiftError, match="another xsift command"):
+            with lock_run_dir(run):
+                pass
+    with lock_run_dir(run):          # released: taken again
+        pass
+
+
+def test_two_real_runs_into_one_directory(tmp_path, capsys, shards, fitted_model):
+    """The second of two ``classify-shards`` into one directory refuses while the first runs; the first
+    completes and its vote tables hold every source it classified."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    import pandas as pd
+
+    model, _ = fitted_model
+    run = tmp_path / "run"
+    argv = ["classify-shards", str(shards), "--model", str(model), "--out", str(run), "--workers", "1"]
+    first = subprocess.Popen([sys.executable, "-m", "xsift.cli", *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not ((run / LOCK_FILE).exists() and (run / LOCK_FILE).read_text()):   # written once locked
+        assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+        time.sleep(0.01)
+    code = main(argv)
+    refused(code, capsys.readouterr().err, str(run), "another xsift command")
+    out, err = first.communicate(timeout=300)
+    assert first.returncode == 0 and "Traceback" not in err, err
+    detections = pd.read_parquet(run / "detection_level")
+    classified = detections.loc[detections["predicted_class"].notna(), "name"]
+    voted = pd.concat([pd.read_parquet(run / "uniquely_classified"), pd.read_parquet(run / "ambiguous")])
+    assert len(classified) > 0
+    assert sorted(voted["name"]) == sorted(classified.unique())
+    assert json.loads((run / "vote.json").read_text())["sources"] == classified.nunique()
