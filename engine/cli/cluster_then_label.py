@@ -23,6 +23,22 @@ from xsift.errors import XsiftError
 # and FORMATS against xsift.report.outputs.FORMAT_SUFFIX (importing those here would load NumPy and
 # pandas for --help)
 DISTANCES = ("squared", "mahalanobis")
+# and MISSING against xsift.methods.cluster_then_label.MISSING
+MISSING = ("drop", "median", "marginalise")
+MISSING_HELP = ("detections missing a feature: drop them (the paper's catalogue), fill the feature with the "
+                "training median (the paper's notebook), or marginalise the Gaussians over it (observed "
+                "features only); the fit uses complete detections in every mode")
+
+
+def add_missing_option(parser, *, classify: bool = False) -> None:
+    """``--missing drop|median|marginalise``: saved with a fitted model (default drop); when classifying
+    with a saved model, default: the model's own mode."""
+    if classify:
+        parser.add_argument("--missing", choices=MISSING, default=None,
+                            help=MISSING_HELP + " (default: the mode saved with the model)")
+    else:
+        parser.add_argument("--missing", choices=MISSING, default="drop",
+                            help=MISSING_HELP + "; saved with the model (default: %(default)s)")
 
 fit_help = "fit the cluster-then-label model (feature transform, GMM, per-cluster class statistics)"
 classify_help = "classify the unlabelled detections of a catalogue with a saved model; master classes per source"
@@ -71,6 +87,7 @@ def _add_fit_options(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed of the GMM initialisation")
     parser.add_argument("--distance", choices=DISTANCES, default="squared",
                         help="squared Mahalanobis distance (the published tables) or its square root (Eq. 6)")
+    add_missing_option(parser)
 
 
 def _add_output_options(parser) -> None:
@@ -95,6 +112,7 @@ def add_classify_arguments(parser) -> None:
                              "(a type column is optional; labelled detections are not classified)")
     parser.add_argument("--model", required=True, metavar="DIR", help="a model directory written by `xsift fit`")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for the tables and manifest")
+    add_missing_option(parser, classify=True)
     _add_output_options(parser)
     add_quiet_option(parser)
 
@@ -128,7 +146,7 @@ def _load_inputs(args, preset):
 def _estimator(args, preset):
     from xsift.methods.cluster_then_label import ClusterThenLabel
     return ClusterThenLabel(preset=preset, n_components=args.k, seed=args.seed, distance=args.distance,
-                            precision=getattr(args, "precision", "float64"))
+                            precision=getattr(args, "precision", "float64"), missing=args.missing)
 
 
 def _provenance(command: str, preset, model_hash: str, inputs: dict) -> dict:
@@ -165,7 +183,7 @@ def run_fit(args) -> int:
     path = write_table(clusters, out / f"clusters{FORMAT_SUFFIX[args.format]}", args.format,
                        provenance=_provenance("fit", preset, digest, inputs))
     write_manifest(out, command="fit", inputs=inputs, config={"k": args.k, "seed": args.seed,
-                   "distance": args.distance, "precision": args.precision, "preset": preset.source},
+                   "distance": args.distance, "missing": args.missing, "precision": args.precision, "preset": preset.source},
                    model_hash=digest, fit=report, outputs={"model": str(out), "clusters": str(path)},
                    elapsed_s=round(time.perf_counter() - t0, 3))
     print(f"model {digest[:12]} -> {out} ({report['complete']:,} complete detections, "
@@ -184,6 +202,8 @@ def run_classify(args) -> int:
     _check_output_options(args)
     t0 = time.perf_counter()
     model = ClusterThenLabel.load(args.model).set_params(precision=args.precision)
+    if args.missing is not None:
+        model.set_params(missing=args.missing)
     args.progress("read")
     df = read_catalog(args.catalog)
     result = model.classify(df, source=str(args.catalog), progress=args.progress)
@@ -197,22 +217,33 @@ def run_classify(args) -> int:
     if not args.no_figures:
         written.update(run_figures(tables, model.n_clusters_, out))
     write_manifest(out, command="classify", inputs={"catalog": str(args.catalog), "model": str(args.model)},
-                   config={"precision": args.precision, "format": args.format,
+                   config={"precision": args.precision, "missing": model.missing, "format": args.format,
                            "published_format": args.published_format},
                    model_hash=model.model_hash, classify=report, voting=summary, outputs=written,
                    elapsed_s=round(time.perf_counter() - t0, 3))
     print(f"{report['classified']:,} detections classified ({report['no_usable_class']:,} without a usable "
           f"class); {summary['uniquely_classified']:,} sources uniquely classified, {summary['ambiguous']:,} "
           f"ambiguous (kappa {summary['cohen_kappa_hard_soft']:.3f}) -> {out}")
+    if report.get("classified_incomplete"):
+        print(f"  {report['classified_incomplete']:,} of them with missing features (--missing {model.missing})")
+    dropped = ("with a missing feature (dropped, as in the paper)" if model.missing == "drop"
+               else "without any observed feature")
     not_classified = {
-        "with a missing feature (dropped, as in the paper)": report.get("dropped_incomplete", 0),
+        dropped: report.get("dropped_incomplete", 0),
         "labelled with a training class (references, not classified)": report.get("labelled_not_classified", 0),
         "of another SIMBAD type (neither reference nor classified)": report.get("other_type_not_classified", 0)}
     for what, count in not_classified.items():
         if count:
             print(f"  {count:,} detection(s) {what}")
     empty = report.get("schema", {}).get("all_null_features", [])
-    if empty:
+    empty = [c for c in empty if c not in report.get("features_missing", [])]
+    if report.get("features_missing"):
+        print(f"  {args.catalog}: feature column(s) {', '.join(report['features_missing'])} absent; classified on "
+              f"{', '.join(report['features_found'])} (--missing {model.missing})")
+    if empty and model.missing != "drop":
+        print(f"  {args.catalog}: feature column(s) {', '.join(empty)} are null in every row; classified on the "
+              f"other features (--missing {model.missing})")
+    elif empty:
         print(f"  {args.catalog}: feature column(s) {', '.join(empty)} are null in every row, so no row of it "
               "is complete; the model needs all of " + ", ".join(raw_feature_columns(model.preset_))
               + " (the naive-Bayes branch, `xsift nb classify`, classifies rows with missing properties)")
@@ -242,7 +273,7 @@ def run_run(args) -> int:
     if not args.no_figures:
         written.update(run_figures(tables, model.n_clusters_, out))
     write_manifest(out, command="run", inputs=inputs,
-                   config={"k": args.k, "seed": args.seed, "distance": args.distance,
+                   config={"k": args.k, "seed": args.seed, "distance": args.distance, "missing": args.missing,
                            "precision": args.precision, "preset": preset.source, "format": args.format,
                            "published_format": args.published_format},
                    model_hash=digest, **report, outputs=written, elapsed_s=round(time.perf_counter() - t0, 3))

@@ -21,6 +21,8 @@ import time
 
 import numpy as np
 
+from xsift.cli.cluster_then_label import add_missing_option
+
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -58,6 +60,7 @@ def add_fit_shards_arguments(parser) -> None:
     parser.add_argument("--persist", choices=["auto", "yes", "no"], default="auto",
                         help="keep the transformed features in worker memory during full-data EM "
                              "(auto: when they fit in a third of it) or re-read the shards each iteration")
+    add_missing_option(parser)
     _add_cluster_options(parser)
 
 
@@ -72,10 +75,11 @@ def run_fit_shards(args) -> int:
         model, report = fit_shards(client, args.catalog, args.out, preset=preset, fit_sample=args.fit_sample,
                                    full_em=args.full_em, n_components=args.k, seed=args.seed,
                                    max_iter=args.max_iter, tol=args.tol, dtype=np.dtype(args.precision),
-                                   persist=persist, log=_log)
+                                   persist=persist, missing=args.missing, log=_log)
     write_manifest(args.out, command="fit-shards", inputs=[str(args.catalog)], scheduler=args.scheduler,
                    config={"fit_sample": args.fit_sample, "full_em": args.full_em, "k": args.k,
-                           "seed": args.seed, "precision": args.precision, "preset": preset.source},
+                           "seed": args.seed, "precision": args.precision, "preset": preset.source,
+                           "missing": args.missing},
                    report=report, seconds=time.perf_counter() - t0)
     print(f"model {report['model_hash'][:12]} written to {args.out} "
           f"({'full-data EM' if args.full_em else 'fitted on a sample'} of {report['fit_sample']:,} detections)")
@@ -102,6 +106,7 @@ def add_classify_shards_arguments(parser) -> None:
     parser.add_argument("--no-vote", action="store_true", help="classify only; vote later with vote-shards")
     parser.add_argument("--vote-partitions", type=int, default=None, metavar="N",
                         help="partitions of the shuffle on name for the vote (default: one per input shard)")
+    add_missing_option(parser, classify=True)
     _add_cluster_options(parser)
 
 
@@ -110,7 +115,8 @@ def run_classify_shards(args) -> int:
     from xsift.report import write_manifest
     t0 = time.perf_counter()
     with dask_client(args.scheduler, n_workers=args.workers, device=args.device) as client:
-        summary = classify_shards(client, args.catalog, args.model, args.out, force=args.force, log=_log)
+        summary = classify_shards(client, args.catalog, args.model, args.out, force=args.force,
+                                  missing=args.missing, log=_log)
         _log(f"classified {summary['rows_classified']:,} of {summary['rows_in']:,} detections "
              f"in {summary['shards']} shards ({summary['shards_skipped']} already done)")
         vote = None

@@ -9,7 +9,7 @@ import pathlib
 import time
 
 from xsift.cli import add_format_option
-from xsift.cli.cluster_then_label import DISTANCES, add_quiet_option, with_progress
+from xsift.cli.cluster_then_label import DISTANCES, add_missing_option, add_quiet_option, with_progress
 
 CLI_HELP = ("70/30 validation split by source (stratified by class): confusion matrices, precision/recall/F1, "
             "prior-corrected precision, reliability diagram and ECE; --calibrate fits a temperature")
@@ -31,6 +31,7 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--test-fraction", type=float, default=0.3, help="share of each class's sources held out")
     parser.add_argument("--distance", choices=DISTANCES, default="squared",
                         help="squared Mahalanobis distance (published tables) or its square root")
+    add_missing_option(parser)
     parser.add_argument("--no-figures", action="store_true",
                         help="skip the PNG figures (confusion matrices, reliability diagram)")
     add_format_option(parser, default="csv", what="the tables")
@@ -51,11 +52,17 @@ def run_cli(args) -> int:
     wanted = {"ctl": "cluster_then_label", "nb": "naive_bayes"}.get(args.method)
     if wanted and preset.method != wanted:
         raise XsiftError(f"{args.config}: a {preset.method} preset; --method {args.method} needs a {wanted} preset")
-    if preset.method == "naive_bayes" and (args.k != 6 or args.distance != "squared"):
-        raise XsiftError("--k and --distance are options of the cluster-then-label method; naive Bayes has neither")
+    if preset.method == "naive_bayes" and (args.k != 6 or args.distance != "squared" or args.missing != "drop"):
+        raise XsiftError("--k, --distance and --missing are options of the cluster-then-label method; naive Bayes "
+                         "has none of them")
+    estimator = None
+    if preset.method == "cluster_then_label" and args.missing != "drop":
+        from xsift.methods.cluster_then_label import ClusterThenLabel
+        estimator = ClusterThenLabel(preset=preset, n_components=args.k, distance=args.distance, seed=args.seed,
+                                     precision=args.precision, missing=args.missing)
     df = read_catalog(args.catalog)
     args.progress("validate")
-    result = validate(df, preset, n_components=args.k, seed=args.seed, split_seed=args.split_seed,
+    result = validate(df, preset, estimator=estimator, n_components=args.k, seed=args.seed, split_seed=args.split_seed,
                       test_fraction=args.test_fraction, distance=args.distance, precision=args.precision,
                       calibrate=args.calibrate, source=str(args.catalog))
     args.progress("write")
@@ -71,6 +78,7 @@ def run_cli(args) -> int:
                    config={"k": args.k, "seed": args.seed, "split_seed": args.split_seed,
                            "test_fraction": args.test_fraction, "distance": args.distance,
                            "precision": args.precision, "method": result["method"], "preset": preset.name,
+                           "missing": args.missing,
                            "calibrate": bool(args.calibrate)},
                    model_hash=result["model_hash"], counts=c, outputs=written,
                    elapsed_s=round(time.perf_counter() - t0, 3))

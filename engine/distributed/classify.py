@@ -31,7 +31,8 @@ __all__ = ["load_classifier", "classify_shards"]
 
 # the report entries of a shard copied into its ledger record
 _LEDGER_COUNTS = ("complete", "dropped_incomplete", "labelled_not_classified", "other_type_not_classified",
-                  "no_usable_class", "predicted_counts", "log_of_non_positive_made_missing")
+                  "no_usable_class", "predicted_counts", "log_of_non_positive_made_missing", "missing",
+                  "classified_incomplete")
 
 
 def load_classifier(model_dir: str | os.PathLike) -> Classifier:
@@ -54,7 +55,17 @@ def load_classifier(model_dir: str | os.PathLike) -> Classifier:
 _WORKER_MODELS: dict = {}
 
 
-def _worker_model(model_dir: str, expected_hash: str):
+def _with_missing(model, missing: str | None, model_dir):
+    """``model`` classifying with the missing-feature mode ``missing`` (None: the model's own). Raises
+    XsiftError for a model without the modes (naive Bayes classifies rows with missing properties as it is)."""
+    if missing is None:
+        return model
+    if "missing" not in model.get_params(deep=False):
+        raise XsiftError(f"{model_dir}: a {model.kind} model has no --missing modes (only cluster-then-label)")
+    return model.set_params(missing=missing)
+
+
+def _worker_model(model_dir: str, expected_hash: str, missing: str | None = None):
     """The model of ``model_dir`` in this worker process, loaded on first use and kept.
 
     Workers read the model directory themselves (like the shards, it must be on storage every worker
@@ -62,7 +73,7 @@ def _worker_model(model_dir: str, expected_hash: str):
     it, a file is not, so a worker that dies and is replaced costs nothing but a reload."""
     key = (model_dir, expected_hash)
     if key not in _WORKER_MODELS:
-        model = load_classifier(model_dir)
+        model = _with_missing(load_classifier(model_dir), missing, model_dir)
         found = model.model_hash
         if found != expected_hash:
             raise XsiftError(f"{model_dir}: the model changed on disk during the run (hash "
@@ -72,14 +83,15 @@ def _worker_model(model_dir: str, expected_hash: str):
     return _WORKER_MODELS[key]
 
 
-def _classify_shard(path: str, run_dir: str, model_dir: str, expected_hash: str, columns: list[str]) -> dict:
+def _classify_shard(path: str, run_dir: str, model_dir: str, expected_hash: str, columns: list[str],
+                    missing: str | None = None) -> dict:
     """Worker: classify one shard, write its output then its ledger record (both atomic); return the record."""
     from xsift.data.io import write_table
     from xsift.data.shards import read_shard
     t0 = time.perf_counter()
     shard = pathlib.Path(path)
     run = pathlib.Path(run_dir)
-    model = _worker_model(model_dir, expected_hash)
+    model = _worker_model(model_dir, expected_hash, missing)
     df = read_shard(shard, columns)
     try:
         det, report = model.classify_frame(df, source=str(shard))
@@ -98,11 +110,13 @@ def _classify_shard(path: str, run_dir: str, model_dir: str, expected_hash: str,
 
 
 def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.PathLike,
-                    run_dir: str | os.PathLike, *, force: bool = False, log=print) -> dict:
+                    run_dir: str | os.PathLike, *, force: bool = False, missing: str | None = None,
+                    log=print) -> dict:
     """Classify every shard of ``catalog`` with the model in ``model_dir`` into ``run_dir``, resumably.
 
     Shards already done under this model are skipped; results of shards no longer in the catalogue
-    are removed. Returns a summary dict: ``shards``, ``shards_classified_now``, ``shards_skipped``,
+    are removed. ``missing``: a cluster-then-label model's missing-feature mode for this run (None: the
+    model's own; the run's model hash covers it). Returns a summary dict: ``shards``, ``shards_classified_now``, ``shards_skipped``,
     ``rows_in`` and ``rows_classified`` (over every ledger record), ``model_hash``,
     ``one_row_per_source`` (True for a method without a vote) and ``seconds``.
     Raises XsiftError when ``run_dir`` holds another model's results (unless ``force``), when two
@@ -114,7 +128,7 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
     cat = ShardedCatalog(catalog)
     files = cat.files
     run = pathlib.Path(run_dir)
-    model = load_classifier(model_dir)
+    model = _with_missing(load_classifier(model_dir), missing, model_dir)
     digest = model.model_hash
     check_unique_names(files, catalog)
     prepare_run(run, model_hash=digest, model_dir=model_dir, catalog=catalog,
@@ -128,7 +142,7 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
     if pending:
         futures = client.map(_classify_shard, [str(f) for f in pending], run_dir=str(run.resolve()),
                              model_dir=str(pathlib.Path(model_dir).resolve()), expected_hash=digest,
-                             columns=columns, pure=False,
+                             columns=columns, missing=missing, pure=False,
                              key=[f"xsift-classify-{f.stem}-{digest[:8]}-{time.time_ns()}" for f in pending])
         show_progress(futures, "classify: shards")
         wait(futures)

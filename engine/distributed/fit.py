@@ -20,7 +20,7 @@ __all__ = ["fit_shards"]
 def fit_shards(client, catalog: str | os.PathLike, out_dir: str | os.PathLike, *, preset="csc",
                fit_sample: int = 1_000_000, full_em: bool = False, n_components: int = 6, seed: int = 0,
                max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6, dtype=np.float64,
-               persist: bool | None = None, log=print) -> tuple[object, dict]:
+               persist: bool | None = None, missing: str = "drop", log=print) -> tuple[object, dict]:
     """Fit the cluster-then-label model (:class:`xsift.ClusterThenLabel`) on a sharded catalogue and
     save it in ``out_dir``.
 
@@ -30,7 +30,8 @@ def fit_shards(client, catalog: str | os.PathLike, out_dir: str | os.PathLike, *
     seeded by ``seed``). With ``full_em`` the sample's mixture is only the starting point of
     :func:`~xsift.distributed.em.distributed_em` over every complete detection (at most ``max_iter``
     iterations, ``tol`` on the mean log-likelihood), and the model is refitted on the sample with the
-    full-data mixture. ``dtype``: float64 (reference) or float32. Returns (fitted estimator, report);
+    full-data mixture. ``dtype``: float64 (reference) or float32. ``missing``: the model's
+    missing-feature mode (``drop``, ``median``, ``marginalise``; saved with it, the fit uses complete rows). Returns (fitted estimator, report);
     the report is the estimator's fit report plus ``fit_sample`` (rows sampled), ``full_em`` (False,
     or the EM's ``n_iter``, ``converged``, ``lower_bound``, ``iteration_s``), ``model_hash`` and
     ``timings`` (seconds). Raises XsiftError (unreadable shards, a sample without references ...).
@@ -48,7 +49,7 @@ def fit_shards(client, catalog: str | os.PathLike, out_dir: str | os.PathLike, *
     t0 = time.perf_counter()
     source = f"a sample of {catalog}"
     model = ClusterThenLabel(preset=preset, n_components=n_components, seed=seed,
-                             precision=precision).fit(sample, source=source)
+                             precision=precision, missing=missing).fit(sample, source=source)
     t_fit = time.perf_counter() - t0
     report = dict(model.fit_report_)
     timings = {"sample_s": t_sample, "fit_sample_s": t_fit}
@@ -69,7 +70,7 @@ def fit_shards(client, catalog: str | os.PathLike, out_dir: str | os.PathLike, *
         if not em.converged:
             log(f"warning: full-data EM did not converge in {max_iter} iterations (tol {tol})")
         model = ClusterThenLabel(preset=preset, n_components=n_components, seed=seed, precision=precision,
-                                 gmm=em).fit(sample, source=source)
+                                 gmm=em, missing=missing).fit(sample, source=source)
         report.update(model.fit_report_)
         report["full_em"] = full
     model_hash = model.save(out_dir)

@@ -199,3 +199,63 @@ def test_mode_saved_with_the_model_and_old_models_load_as_drop(catalogue, tmp_pa
     with pytest.raises(XsiftError, match="missing 'zero'"):
         ClusterThenLabel(missing="zero").fit(df)
     model.set_params(missing="drop")
+
+
+def test_cli_classify_and_validate_with_missing(catalogue, example_votable, tmp_path, capsys):
+    """`xsift classify --missing` overrides the saved mode (the manifest says which); `xsift fit --missing`
+    saves it; `xsift validate --missing marginalise` scores held-out detections with missing features."""
+    from xsift.cli import main
+    df, model = catalogue
+    cat = tmp_path / "sim.parquet"
+    df.to_parquet(cat)
+    assert main(["fit", str(cat), "--out", str(tmp_path / "m"), "--k", "4", "--seed", "1",
+                 "--missing", "median"]) == 0
+    assert ClusterThenLabel.load(tmp_path / "m").missing == "median"
+    capsys.readouterr()
+    assert main(["classify", str(example_votable), "--model", str(tmp_path / "m"), "--out", str(tmp_path / "r"),
+                 "--no-figures", "--missing", "marginalise", "--quiet"]) == 0
+    said = capsys.readouterr().out
+    assert "1 detections classified" in said and "1 of them with missing features (--missing marginalise)" in said
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["config"]["missing"] == "marginalise" and manifest["classify"]["classified_incomplete"] == 1
+    # without --missing: the model's own mode
+    assert main(["classify", str(example_votable), "--model", str(tmp_path / "m"), "--out", str(tmp_path / "r2"),
+                 "--no-figures", "--quiet"]) == 0
+    assert json.loads((tmp_path / "r2" / "manifest.json").read_text())["classify"]["missing"] == "median"
+    # validate: with marginalise, labelled detections missing a feature are held out and scored too
+    for mode in ("drop", "marginalise"):
+        assert main(["validate", str(cat), "--out", str(tmp_path / f"v_{mode}"), "--k", "4", "--seed", "1",
+                     "--missing", mode, "--no-figures", "--quiet"]) == 0
+    counts = {m: json.loads((tmp_path / f"v_{m}" / "manifest.json").read_text())["counts"]
+              for m in ("drop", "marginalise")}
+    feats = derive_features(df, PRESET)
+    labels, _ = reference_labels(df, PRESET)
+    assert counts["drop"]["labelled_complete"] == int(((labels >= 0) & feats.notna().all(axis=1)).sum())
+    assert counts["marginalise"]["labelled_complete"] == int(((labels >= 0) & feats.notna().any(axis=1)).sum())
+    assert counts["marginalise"]["test_scored"] > counts["drop"]["test_scored"]
+
+
+def test_shards_fit_and_classify_with_missing(tmp_path):
+    """fit-shards saves --missing; classify-shards --missing marginalise writes what the in-memory
+    classification of each shard gives in that mode (the run's model hash covers the mode)."""
+    from distributed import Client
+    from xsift import distributed as D
+    from xsift.data.io import read_catalog
+    from xsift.simulate import write_simulated_catalog
+    write_simulated_catalog(tmp_path / "cat", 3000, n_shards=2, seed=4)
+    with D.local_cluster(1) as cluster, Client(cluster) as client:
+        model, report = D.fit_shards(client, tmp_path / "cat", tmp_path / "m", fit_sample=3000, n_components=4,
+                                     seed=2, missing="median", log=lambda m: None)
+        assert ClusterThenLabel.load(tmp_path / "m").missing == "median"
+        summary = D.classify_shards(client, tmp_path / "cat", tmp_path / "m", tmp_path / "run",
+                                    missing="marginalise", log=lambda m: None)
+    loaded = ClusterThenLabel.load(tmp_path / "m").set_params(missing="marginalise")
+    assert summary["model_hash"] == loaded.model_hash != report["model_hash"]
+    for shard in sorted((tmp_path / "cat").glob("*.parquet")):
+        expected, rep = loaded.classify_frame(read_catalog(shard), source=str(shard))
+        assert rep["classified_incomplete"] > 0
+        got = read_catalog(tmp_path / "run" / D.OUTPUT_DIR / shard.name)
+        # another process (the worker) may round the last bit differently, as in tests/distributed
+        np.testing.assert_allclose(got[CLASSES].to_numpy(), expected[CLASSES].to_numpy(), rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(got["predicted_class"].to_numpy(), expected["predicted_class"].to_numpy())
+        np.testing.assert_array_equal(got["n_features_used"].to_numpy(), expected["n_features_used"].to_numpy())
