@@ -3,7 +3,7 @@ missing-column error says it looks ';'-separated. A column name in another case 
 the right 'did you mean' (names compared in lower case)."""
 import pandas as pd
 
-from conftest import refused
+from reliability_checks import refused
 from xsift.cli import main
 from xsift.data.schema import check_catalog
 from xsift.errors import SchemaError

@@ -3,7 +3,7 @@ detections by name, so null names would make unrelated detections one "source". 
 in memory (``fit``, ``classify``) and on Dask (``classify-shards`` classifies each shard with it)."""
 import json
 
-from conftest import refused
+from reliability_checks import refused
 from xsift.cli import main
 from xsift.data.io import write_table
 

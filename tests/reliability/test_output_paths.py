@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import refused
+from reliability_checks import refused
 from xsift.cli import main
 from xsift.data.io import write_table
 

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from conftest import refused
+from reliability_checks import refused
 from xsift.cli import main
 from xsift.data.io import write_table
 from xsift.data.schema import DEC_TOLERANCE_DEG, check_catalog

@@ -3,7 +3,7 @@
 directory, and writes nothing."""
 import pytest
 
-from conftest import refused
+from reliability_checks import refused
 from xsift.cli import main
 from xsift.data.io import write_table
 from xsift.distributed.rundir import LOCK_FILE, lock_run_dir

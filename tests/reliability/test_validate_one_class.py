@@ -1,6 +1,6 @@
 """``xsift validate`` on a catalogue whose labelled detections are all of one class refuses: there is
 nothing to tell apart, and an accuracy of 1.000 would say nothing."""
-from conftest import refused
+from reliability_checks import refused
 from xsift.cli import main
 from xsift.data.io import write_table
 
