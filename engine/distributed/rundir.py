@@ -47,24 +47,31 @@ def lock_run_dir(run_dir: str | os.PathLike, *, command: str = "xsift") -> Itera
     """Hold an exclusive lock on ``run_dir`` (``fcntl.flock`` on ``run_dir/.lock``, created with the
     directory if need be) while the block runs; released when it ends or the process dies.
 
-    Raises XsiftError at once, naming the directory, when another process holds it."""
+    Raises XsiftError at once, naming the directory, when another process holds it. A directory this
+    call created is removed again if the block wrote nothing into it (a command refused before any work
+    leaves no empty run directory)."""
     run_dir = pathlib.Path(run_dir)
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as exc:
         raise XsiftError(f"{run_dir}: cannot lock the run directory ({exc.strerror})") from None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise XsiftError(f"{run_dir}: another xsift command is writing into this run directory "
-                             f"(it holds {run_dir / LOCK_FILE}); wait for it to finish, or use another "
-                             f"directory for {command}") from None
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise XsiftError(f"{run_dir}: another xsift command is writing into this run directory "
+                         f"(it holds {run_dir / LOCK_FILE}); wait for it to finish, or use another "
+                         f"directory for {command}") from None
+    try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {command}\n".encode())
         yield run_dir
     finally:
+        if created and os.listdir(run_dir) == [LOCK_FILE]:
+            (run_dir / LOCK_FILE).unlink()       # while still held: no other command is using the directory
+            run_dir.rmdir()
         os.close(fd)          # closing the descriptor releases the lock
 
 

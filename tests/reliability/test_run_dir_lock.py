@@ -71,3 +71,11 @@ def test_two_real_runs_into_one_directory(tmp_path, capsys, shards, fitted_model
     assert len(classified) > 0
     assert sorted(voted["name"]) == sorted(classified.unique())
     assert json.loads((run / "vote.json").read_text())["sources"] == classified.nunique()
+
+
+def test_a_refused_command_leaves_no_empty_run_directory(tmp_path, capsys, fitted_model):
+    model, _ = fitted_model
+    code = main(["classify-shards", str(tmp_path / "no-such-dir"), "--model", str(model), "--out",
+                 str(tmp_path / "run"), "--workers", "1"])
+    refused(code, capsys.readouterr().err, "no-such-dir")
+    assert not (tmp_path / "run").exists()
