@@ -162,6 +162,11 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
     feature_list = list(dict.fromkeys(features))
     found_features = [c for c in feature_list if c in df.columns]
     if missing:
+        delimiter = _delimiter_hint(df.columns)
+        if delimiter:        # the real cause: name it alone rather than every column as missing
+            raise SchemaError(f"{source}: missing column{'s' if len(missing) > 1 else ''} "
+                              f"{', '.join(repr(c) for c in missing[:3])}{', ...' if len(missing) > 3 else ''}"
+                              + delimiter)
         hints = []
         for c in missing:
             near = _near_name(c, [str(x) for x in df.columns])
@@ -171,7 +176,7 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
                          f"{', '.join(absent)}" if absent else "")
         raise SchemaError(f"{source}: missing column{'s' if len(missing) > 1 else ''} "
                           f"{', '.join(hints)}; the preset needs {', '.join(dict.fromkeys(required))}"
-                          + features_text + _delimiter_hint(df.columns))
+                          + features_text)
     report = CheckReport(rows_in=len(df), rows_out=len(df), columns_matched=matched, absent_features=absent)
     if read is not None:
         report.input = {**read, "features_found": [c for c in found_features if c not in absent],
@@ -258,7 +263,7 @@ def _delimiter_hint(columns) -> str:
         return ""
     for delim, said in _DELIMITERS.items():
         if any(delim in n for n in names):
-            return (f"; the table has {len(names)} column(s), named {names[0][:60]!r}...: it looks like a "
+            return (f"; the table has {len(names)} column{'s' if len(names) > 1 else ''}, named {names[0][:60]!r}...: it looks like a "
                     f"{said}-separated file; save it comma-separated (or as Parquet/FITS/VOTable)")
     return ""
 
