@@ -263,7 +263,8 @@ def _delimiter_hint(columns) -> str:
         return ""
     for delim, said in _DELIMITERS.items():
         if any(delim in n for n in names):
-            return (f"; the table has {len(names)} column{'s' if len(names) > 1 else ''}, named {names[0][:60]!r}...: it looks like a "
+            return (f"; the table has {len(names)} column{'s' if len(names) > 1 else ''}, named "
+                    f"{names[0][:60]!r}...: it looks like a "
                     f"{said}-separated file; save it comma-separated (or as Parquet/FITS/VOTable)")
     return ""
 
