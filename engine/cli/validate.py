@@ -52,9 +52,11 @@ def run_cli(args) -> int:
     wanted = {"ctl": "cluster_then_label", "nb": "naive_bayes"}.get(args.method)
     if wanted and preset.method != wanted:
         raise XsiftError(f"{args.config}: a {preset.method} preset; --method {args.method} needs a {wanted} preset")
-    if preset.method == "naive_bayes" and (args.k != 6 or args.distance != "squared" or args.missing != "drop"):
-        raise XsiftError("--k, --distance and --missing are options of the cluster-then-label method; naive Bayes "
-                         "has none of them")
+    if preset.method == "naive_bayes" and (args.k != 6 or args.distance != "squared"):
+        raise XsiftError("--k and --distance are options of the cluster-then-label method; naive Bayes has neither")
+    if preset.method == "naive_bayes" and args.missing != "drop":
+        raise XsiftError("--missing is an option of the cluster-then-label method; naive Bayes classifies "
+                         "detections with missing properties as they are")
     estimator = None
     if preset.method == "cluster_then_label" and args.missing != "drop":
         from xsift.methods.cluster_then_label import ClusterThenLabel
