@@ -519,37 +519,46 @@ class ClusterThenLabel(ParamsMixin):
         usable = observed.all(axis=1) & finite.all(axis=1)
         return X, usable, np.where(usable, X.shape[1], finite.sum(axis=1)).astype(np.int64)
 
-    def _probabilities(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(cluster (m,), probs (m, L) float64 before any temperature, predicted (m,)) of rows X (m, d),
-        NaN where a feature is missing: complete rows through the complete-row kernels
-        (``kernels.gmm.predict``, ``kernels.mahalanobis.classify_rows``), the others through the exact
-        marginals of :mod:`xsift.kernels.marginal` on their observed features."""
+    def _clusters(self, X: np.ndarray) -> np.ndarray:
+        """(m,) most probable component of rows X (m, d), NaN where a feature is missing: complete rows
+        by ``kernels.gmm.predict``, the others by the mixture's marginal on their observed features
+        (:func:`xsift.kernels.marginal.marginal_predict`)."""
+        from xsift.kernels.mahalanobis import DEFAULT_CHUNK_SIZE
+        dtype = self._dtype()
+        complete = np.isfinite(X).all(axis=1)
+        if complete.all():
+            return cluster_assignment(self.gmm_, X, dtype, self.chunk_size)
+        from xsift.kernels.marginal import marginal_predict
+        cluster = np.zeros(len(X), np.int64)
+        cluster[complete] = cluster_assignment(self.gmm_, X[complete], dtype, self.chunk_size)
+        cluster[~complete] = marginal_predict(_gmm_in(self.gmm_, dtype), X[~complete],
+                                              chunk_size=self.chunk_size or DEFAULT_CHUNK_SIZE)
+        return cluster
+
+    def _class_probabilities(self, X: np.ndarray, cluster: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probs (m, L) float64 before any temperature, predicted (m,)) of rows X (m, d) in their clusters:
+        complete rows by ``kernels.mahalanobis.classify_rows`` (the stored pseudo-inverses), the others by
+        :func:`xsift.kernels.marginal.marginal_classify_rows` (pseudo-inverse of each class covariance's
+        observed sub-block)."""
         from xsift.kernels.mahalanobis import DEFAULT_CHUNK_SIZE, classify_rows
         dtype = self._dtype()
         chunk = self.chunk_size or DEFAULT_CHUNK_SIZE
         squared = self.distance == "squared"
         complete = np.isfinite(X).all(axis=1)
         if complete.all():
-            cluster = cluster_assignment(self.gmm_, X, dtype, self.chunk_size)
             probs, pred = classify_rows(X, cluster, self.class_means_, self.class_precisions_, self.class_mask_,
                                         squared=squared, chunk_size=chunk, dtype=dtype, out_dtype=np.float64)
-            return cluster, np.asarray(probs), np.asarray(pred)
-        from xsift.kernels.marginal import marginal_classify_rows, marginal_predict
-        m, L = len(X), len(self.classes_)
-        cluster = np.zeros(m, np.int64)
-        probs = np.full((m, L), np.nan)
-        pred = np.full(m, -1, np.int64)
-        c = np.flatnonzero(complete)
-        if len(c):
-            cluster[c], probs[c], pred[c] = self._probabilities(X[c])
-        i = np.flatnonzero(~complete)
-        Xi = X[i]
-        cluster[i] = marginal_predict(_gmm_in(self.gmm_, dtype), Xi, chunk_size=chunk)
-        p, k, _ = marginal_classify_rows(Xi, None, cluster[i], self.class_means_, self.class_covariances_,
-                                         self.class_mask_, squared=squared, rcond=PINV_RCOND, chunk_size=chunk,
-                                         dtype=dtype)
-        probs[i], pred[i] = p, k
-        return cluster, probs, pred
+            return np.asarray(probs), np.asarray(pred)
+        from xsift.kernels.marginal import marginal_classify_rows
+        probs = np.full((len(X), len(self.classes_)), np.nan)
+        pred = np.full(len(X), -1, np.int64)
+        if complete.any():
+            probs[complete], pred[complete] = self._class_probabilities(X[complete], cluster[complete])
+        p, k, _ = marginal_classify_rows(X[~complete], None, cluster[~complete], self.class_means_,
+                                         self.class_covariances_, self.class_mask_, squared=squared,
+                                         rcond=PINV_RCOND, chunk_size=chunk, dtype=dtype)
+        probs[~complete], pred[~complete] = p, k
+        return probs, pred
 
     # -- classifying ----------------------------------------------------------------
     def classify(self, table, *, source: str = "catalogue", progress=None) -> Classification:
@@ -635,9 +644,10 @@ class ClusterThenLabel(ParamsMixin):
         X = X_all[target]
         t1 = time.perf_counter()
         _stage(progress, "cluster")
+        cluster = self._clusters(X)
         t2 = time.perf_counter()
         _stage(progress, "distances")
-        cluster, probs, pred = self._probabilities(X)
+        probs, pred = self._class_probabilities(X, cluster)
         probs = apply_temperature(probs, temperature_of(self))
         t3 = time.perf_counter()
         out = _detection_table(df, feats, target, cluster, probs, pred, list(self.classes_), cols,
@@ -682,7 +692,8 @@ class ClusterThenLabel(ParamsMixin):
         feats, _ = features_of(df, self.preset_)
         X_all, usable, _ = self._model_inputs(feats)
         rows = np.flatnonzero(usable)
-        _, probs, pred = self._probabilities(X_all[rows])
+        X = X_all[rows]
+        probs, pred = self._class_probabilities(X, self._clusters(X))
         return df, rows, np.asarray(pred), apply_temperature(np.asarray(probs), temperature_of(self))
 
     def predict_proba(self, table, *, source: str = "table") -> np.ndarray:
