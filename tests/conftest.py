@@ -1,19 +1,7 @@
-"""Shared test fixtures: where the real data lives."""
-import pathlib
-
+"""Shared test fixtures: the real data of ../shared/data."""
 import pytest
 
-SHARED = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
-DATA = SHARED / "data"
-
-
-def shared_file(*parts: str) -> pathlib.Path:
-    """A file of ../shared/data, or a skip saying why (only when ../shared is absent)."""
-    path = DATA.joinpath(*parts)
-    if not SHARED.exists():
-        pytest.skip(f"real-data test: {SHARED} is absent (clone the project beside shared/ to run it)")
-    assert path.exists(), f"{path} should exist in ../shared/data"
-    return path
+from shared_data import DATA, SHARED, shared_file  # noqa: F401
 
 
 @pytest.fixture(scope="session")

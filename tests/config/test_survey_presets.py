@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import shared_file
+from shared_data import shared_file
 from xsift.cli import main
 from xsift.config import builtin_presets, load_preset
 from xsift.config.preset import PRESET_DIR, Preset

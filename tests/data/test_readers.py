@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import shared_file
+from shared_data import shared_file
 from xsift.data.io import ReadReport, read_catalog, read_report
 from xsift.data.schema import check_catalog, match_columns
 from xsift.errors import SchemaError, XsiftError

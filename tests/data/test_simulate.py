@@ -13,7 +13,7 @@ from xsift.data.io import read_catalog
 from xsift.simulate import (COLUMNS, FEATURE_SPACES, from_unbounded, simulate_catalog, to_unbounded,
                              write_simulated_catalog)
 
-from conftest import shared_file
+from shared_data import shared_file
 
 N = 200_000
 PRESET_PATH = simulate.CALIBRATION_PATH.parent / "csc.toml"
