@@ -63,12 +63,12 @@ def main() -> None:
         for key, sp, weights in (("nb", spec, tuned_weights), ("nbt", spec_tp, tuned_weights_tp)):
             t = time.perf_counter()
             m = NaiveBayesKDE(sp).fit(X[tr], y[tr])
-            preds[f"{key}_equal"][te] = m.predict(X[te])
+            preds[f"{key}_equal"][te] = np.argmax(m.predict_proba(X[te]), axis=1)    # class indices
             times[f"{key}_equal"] += time.perf_counter() - t
             t = time.perf_counter()
             s = m.tune_weights(X[tr], y[tr], target="XRB", n_folds=5, seed=args.seed + k, maxiter=args.maxiter)
-            preds[f"{key}_tuned"][te] = m.predict(X[te])
-            weights.append(s["weights"])
+            preds[f"{key}_tuned"][te] = np.argmax(m.with_weights(s.weights).predict_proba(X[te]), axis=1)
+            weights.append(s.weights)
             times[f"{key}_tuned"] += time.perf_counter() - t
         t = time.perf_counter()
         preds["hgb"][te] = HistGradientBoostingClassifier(random_state=args.seed).fit(X[tr], y[tr]).predict(X[te])
