@@ -452,32 +452,65 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, fmt: str | None = Non
       ``xsift`` key (provenance as JSON).
     * CSV: values only.
 
-    The file gets the umask's mode (:func:`atomic_write`). Raises XsiftError for an unknown format.
+    A CSV, FITS or VOTable ``path`` ending in ``.gz``, ``.bz2`` or ``.xz`` is written compressed
+    (what :func:`read_catalog` reads back): the table is written to a plain temporary file, then
+    compressed into the temporary file that is renamed over ``path``, so the compression follows the
+    final name, not the temporary one's suffix.
+
+    The file gets the umask's mode (:func:`atomic_write`). Raises XsiftError for an unknown format or
+    a compressed Parquet name (Parquet compresses its own pages).
     """
     from xsift.data.columns import describe_columns
     path = pathlib.Path(path)
     fmt = fmt or table_format(path)
     if fmt not in ("parquet", "csv", "fits", "votable"):
         raise XsiftError(f"{path}: cannot write format {fmt!r}; use parquet, csv, fits or votable")
+    compression = _split_compression(str(path).lower())[1]
+    if compression and fmt == "parquet":
+        raise XsiftError(f"{path}: Parquet is not written under a {compression} suffix (it compresses its own "
+                         "pages); name the file .parquet")
     described = describe_columns(df.columns, classes, columns)
     provenance = dict(provenance or {})
-    with atomic_write(path) as tmp:
-        if fmt == "parquet":
-            _write_parquet(df, tmp, described, provenance)
-        elif fmt == "csv":
-            df.to_csv(tmp, index=False)
-        else:
-            import warnings
-            table = _to_astropy(df, described)
-            with warnings.catch_warnings():
-                # astropy warns that VOUnit deprecates 'erg', and of FITS keywords it has no rule for
-                warnings.simplefilter("ignore")
-                if fmt == "fits":
-                    table.meta.update(_fits_keywords(table, described, provenance))
-                    table.write(tmp, format="fits", overwrite=True)
-                else:
-                    _write_votable(table, tmp, provenance)
+    with atomic_write(path) as final_tmp:
+        tmp = final_tmp.with_name(final_tmp.name + ".plain") if compression else final_tmp
+        try:
+            _write_plain(df, tmp, fmt, described, provenance)
+            if compression:
+                _compress(tmp, final_tmp, compression)
+        finally:
+            if compression:
+                tmp.unlink(missing_ok=True)
     return path
+
+
+def _compress(plain: pathlib.Path, target: pathlib.Path, compression: str) -> None:
+    """Copy ``plain`` into ``target`` compressed with ``compression`` ('gzip', 'bz2' or 'xz')."""
+    import bz2
+    import gzip
+    import lzma
+    import shutil
+    opener = {"gzip": gzip.open, "bz2": bz2.open, "xz": lzma.open}[compression]
+    with open(plain, "rb") as src, opener(target, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def _write_plain(df: pd.DataFrame, tmp: pathlib.Path, fmt: str, described: dict, provenance: dict) -> None:
+    """Write ``df`` uncompressed to ``tmp`` in ``fmt`` with the metadata :func:`write_table` describes."""
+    if fmt == "parquet":
+        _write_parquet(df, tmp, described, provenance)
+    elif fmt == "csv":
+        df.to_csv(tmp, index=False)
+    else:
+        import warnings
+        table = _to_astropy(df, described)
+        with warnings.catch_warnings():
+            # astropy warns that VOUnit deprecates 'erg', and of FITS keywords it has no rule for
+            warnings.simplefilter("ignore")
+            if fmt == "fits":
+                table.meta.update(_fits_keywords(table, described, provenance))
+                table.write(tmp, format="fits", overwrite=True)
+            else:
+                _write_votable(table, tmp, provenance)
 
 
 def _write_parquet(df: pd.DataFrame, tmp: pathlib.Path, described: dict, provenance: dict) -> None:
