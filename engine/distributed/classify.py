@@ -13,6 +13,8 @@ Faults: a worker that dies mid-task has its task rerun elsewhere by the schedule
 are written atomically under a name fixed by the input, the rerun overwrites rather than duplicates.
 An unreadable or corrupt shard fails the run with an XsiftError naming its path; shards already
 finished keep their complete outputs and ledger records, and a rerun redoes only the others.
+An empty (0-row) shard contributes 0 rows: its ledger record has ``"empty": true`` and no output,
+the summary counts it in ``shards_empty``, and a rerun skips it like any finished shard.
 """
 from __future__ import annotations
 
@@ -93,6 +95,14 @@ def _classify_shard(path: str, run_dir: str, model_dir: str, expected_hash: str,
     run = pathlib.Path(run_dir)
     model = _worker_model(model_dir, expected_hash, missing)
     df = read_shard(shard, columns)
+    if len(df) == 0:
+        # an empty shard (0 rows): nothing to classify and no output shard (a 0-row output would
+        # carry no schema the vote could read); its ledger record says so, so a rerun skips it
+        record = {**input_identity(shard), "output": None, "model_hash": expected_hash, "rows_in": 0,
+                  "rows_classified": 0, "empty": True, "counts": {},
+                  "seconds": round(time.perf_counter() - t0, 4), "worker_pid": os.getpid()}
+        write_ledger_record(run, shard, record)
+        return record
     try:
         det, report = model.classify_frame(df, source=str(shard))
     except XsiftError as exc:
@@ -117,7 +127,8 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
     Shards already done under this model are skipped; results of shards no longer in the catalogue
     are removed. ``missing``: a cluster-then-label model's missing-feature mode for this run (None: the
     model's own; the run's model hash covers it). Returns a summary dict: ``shards``, ``shards_classified_now``, ``shards_skipped``,
-    ``rows_in`` and ``rows_classified`` (over every ledger record), ``model_hash``,
+    ``rows_in`` and ``rows_classified`` (over every ledger record), ``shards_empty`` (the stems of
+    the 0-row shards, recorded with no output), ``model_hash``,
     ``one_row_per_source`` (True for a method without a vote) and ``seconds``.
     Raises XsiftError when ``run_dir`` holds another model's results (unless ``force``), when two
     shards share a name, or when a shard fails (after every other shard has finished).
@@ -157,8 +168,13 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
             raise XsiftError(f"{failures[0]}{more}; the other shards' outputs are complete and a rerun "
                              "redoes only the unfinished ones")
     ledger = ledger_records(run)
+    empty = [stem for stem, r in ledger.items() if r.get("empty")]
+    if empty:
+        log(f"{run}: {len(empty)} empty shard(s) (0 rows), recorded in the ledger with no output: "
+            f"{', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}")
     return {"shards": len(files), "shards_classified_now": len(pending), "shards_skipped": skipped,
             "rows_in": int(sum(r["rows_in"] for r in ledger.values())),
             "rows_classified": int(sum(r["rows_classified"] for r in ledger.values())),
+            "shards_empty": empty,
             "model_hash": digest, "one_row_per_source": model.vote_aggregation is None,
             "seconds": time.perf_counter() - t0}

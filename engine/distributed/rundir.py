@@ -91,7 +91,8 @@ def _ledger_path(run_dir: pathlib.Path, shard: pathlib.Path) -> pathlib.Path:
 
 
 def shard_done(run_dir: pathlib.Path, shard: pathlib.Path, model_hash: str) -> bool:
-    """True when ``shard`` has a ledger record under ``model_hash`` for its current bytes and its output exists."""
+    """True when ``shard`` has a ledger record under ``model_hash`` for its current bytes and its output
+    exists (an empty shard's record says ``"empty": true`` and has no output)."""
     rec_path = _ledger_path(run_dir, shard)
     if not rec_path.exists():
         return False
@@ -103,7 +104,8 @@ def shard_done(run_dir: pathlib.Path, shard: pathlib.Path, model_hash: str) -> b
     return (rec.get("model_hash") == model_hash
             and rec.get("input_size") == ident["input_size"]
             and rec.get("input_mtime_ns") == ident["input_mtime_ns"]
-            and (run_dir / OUTPUT_DIR / rec.get("output", "")).exists())
+            and (rec.get("empty") is True and rec.get("output") is None       # a 0-row shard: no output
+                 or bool(rec.get("output")) and (run_dir / OUTPUT_DIR / rec["output"]).exists()))
 
 
 def prepare_run(run_dir: pathlib.Path, *, model_hash: str, model_dir, catalog, classes: Sequence[str],
