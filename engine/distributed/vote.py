@@ -7,7 +7,8 @@ exactly as in memory and written as ``uniquely_classified/part-NNNNN.parquet`` a
 ``ambiguous/part-NNNNN.parquet``. (Why not partitions by sky position as in hats: the detections of
 one source scatter by ~0.5" around it, so a source near a pixel boundary would be cut in two; the
 name hash puts every source in one partition by construction, whatever the catalogue's order.)
-The vote is written into a staging directory that replaces the previous vote as a whole at the end.
+The vote is written into a staging directory that replaces the previous vote as a whole at the end,
+after its tables are checked against its inputs' counts (a mismatch is an XsiftError and saves nothing).
 """
 from __future__ import annotations
 
@@ -51,6 +52,38 @@ def _vote_partition(part: pd.DataFrame, index: int, out_root: str, classes, aggr
             "ambiguous": len(ambiguous), "votes": votes}
 
 
+def _voted_sources(outputs: list[pathlib.Path], classes: list[str]):
+    """A Dask scalar: the distinct source names among the voted detections of ``outputs`` (those with
+    every class probability finite and ``no_usable_class`` false, the rows
+    :func:`xsift.methods.voting.master_classes` votes), counted without the shuffle."""
+    import dask.dataframe as dd
+    ddf = dd.read_parquet([str(p) for p in outputs])
+    usable = ~ddf["no_usable_class"].astype(bool) if "no_usable_class" in ddf.columns else None
+    for c in classes:
+        finite = ddf[c].astype("float64").notnull() & (ddf[c].astype("float64").abs() != np.inf)
+        usable = finite if usable is None else usable & finite
+    return ddf["name"][usable].nunique()
+
+
+def _check_vote_counts(client, run: pathlib.Path, outputs: list[pathlib.Path], staging: pathlib.Path,
+                       classes: list[str], summary: dict) -> None:
+    """Check the vote's tables against its inputs before success is reported: the rows written under
+    ``staging`` (read from the Parquet footers) must equal the partitions' counts in ``summary``, and
+    uniquely classified + ambiguous must equal the distinct voted sources of the detection-level
+    ``outputs``. Raises XsiftError naming the run directory and both counts otherwise."""
+    import pyarrow.parquet as pq
+    written = {sub: sum(pq.ParquetFile(p).metadata.num_rows for p in sorted((staging / sub).glob("*.parquet")))
+               for sub in (UNIQUE_DIR, AMBIGUOUS_DIR)}
+    expected = int(client.compute(_voted_sources(outputs, classes)).result())
+    if (written[UNIQUE_DIR], written[AMBIGUOUS_DIR]) != (summary["uniquely_classified"], summary["ambiguous"]) \
+            or written[UNIQUE_DIR] + written[AMBIGUOUS_DIR] != expected:
+        raise XsiftError(
+            f"{run}: the vote wrote {written[UNIQUE_DIR]:,} uniquely classified + {written[AMBIGUOUS_DIR]:,} "
+            f"ambiguous sources (its partitions reported {summary['uniquely_classified']:,} + "
+            f"{summary['ambiguous']:,}) but {run / OUTPUT_DIR} holds {expected:,} distinct voted sources; "
+            "the vote is not saved (a previous vote is left as it was); rerun vote-shards")
+
+
 def _kappa_of_table(table: np.ndarray) -> float:
     """Cohen's kappa between the hard and the soft vote from their (hard, soft) count table (L, L)."""
     from xsift.methods.metrics import cohen_kappa
@@ -69,8 +102,10 @@ def vote_shards(client, run_dir: str | os.PathLike, *, classes: list[str], aggre
     of the shuffle (default: one per classified shard). Writes ``RUN/uniquely_classified/`` and
     ``RUN/ambiguous/`` (replacing any previous vote as a whole) and ``RUN/vote.json``; returns the
     summary: ``sources``, ``uniquely_classified``, ``ambiguous``, ``cohen_kappa_hard_soft`` (Cohen's
-    kappa between hard and soft votes), ``partitions``, ``seconds``. Raises XsiftError when the run
-    has no classified shard."""
+    kappa between hard and soft votes), ``partitions``, ``seconds``. Before anything replaces the
+    previous vote, the tables written are checked against the inputs (:func:`_check_vote_counts`:
+    uniquely classified + ambiguous == the distinct voted sources of the detection-level outputs).
+    Raises XsiftError when the run has no classified shard or that check fails (nothing is saved then)."""
     import dask
     import dask.dataframe as dd
     from xsift.data.io import write_json
@@ -97,6 +132,11 @@ def vote_shards(client, run_dir: str | os.PathLike, *, classes: list[str], aggre
                "ambiguous": int(sum(r["ambiguous"] for r in results)),
                "cohen_kappa_hard_soft": _kappa_of_table(table), "partitions": n_partitions,
                "seconds": time.perf_counter() - t0}
+    try:
+        _check_vote_counts(client, run, outputs, staging, list(classes), summary)
+    except XsiftError:
+        shutil.rmtree(staging, ignore_errors=True)      # the previous vote, if any, stays as it was
+        raise
     for sub in (UNIQUE_DIR, AMBIGUOUS_DIR):     # swap the new vote in as a whole
         old = run / sub
         if old.exists():
