@@ -5,6 +5,8 @@
     xsift fit CATALOG --out model/ [--k 6]             # transform + GMM + per-cluster class statistics
     xsift classify CATALOG --model model/ --out run/   # detection-level, uniquely classified, ambiguous tables
     xsift run CATALOG --out run/                       # both, as the paper's whole run
+    xsift run CATALOG --out run/ --calibrate           # fit on 70 % of the labelled sources, temperature on
+                                                       # the held-out 30 %, classify with the calibrated model
 
 Argument parsing and printing only: the work is :class:`xsift.ClusterThenLabel` and
 :mod:`xsift.report.outputs`. Heavy modules are imported inside the ``run_*`` functions so that
@@ -117,11 +119,25 @@ def add_classify_arguments(parser) -> None:
     add_quiet_option(parser)
 
 
+def add_calibration_arguments(parser) -> None:
+    """``--calibrate``, ``--split-seed``, ``--test-fraction``: the held-out split by source of
+    :func:`xsift.methods.validation.stratified_split` and the temperature fitted on it."""
+    parser.add_argument("--calibrate", action="store_true",
+                        help="hold out whole labelled sources (as `xsift validate`), fit the model on the rest, fit "
+                             "a temperature to the held-out detections' probabilities, save it with the model and "
+                             "classify with the calibrated probabilities; the manifest reports the held-out ECE "
+                             "before and after")
+    parser.add_argument("--split-seed", type=int, default=0, help="random seed of the split by source (--calibrate)")
+    parser.add_argument("--test-fraction", type=float, default=0.3,
+                        help="share of each class's sources held out (--calibrate; default: %(default)s)")
+
+
 def add_run_arguments(parser) -> None:
     _add_input_arguments(parser)
     parser.add_argument("--out", required=True, metavar="DIR",
                         help="directory for the model, tables, figures and manifest")
     _add_fit_options(parser)
+    add_calibration_arguments(parser)
     _add_output_options(parser)
     add_quiet_option(parser)
 
@@ -261,10 +277,16 @@ def run_run(args) -> int:
     args.progress("read")
     df, inputs = _load_inputs(args, preset)
     model = _estimator(args, preset)
-    result = model.fit_classify(df, source=str(args.catalog), progress=args.progress)
+    calibration = None
+    if args.calibrate:
+        model, calibration = _fit_calibrated(args, df, preset, model)
+        result = model.classify(df, source=str(args.catalog), progress=args.progress)
+        report = {"fit": model.fit_report_, **result.report, "calibration": calibration}
+    else:
+        result = model.fit_classify(df, source=str(args.catalog), progress=args.progress)
+        report = dict(result.report)
     args.progress("cluster")   # the clusters table: every complete detection's cluster and probabilities
     tables = {"clusters": model.cluster_table(df, source=str(args.catalog)), **result.tables()}
-    report = dict(result.report)
     out = pathlib.Path(args.out)
     args.progress("write")
     digest = model.save(out / "model")
@@ -275,9 +297,32 @@ def run_run(args) -> int:
     write_manifest(out, command="run", inputs=inputs,
                    config={"k": args.k, "seed": args.seed, "distance": args.distance, "missing": args.missing,
                            "precision": args.precision, "preset": preset.source, "format": args.format,
-                           "published_format": args.published_format},
+                           "published_format": args.published_format, "calibrate": bool(args.calibrate),
+                           **({"split_seed": args.split_seed, "test_fraction": args.test_fraction}
+                              if args.calibrate else {})},
                    model_hash=digest, **report, outputs=written, elapsed_s=round(time.perf_counter() - t0, 3))
     v = report["voting"]
     print(f"{report['classify']['classified']:,} detections classified; {v['uniquely_classified']:,} sources "
           f"uniquely classified, {v['ambiguous']:,} ambiguous (kappa {v['cohen_kappa_hard_soft']:.3f}) -> {out}")
+    if calibration is not None:
+        print(f"  calibrated on {calibration['held_out_detections']:,} held-out detections of "
+              f"{calibration['split']['test_sources']:,} sources: ECE {calibration['ece_raw']:.3f} -> "
+              f"{calibration['ece_calibrated']:.3f} at temperature {calibration['temperature']:.3g}")
     return 0
+
+
+def _fit_calibrated(args, df, preset, estimator):
+    """(fitted model carrying its temperature, the manifest's ``calibration`` record) for ``run
+    --calibrate``: :func:`xsift.methods.validation.validate` with ``calibrate=True`` holds out whole
+    labelled sources (``--split-seed``, ``--test-fraction``), fits a copy of ``estimator`` with their
+    labels hidden, and fits the temperature on the held-out labelled detections, as ``xsift validate
+    --calibrate`` does with the same options. The record holds the temperature fit, the held-out ECE
+    before (``ece_raw``) and after (``ece_calibrated``) and the cross-fitted ECE, and the split.
+    Raises XsiftError when the catalogue has too few labelled sources to hold any out."""
+    from xsift.methods.validation import validate
+    val = validate(df, preset, estimator=estimator, split_seed=args.split_seed, test_fraction=args.test_fraction,
+                   calibrate=True, source=str(args.catalog))
+    c = val["counts"]
+    record = {**val["calibration"], "held_out_detections": c["test"], "held_out_scored": c["test_scored"],
+              "accuracy_held_out": c["accuracy"], "split": val["split"]}
+    return val["model"], record
