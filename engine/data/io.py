@@ -474,7 +474,7 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, fmt: str | None = Non
     with atomic_write(path) as final_tmp:
         tmp = final_tmp.with_name(final_tmp.name + ".plain") if compression else final_tmp
         try:
-            _write_plain(df, tmp, fmt, described, provenance)
+            _write_plain(df, tmp, fmt, described, provenance, target=path)
             if compression:
                 _compress(tmp, final_tmp, compression)
         finally:
@@ -494,15 +494,17 @@ def _compress(plain: pathlib.Path, target: pathlib.Path, compression: str) -> No
         shutil.copyfileobj(src, dst, 1 << 20)
 
 
-def _write_plain(df: pd.DataFrame, tmp: pathlib.Path, fmt: str, described: dict, provenance: dict) -> None:
-    """Write ``df`` uncompressed to ``tmp`` in ``fmt`` with the metadata :func:`write_table` describes."""
+def _write_plain(df: pd.DataFrame, tmp: pathlib.Path, fmt: str, described: dict, provenance: dict,
+                 target=None) -> None:
+    """Write ``df`` uncompressed to ``tmp`` in ``fmt`` with the metadata :func:`write_table` describes
+    (``target``: the final file, named in errors)."""
     if fmt == "parquet":
         _write_parquet(df, tmp, described, provenance)
     elif fmt == "csv":
         df.to_csv(tmp, index=False)
     else:
         import warnings
-        table = _to_astropy(df, described)
+        table = _to_astropy(df, described, target, fits=fmt == "fits")
         with warnings.catch_warnings():
             # astropy warns that VOUnit deprecates 'erg', and of FITS keywords it has no rule for
             warnings.simplefilter("ignore")
@@ -572,19 +574,44 @@ def _write_votable(table, tmp: pathlib.Path, provenance: dict) -> None:
     votable.to_xml(str(tmp))
 
 
-def _to_astropy(df: pd.DataFrame, described: dict | None = None):
-    """A DataFrame as an astropy Table, with nulls in string columns masked and, for the columns in
-    ``described`` (name -> ColumnInfo), their unit, description and ``meta['ucd']``."""
+def _to_astropy(df: pd.DataFrame, described: dict | None = None, target=None, fits: bool = False):
+    """A DataFrame as an astropy Table, for FITS and VOTable: nulls in string columns masked;
+    datetimes as ISO 8601 text (``2020-01-31T12:00:00``; timezone-aware ones converted to UTC and
+    suffixed ``+00:00``), NaT masked; nullable booleans (pandas ``boolean``) as booleans with NA
+    masked — for ``fits``, whose logical columns astropy writes without nulls, a boolean column holding
+    NA is written as the text ``True``/``False`` with NA masked (empty), which :func:`read_catalog`
+    reads back as a nullable boolean; categoricals as their values; and, for the columns in
+    ``described`` (name -> ColumnInfo), their unit, description and ``meta['ucd']``.
+
+    Raises XsiftError naming ``target`` (the file written) and the column for a dtype neither
+    format holds (timedelta, complex, interval, period...)."""
     from astropy.table import MaskedColumn, Table
     table = Table()
     for name in df.columns:
         col = df[name]
-        if pd.api.types.is_string_dtype(col.dtype) or col.dtype == object:
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            kind = col.cat.categories.dtype
+            col = col.astype(object if not pd.api.types.is_numeric_dtype(kind) else "float64")
+        if pd.api.types.is_datetime64_any_dtype(col.dtype):
+            mask = col.isna().to_numpy()
+            if getattr(col.dtype, "tz", None) is not None:
+                col = col.dt.tz_convert("UTC")
+            values = np.array(["" if m else v.isoformat() for v, m in zip(col.tolist(), mask)], dtype=str)
+            table[name] = MaskedColumn(values, mask=mask) if mask.any() else values
+        elif pd.api.types.is_string_dtype(col.dtype) or col.dtype == object:
             mask = col.isna().to_numpy()
             values = np.array(["" if m else str(v) for v, m in zip(col.tolist(), mask)], dtype=str)
             table[name] = MaskedColumn(values, mask=mask) if mask.any() else values
         elif pd.api.types.is_bool_dtype(col.dtype):
-            table[name] = col.to_numpy(dtype=bool)
+            mask = col.isna().to_numpy()
+            values = col.to_numpy(dtype=bool, na_value=False)
+            if mask.any() and fits:
+                values = np.where(mask, "", np.where(values, "True", "False"))
+            table[name] = MaskedColumn(values, mask=mask) if mask.any() else values
+        elif not (pd.api.types.is_numeric_dtype(col.dtype)) or pd.api.types.is_complex_dtype(col.dtype):
+            raise XsiftError(f"{target if target is not None else 'table'}: column {str(name)!r} has dtype "
+                             f"{col.dtype}, which FITS and VOTable cannot hold; convert it (e.g. a duration "
+                             "to seconds as float) or write Parquet")
         elif isinstance(col.dtype, pd.api.extensions.ExtensionDtype) and col.isna().any():
             mask = col.isna().to_numpy()
             table[name] = MaskedColumn(col.to_numpy(dtype=float, na_value=np.nan), mask=mask)
