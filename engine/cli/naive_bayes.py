@@ -17,12 +17,17 @@ CLI_COMMON = ()   # declared per sub-command below
 
 
 def _read(path):
+    """The catalogue at ``path``; XsiftError when it is absent, SchemaError when it has no rows (a
+    header-only file), as the schema check of ``classify`` refuses an empty table."""
     from xsift.data.io import read_catalog
-    from xsift.errors import XsiftError
+    from xsift.errors import SchemaError, XsiftError
     try:
-        return read_catalog(path)
+        df = read_catalog(path)
     except FileNotFoundError:
         raise XsiftError(f"{path}: no such catalogue file") from None
+    if len(df) == 0:
+        raise SchemaError(f"{path}: the table is empty; expected at least one source")
+    return df
 
 
 def _weights_option(text: str | None, categories: list[str]):

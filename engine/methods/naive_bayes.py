@@ -127,6 +127,35 @@ def class_targets(y, spec: NBSpec, source: str = "y") -> tuple[np.ndarray, dict]
     return idx, left
 
 
+def check_every_class_labelled(idx: np.ndarray, left: dict, spec: NBSpec, source: str = "y") -> None:
+    """Raise XsiftError naming ``source`` when a class of ``spec`` has no labelled row in ``idx`` (the
+    (n,) class indices of :func:`class_targets`, -1 = left out; ``left``: left-out label -> count).
+
+    The message lists the left-out labels that match no class, says when they differ from the
+    preset's labels or class names only in letter case (``'agn'`` for ``AGN``), and gives the
+    preset's classes and labels; without it a fit fails later on the first empty (property, class)."""
+    K = len(spec.classes)
+    counts = np.bincount(idx[idx >= 0], minlength=K)
+    empty = [c for c, k in zip(spec.classes, counts) if k == 0]
+    if not empty:
+        return
+    known = {str(v).lower(): str(v) for v in [*spec.labels, *spec.classes]}
+    unmatched = [k for k in left if k not in ("<null>", "<index -1>")]
+    case = [k for k in unmatched if k.lower() in known]
+    shown = case or unmatched
+    labels = ""
+    if shown:
+        more = " ..." if len(shown) > 6 else ""
+        labels = f"labels {', '.join(map(repr, shown[:6]))}{more} match no class"
+        if case:
+            pairs = ", ".join(f"{k!r} for {known[k.lower()]!r}" for k in case[:3])
+            labels += f" (letter case differs: {pairs})"
+        labels += "; "
+    raise XsiftError(f"{source}: no training source of class(es) {', '.join(map(repr, empty))}: {labels}the "
+                     f"preset's classes are {', '.join(spec.classes)} (catalogue labels "
+                     f"{', '.join(spec.labels)})")
+
+
 # --------------------------------------------------------------------------- the estimator
 
 
@@ -264,6 +293,7 @@ class NaiveBayesKDE(ParamsMixin):
         idx, left = class_targets(y, spec, source=source)
         if len(idx) != n:
             raise XsiftError(f"{source}: {len(idx)} labels for {n} rows")
+        check_every_class_labelled(idx, left, spec, source)
         return idx, left
 
     # -- fitting ---------------------------------------------------------------------------------
