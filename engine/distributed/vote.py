@@ -113,6 +113,9 @@ def vote_shards(client, run_dir: str | os.PathLike, *, classes: list[str], aggre
     run = pathlib.Path(run_dir)
     outputs = sorted((run / OUTPUT_DIR).glob("*.parquet"))
     if not outputs:
+        from xsift.distributed.rundir import ledger_records
+        if ledger_records(run):     # shards were classified, every one empty (0 rows: no output)
+            raise XsiftError(f"{run}: every classified shard is empty (0 rows); there are no detections to vote on")
         raise XsiftError(f"{run / OUTPUT_DIR}: no classified shard to vote on; run classify-shards first")
     ddf = dd.read_parquet([str(p) for p in outputs])
     n_partitions = int(n_partitions or max(1, len(outputs)))

@@ -42,3 +42,19 @@ def test_an_empty_shard_is_recorded_and_the_vote_runs(tmp_path, capsys, catalogu
     err = capsys.readouterr().err
     assert "3 of 3 shards already classified" in err
     assert json.loads((run / "manifest.json").read_text())["classification"]["shards_classified_now"] == 0
+
+
+def test_a_catalogue_of_empty_shards_is_classified_and_the_vote_says_there_is_nothing(tmp_path, capsys, catalogue,
+                                                                                       fitted_model):
+    model, _ = fitted_model
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    write_table(catalogue().iloc[:0], shards / "part-0.parquet")
+    run = tmp_path / "run"
+    code = main(["classify-shards", str(shards), "--model", str(model), "--out", str(run), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if "error:" in line]     # besides the progress log lines
+    assert len(errors) == 1 and str(run) in errors[0] and "every classified shard is empty (0 rows)" in errors[0]
+    assert json.loads((run / "ledger" / "part-0.json").read_text())["empty"] is True
+    assert not (run / "manifest.json").exists() and not (run / "uniquely_classified").exists()
