@@ -293,7 +293,6 @@ class NaiveBayesKDE(ParamsMixin):
         idx, left = class_targets(y, spec, source=source)
         if len(idx) != n:
             raise XsiftError(f"{source}: {len(idx)} labels for {n} rows")
-        check_every_class_labelled(idx, left, spec, source)
         return idx, left
 
     # -- fitting ---------------------------------------------------------------------------------
@@ -303,7 +302,8 @@ class NaiveBayesKDE(ParamsMixin):
         X: table or (n, P) property matrix (see the class docstring); y: labels, a label column name,
         or None for the preset's label column. Rows whose label maps to no class are left out.
         Raises :class:`SchemaError` for a table without the preset's columns and XsiftError when a
-        (property, class) pair has fewer than 2 distinct observed training values.
+        class has no labelled row (:func:`check_every_class_labelled`, which names labels differing
+        only in letter case) or a (property, class) pair has fewer than 2 distinct observed training values.
         """
         from xsift.kernels.kde import fit_binned_kde, fit_cv_bandwidth, scott_bandwidth
         spec = _resolve_spec(self.preset)
@@ -316,6 +316,7 @@ class NaiveBayesKDE(ParamsMixin):
         _category_weights(self.weights, spec)
         props, dropped, _df = self._properties(X, spec, source)
         y_idx, left_out = self._targets(y, _df, spec, len(props), source)
+        check_every_class_labelled(y_idx, left_out, spec, source)     # (score may lack a class; fit may not)
         keep = y_idx >= 0
         props, y_idx = props[keep], y_idx[keep]
         K, P = len(spec.classes), len(spec.properties)

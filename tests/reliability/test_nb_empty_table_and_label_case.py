@@ -56,3 +56,15 @@ def test_nb_fit_with_labels_in_lower_case_says_the_case_differs(tmp_path, capsys
     line = refused(code, capsys.readouterr().err, "lower_yso.parquet", "class(es) 'YSO'", "letter case differs")
     assert "'AGN'" not in line.split(":")[3]
     assert not (tmp_path / "m").exists()
+
+
+def test_score_on_rows_of_some_classes_only_is_still_accepted(nb_model):
+    """The label check belongs to fitting: scoring a subset whose labels cover only some classes is
+    legitimate (a small test fold), and its accuracy is the plain mean of correct predictions."""
+    from xsift.methods.naive_bayes import NaiveBayesKDE, load_nb_preset
+    model_dir, df = nb_model
+    model = NaiveBayesKDE.load(model_dir)
+    spec = load_nb_preset("nb_csc")
+    agn = df[df["true_class"].map(spec.labels) == "AGN"].reset_index(drop=True)
+    expected = float((model.predict(agn) == "AGN").mean())        # oracle: the predictions themselves
+    assert model.score(agn, "true_class") == expected
