@@ -13,7 +13,8 @@ features with a weight. Grammar::
     label = "main_type"                # reference class label of a row (SIMBAD-like type, literature class)
 
     [features]                         # in model order
-    bb_kt = { formula = "column", columns = ["bb_kt"], transform = ["ln_offset", "minmax"] }
+    bb_kt = { formula = "column", columns = ["bb_kt"], transform = ["ln_offset", "minmax"],
+              error = ["bb_kt_lolim", "bb_kt_hilim"] }   # optional: [sigma column] or [lolim, hilim]
     var_ratio_b = { formula = "ratio", columns = ["var_sigma_b", "var_mean_b"], transform = ["log10"] }
 
     [classes]
@@ -56,7 +57,7 @@ PRESET_DIR = pathlib.Path(__file__).resolve().parent / "presets"
 
 _TOP_KEYS = ("name", "method", "columns", "features", "classes", "categories", "aliases")
 _COLUMN_ROLES = ("source", "detection", "ra", "dec", "label")
-_FEATURE_KEYS = ("formula", "columns", "transform")
+_FEATURE_KEYS = ("formula", "columns", "transform", "error")
 _CLASS_KEYS = ("order", "uninformative", "aggregation", "labels", "labels_from", "priors", "target")
 _CATEGORY_KEYS = ("weight", "features")
 
@@ -106,14 +107,24 @@ class Columns:
 @dataclass(frozen=True)
 class Feature:
     """One feature (the naive-Bayes paper's "property"): ``formula`` of ``columns``, then ``transform``
-    steps in :data:`~xsift.config.formulas.TRANSFORM_ORDER`."""
+    steps in :data:`~xsift.config.formulas.TRANSFORM_ORDER`.
+
+    ``error`` names how the measurement uncertainty of the feature's value (before the transform) is
+    read: ``()`` none; ``(column,)`` a symmetric 1-sigma error column; ``(lolim, hilim)`` the lower and
+    upper confidence bounds (CSC's ``_lolim``/``_hilim``), sigma = (hilim - lolim) / 2. The error
+    columns give the uncertainty of the formula's value itself (for a ``column`` feature, of that
+    column). :func:`xsift.data.features.feature_errors` reads them."""
     name: str
     formula: str
     columns: tuple[str, ...]
     transform: tuple[str, ...] = ()
+    error: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"formula": self.formula, "columns": list(self.columns), "transform": list(self.transform)}
+        d = {"formula": self.formula, "columns": list(self.columns), "transform": list(self.transform)}
+        if self.error:  # omitted when empty, so presets without errors keep their stored form and hashes
+            d["error"] = list(self.error)
+        return d
 
 
 @dataclass(frozen=True)
@@ -190,6 +201,11 @@ class Preset:
     def feature_columns(self) -> list[str]:
         """The catalogue columns the features are made from, in first-use order."""
         return list(dict.fromkeys(c for f in self.features for c in f.columns))
+
+    @property
+    def error_columns(self) -> list[str]:
+        """The catalogue columns the features' measurement errors are read from, in first-use order."""
+        return list(dict.fromkeys(c for f in self.features for c in f.error))
 
     @property
     def input_columns(self) -> list[str]:
@@ -372,7 +388,11 @@ def _parse(data: Mapping, source: str, *, default_name: str | None, loading: tup
                                               f"{', '.join(TRANSFORM_ORDER)}")
         if "ln_offset" in steps and "log10" in steps:
             _fail(source, f"{key} transform", "ln_offset and log10 are two logs; choose one")
-        features.append(Feature(str(fname), formula, fcols, steps))
+        error = _strings(source, f"{key} error", spec.get("error", []))
+        if len(error) not in (0, 1, 2):
+            _fail(source, f"{key} error", f"expected [] (no error), [column] (symmetric 1-sigma error) or "
+                                          f"[lolim, hilim] (confidence bounds), got {list(error)}")
+        features.append(Feature(str(fname), formula, fcols, steps, error))
     feature_names = [f.name for f in features]
 
     # [classes]

@@ -40,7 +40,7 @@ from xsift.config import FORMULAS, Preset, load_preset
 from xsift.errors import SchemaError, XsiftError
 
 __all__ = ["FORMULA_FUNCTIONS", "FeatureTransform", "complete_rows", "derive_features", "feature_names",
-           "feature_values", "raw_feature_columns"]
+           "feature_errors", "feature_values", "raw_feature_columns"]
 
 
 def _hardness_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -127,6 +127,36 @@ def feature_values(df: pd.DataFrame, preset: str | Preset, *, source: str = "cat
                 v = np.where(v > 0, np.log10(np.where(v > 0, v, 1.0)), np.nan)
             out[:, j] = np.where(np.isfinite(v), v, np.nan)
     return out, dropped
+
+
+def feature_errors(df: pd.DataFrame, preset: str | Preset, *, source: str = "catalogue") -> pd.DataFrame:
+    """``(n, F)`` 1-sigma measurement errors of the preset's features, in the units of each feature's
+    formula value (before any transform), NaN where the feature declares no ``error`` or the row's
+    error is missing, not finite or negative.
+
+    A feature's ``error`` (:class:`xsift.config.Feature`) is one symmetric error column, sigma = the
+    column, or the lower and upper confidence bounds (CSC's ``_lolim``/``_hilim``), sigma =
+    (hilim - lolim) / 2 (for CSC's 68 % bounds, the Gaussian 1-sigma). Propagating sigma through a
+    transform is the caller's (the derivative of the transform at the value).
+
+    Raises :class:`SchemaError` naming ``source`` and the column when a declared error column is absent
+    or holds non-numeric values.
+    """
+    preset = load_preset(preset)
+    out = {}
+    for feature in preset.features:
+        sigma = np.full(len(df), np.nan)
+        if feature.error:
+            missing = [c for c in feature.error if c not in df.columns]
+            if missing:
+                raise SchemaError(f"{source}: column {missing[0]!r} (error of feature {feature.name!r}) "
+                                  "not found; expected the error columns the preset names")
+            cols = [_as_float(df, c, feature.name, source) for c in feature.error]
+            with np.errstate(invalid="ignore"):
+                sigma = cols[0] if len(cols) == 1 else (cols[1] - cols[0]) / 2.0
+                sigma = np.where(np.isfinite(sigma) & (sigma >= 0), sigma, np.nan)
+        out[feature.name] = sigma
+    return pd.DataFrame(out, index=df.index)
 
 
 def _as_float(df: pd.DataFrame, column: str, feature: str, source: str) -> np.ndarray:

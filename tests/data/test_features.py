@@ -146,3 +146,27 @@ def test_user_preset_file_is_read(tmp_path):
     bad.write_text("[features\n")
     with pytest.raises(XsiftError, match="bad.toml: not valid TOML"):
         load_preset(bad)
+
+
+def test_feature_errors_from_bounds_and_symmetric_columns():
+    """sigma = (hilim - lolim) / 2 for bounds, the column itself for a symmetric error; NaN where the row's
+    error is missing or negative, or the feature declares none; an absent error column is named."""
+    import pytest
+    from xsift.config import Preset, load_preset
+    from xsift.data.features import feature_errors
+    from xsift.errors import SchemaError
+    d = load_preset("csc").to_dict()
+    d["features"]["hard_hm"]["error"] = ["hard_hm_lolim", "hard_hm_hilim"]
+    d["features"]["hard_hs"]["error"] = ["hard_hs_err"]
+    preset = Preset.from_dict(d)
+    assert preset.error_columns == ["hard_hm_lolim", "hard_hm_hilim", "hard_hs_err"]
+    df = pd.DataFrame({"hard_hm_lolim": [0.0, np.nan, -0.5], "hard_hm_hilim": [0.4, 0.3, -0.9],
+                       "hard_hs_err": [0.05, -1.0, np.nan]})
+    for c in preset.feature_columns:
+        df[c] = 0.1
+    err = feature_errors(df, preset, source="t.csv")
+    np.testing.assert_allclose(err["hard_hm"], [0.2, np.nan, np.nan])
+    np.testing.assert_allclose(err["hard_hs"], [0.05, np.nan, np.nan])
+    assert err.drop(columns=["hard_hm", "hard_hs"]).isna().all().all()
+    with pytest.raises(SchemaError, match="t.csv: column 'hard_hs_err'"):
+        feature_errors(df.drop(columns=["hard_hs_err"]), preset, source="t.csv")
