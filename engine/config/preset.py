@@ -13,8 +13,8 @@ features with a weight. Grammar::
     label = "main_type"                # reference class label of a row (SIMBAD-like type, literature class)
 
     [features]                         # in model order
-    bb_kt = { formula = "column", columns = ["bb_kt"], transform = ["ln_offset", "minmax"],
-              error = ["bb_kt_lolim", "bb_kt_hilim"] }   # optional: [sigma column] or [lolim, hilim]
+    bb_kt = { formula = "column", columns = ["bb_kt"], transform = ["ln_offset", "minmax"], error = ["bb_kt_lolim", "bb_kt_hilim"] }
+    #         error (optional): [1-sigma column] or [lolim, hilim] bounds
     var_ratio_b = { formula = "ratio", columns = ["var_sigma_b", "var_mean_b"], transform = ["log10"] }
 
     [classes]
