@@ -7,8 +7,11 @@ by transforms; this module computes them. The array implementation of every form
 * ``column``: the column as it is; ``ratio``: ``a / b`` (the CSC preset's
   ``var_ratio_x = var_sigma_x / var_mean_x``); ``midrange_ratio``: ``((hi + lo) / 2) / mean``
   (``var_newq_b``); ``hardness_ratio``: ``(a - b) / (a + b)``; ``abs_galactic_latitude``:
-  ``|b|`` in degrees of (ra, dec) in degrees, ICRS (astropy). A non-finite result (a ratio
-  over a zero denominator) is *missing* (NaN).
+  ``|b|`` in degrees of (ra, dec) in degrees, ICRS (astropy); ``difference``: ``a - b`` (a colour);
+  ``log_xray_over_gaia_g`` / ``_2mass_j`` / ``_wise_w1``: ``log10(F_X / F_band)``, the X-ray flux
+  columns summed over the band flux of a magnitude (:func:`band_flux`, zero points in
+  :data:`xsift.config.formulas.PHOTOMETRIC_BANDS`). A non-finite result (a ratio over a zero
+  denominator) is *missing* (NaN).
 
 Transforms:
 
@@ -58,6 +61,27 @@ def _abs_galactic_latitude(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     return out
 
 
+def band_flux(magnitude: np.ndarray, band: str) -> np.ndarray:
+    """Band-integrated energy flux ``F = F_lambda,0 10^(-0.4 m) Delta lambda`` [erg cm^-2 s^-1] of (n,)
+    Vega magnitudes in ``band`` (a key of :data:`xsift.config.formulas.PHOTOMETRIC_BANDS`: ``gaia_g``
+    (Riello et al. 2021), ``2mass_j`` (Cohen et al. 2003), ``wise_w1`` (Jarrett et al. 2011))."""
+    from xsift.config.formulas import PHOTOMETRIC_BANDS
+    f0, width, _ = PHOTOMETRIC_BANDS[band]
+    return f0 * width * 10.0 ** (-0.4 * np.asarray(magnitude, dtype=np.float64))
+
+
+def _log_xray_over(band: str):
+    """log10(F_X / F_band): F_X the sum of the X-ray flux columns, the band flux of the last column
+    (a magnitude); NaN where F_X is not positive or an input is missing."""
+    def formula(flux, *more):        # flux column(s) ..., magnitude: two parameters (arity 2, variadic)
+        columns = (flux, *more)
+        fx = np.sum(columns[:-1], axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(fx > 0, np.log10(np.where(fx > 0, fx, 1.0)) - np.log10(band_flux(columns[-1], band)),
+                            np.nan)
+    return formula
+
+
 # formula name (xsift.config.FORMULAS) -> function of its column arrays (float64, NaN = missing)
 FORMULA_FUNCTIONS = {
     "column": lambda a: a,
@@ -65,6 +89,10 @@ FORMULA_FUNCTIONS = {
     "midrange_ratio": lambda hi, lo, mean: ((hi + lo) / 2.0) / mean,
     "hardness_ratio": _hardness_ratio,
     "abs_galactic_latitude": _abs_galactic_latitude,
+    "difference": lambda a, b: a - b,
+    "log_xray_over_gaia_g": _log_xray_over("gaia_g"),
+    "log_xray_over_2mass_j": _log_xray_over("2mass_j"),
+    "log_xray_over_wise_w1": _log_xray_over("wise_w1"),
 }
 
 
@@ -269,6 +297,37 @@ class FeatureTransform:
                 span = self.maxima[j] - self.minima[j]
                 col = (col - self.minima[j]) / (span if span > 0 else 1.0)
             out[j] = col
+        return out.T
+
+    def transform_errors(self, features: pd.DataFrame | np.ndarray, sigma: pd.DataFrame | np.ndarray) -> np.ndarray:
+        """``(n, d)`` float64 1-sigma errors of the transformed features: ``sigma`` (raw units, e.g.
+        :func:`feature_errors`) times the derivative of the fitted transform at the raw value (first-order
+        propagation): ``1 / (x + offset)`` for ``ln_offset`` (Eq. 2), ``1 / (max - min)`` for ``minmax``
+        (Eq. 1), 1 for a feature without transform. A NaN sigma (no error declared or read) is 0, i.e.
+        an exact value; NaN where the value is missing or not transformable. ``features`` and ``sigma``
+        are (n, d) in ``self.features`` order (or DataFrames with those columns)."""
+        if self.offsets is None:
+            raise XsiftError("the feature transform is not fitted")
+
+        def columns(table):
+            if isinstance(table, pd.DataFrame):
+                return [table[f].to_numpy(dtype=np.float64, na_value=np.nan) for f in self.features]
+            values = np.asarray(table, dtype=np.float64)
+            return [values[:, j] for j in range(values.shape[1])]
+        values, errors = columns(features), columns(sigma)
+        n = len(values[0]) if values else 0
+        out = np.empty((len(self.features), n))
+        for j, name in enumerate(self.features):
+            scale = np.ones(n)
+            if name in self.log:
+                shifted = values[j] + self.offsets[j]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    scale = np.where(shifted > 0, 1.0 / shifted, np.nan)
+            if name in self.minmax:
+                span = self.maxima[j] - self.minima[j]
+                scale = scale / (span if span > 0 else 1.0)
+            e = np.where(np.isfinite(errors[j]), np.abs(errors[j]), 0.0)
+            out[j] = np.where(np.isfinite(values[j]), e * np.abs(scale), np.nan)
         return out.T
 
     def to_dict(self) -> dict:
