@@ -228,6 +228,8 @@ class Preset:
             classes["labels"] = {k: list(v) for k, v in c.labels.items()}
             classes["priors"] = c.priors if isinstance(c.priors, str) else list(c.priors)
             classes["target"] = c.target
+            if c.aggregation:   # omitted when absent, so presets without it keep their stored form and hashes
+                classes["aggregation"] = {g: list(m) for g, m in c.aggregation.items()}
         out = {"name": self.name, "method": self.method, "columns": self.columns.to_dict(),
                "features": {f.name: f.to_dict() for f in self.features}, "classes": classes}
         if self.categories:
@@ -373,8 +375,8 @@ def _parse(data: Mapping, source: str, *, default_name: str | None, loading: tup
             fcols = (fname,)
         else:
             _fail(source, f"{key} columns", f"missing; formula {formula!r} needs {FORMULAS[formula].arity} columns")
-        if len(fcols) != FORMULAS[formula].arity:
-            _fail(source, f"{key} columns", f"formula {formula!r} takes {FORMULAS[formula].arity} column(s), "
+        if not FORMULAS[formula].accepts(len(fcols)):
+            _fail(source, f"{key} columns", f"formula {formula!r} takes {FORMULAS[formula].arity_text} column(s), "
                                             f"got {list(fcols)}")
         steps = _strings(source, f"{key} transform", spec.get("transform", []))
         for step in steps:
@@ -533,4 +535,15 @@ def _nb_classes(source: str, cls: Mapping, loading: tuple[str, ...]) -> Classes:
     target = _string(source, "[classes] target", cls["target"]) if "target" in cls else order[-1]
     if target not in order:
         _fail(source, "[classes] target", f"{target!r} is not one of the classes {list(order)}")
-    return Classes(order=order, labels=FrozenDict({c: labels[c] for c in order}), priors=priors, target=target)
+    # optional aggregated classes (group -> classes): reported beside the classes, probabilities summed;
+    # a class in no group keeps its own name
+    aggregation = _groups(source, "[classes.aggregation]", cls.get("aggregation", {}))
+    group_of: dict[str, str] = {}
+    for group, members in aggregation.items():
+        for m in members:
+            if m not in order or m in group_of:
+                _fail(source, f"[classes.aggregation] {group}", f"{m!r} is not a class of [classes] order "
+                                                                f"{list(order)} or is already in a group")
+            group_of[m] = group
+    return Classes(order=order, labels=FrozenDict({c: labels[c] for c in order}), priors=priors, target=target,
+                   aggregation=FrozenDict(aggregation))
