@@ -48,6 +48,7 @@ COMMANDS: dict[str, str] = {
     "fit": "xsift.cli.cluster_then_label:fit",
     "classify": "xsift.cli.cluster_then_label:classify",
     "run": "xsift.cli.cluster_then_label:run",
+    "explore": "xsift.cli.explore",
     "validate": "xsift.cli.validate",
     "crossmatch": "xsift.cli.crossmatch",
     "nb": "xsift.cli.naive_bayes",
@@ -62,7 +63,7 @@ COMMANDS: dict[str, str] = {
 COMMON_OPTIONS = ("device", "precision", "config")
 
 # commands whose --out names a file (every other command's --out is a directory)
-OUT_IS_FILE = frozenset({"crossmatch"})
+OUT_IS_FILE = frozenset({"crossmatch", "explore"})
 # commands writing into a run directory, and the option holding it: locked for the whole command
 RUN_DIR_OPTION = {"classify-shards": "out", "vote-shards": "run"}
 
