@@ -97,6 +97,8 @@ def _add_output_options(parser) -> None:
     parser.add_argument("--published-format", action="store_true",
                         help="write the master-class tables' probabilities as the paper's 'mean±std' text columns")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
+    from xsift.cli.explore import add_samp_option
+    add_samp_option(parser)
 
 
 def add_fit_arguments(parser) -> None:
@@ -240,6 +242,8 @@ def run_classify(args) -> int:
     print(f"{report['classified']:,} detections classified ({report['no_usable_class']:,} without a usable "
           f"class); {summary['uniquely_classified']:,} sources uniquely classified, {summary['ambiguous']:,} "
           f"ambiguous (kappa {summary['cohen_kappa_hard_soft']:.3f}) -> {out}")
+    from xsift.cli.explore import send_tables
+    send_tables(args, [written[name] for name in tables])
     if report.get("classified_incomplete"):
         print(f"  {report['classified_incomplete']:,} of them with missing features (--missing {model.missing})")
     dropped = ("with a missing feature (dropped, as in the paper)" if model.missing == "drop"
@@ -304,6 +308,8 @@ def run_run(args) -> int:
     v = report["voting"]
     print(f"{report['classify']['classified']:,} detections classified; {v['uniquely_classified']:,} sources "
           f"uniquely classified, {v['ambiguous']:,} ambiguous (kappa {v['cohen_kappa_hard_soft']:.3f}) -> {out}")
+    from xsift.cli.explore import send_tables
+    send_tables(args, [written[name] for name in tables])
     if calibration is not None:
         print(f"  calibrated on {calibration['held_out_detections']:,} held-out detections of "
               f"{calibration['split']['test_sources']:,} sources: ECE {calibration['ece_raw']:.3f} -> "

@@ -129,6 +129,8 @@ def _classify(args) -> int:
                    log_of_non_positive_made_missing=facts["log_of_non_positive_made_missing"],
                    precision=str(args.precision), seconds=round(time.perf_counter() - t0, 3))
     print(f"classified {len(df):,} sources into {table}")
+    from xsift.cli.explore import send_tables
+    send_tables(args, [table])
     return 0
 
 
@@ -234,6 +236,8 @@ def add_cli_arguments(parser) -> None:
                    help="catalogue columns to copy into the output besides its key columns (the preset's "
                         "source and detection columns, ra, dec), so it joins back to the catalogue")
     add_quiet_option(p)
+    from xsift.cli.explore import add_samp_option
+    add_samp_option(p)
     p.set_defaults(_nb=_run_classify)
     p = subparser("tracks", "probability tracks of one source (table + figure, the paper's Fig. 2)")
     p.add_argument("name", help="source name")
