@@ -33,8 +33,10 @@ def _save(fig, path) -> pathlib.Path:
     return path
 
 
-def confusion_figure(matrix: np.ndarray, labels: list[str], path, *, title: str = "") -> pathlib.Path:
-    """matrix (L, L) row-normalised (rows: true class, columns: predicted class)."""
+def confusion_figure(matrix: np.ndarray, labels: list[str], path, *, title: str = "",
+                     counts: np.ndarray | None = None) -> pathlib.Path:
+    """matrix (L, L) row-normalised (rows: true class, columns: predicted class); with ``counts`` (L, L),
+    the cells are coloured by ``matrix`` and labelled with the counts."""
     L = len(labels)
     fig = Figure(figsize=(1.0 + 0.6 * L, 0.8 + 0.55 * L))
     ax = fig.subplots()
@@ -46,7 +48,8 @@ def confusion_figure(matrix: np.ndarray, labels: list[str], path, *, title: str 
     for i in range(L):
         for j in range(L):
             v = matrix[i, j]
-            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
+            ax.text(j, i, f"{v:.2f}" if counts is None else f"{int(counts[i, j])}", ha="center", va="center",
+                    fontsize=7,
                     color="white" if v > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of the true class")
     ax.set_title(title)
