@@ -15,7 +15,7 @@ def test_demo_end_to_end(tmp_path, capsys):
     for name in ("catalog.parquet", "clusters.parquet", "detection_level.parquet", "uniquely_classified.parquet",
                  "ambiguous.parquet", "sky_by_cluster.png", "sky_by_class.png", "hardness_by_cluster.png",
                  "model/model.npz", "model/model.json", "validation/confusion_classes.csv",
-                 "validation/confusion_aggregated.png", "manifest.json"):
+                 "validation/confusion_aggregated.png", "manifest.json", "explore.html"):
         assert (out / name).exists(), name
     manifest = json.loads((out / "manifest.json").read_text())
     truth = manifest["truth_recovery"]
