@@ -260,6 +260,9 @@ def run_classify(args) -> int:
     if report.get("features_missing"):
         print(f"  {args.catalog}: feature column(s) {', '.join(report['features_missing'])} absent; classified on "
               f"{', '.join(report['features_found'])} (--missing {model.missing})")
+    for file, lacking in report.get("schema", {}).get("features_missing_by_file", {}).items():
+        print(f"  {file}: feature column(s) {', '.join(lacking)} absent; its rows classified on the other "
+              f"features (--missing {model.missing})")
     if empty and model.missing != "drop":
         print(f"  {args.catalog}: feature column(s) {', '.join(empty)} are null in every row; classified on the "
               f"other features (--missing {model.missing})")

@@ -123,6 +123,10 @@ def read_catalog(path: str | os.PathLike, columns: list[str] | None = None) -> p
     report.rows = len(df)
     report.missing = {str(c): int(n) for c, n in df.isna().sum().items() if n}
     df.attrs["xsift_read"] = report.as_dict()
+    if len(frames) > 1:     # file -> columns it lacks that others have (xsift.data.schema's rule applies)
+        union = set().union(*(map(str, f.columns) for f in frames))
+        absent = {str(f): sorted(union - set(map(str, fr.columns))) for f, fr in zip(files, frames)}
+        df.attrs["xsift_read"]["absent_columns"] = {f: c for f, c in absent.items() if c}
     return df
 
 

@@ -16,6 +16,17 @@ a feature column null in every row     SchemaError naming the column when fittin
                                        model is applied (classify, one shard of many) the column is
                                        listed in the report and its rows count as incomplete
 +/-inf in a numeric column             treated as missing (set to NaN), counted per column
+a number beyond +/-MAGNITUDE_LIMIT     (1e150: its square overflows float64, so no distance or
+                                       density of it is finite; e.g. a 1e200 sentinel) treated as
+                                       missing, counted per column (``beyond_range_to_missing``)
+a file of a catalogue of several       (a shard without a feature column the others have) the rule of
+files lacking a feature column         a one-file table lacking it: refused (SchemaError naming the file
+                                       and column) unless the caller accepts the feature absent
+                                       (``absent_ok``: classifying under --missing median/marginalise);
+                                       then its rows are classified on the features they have and the
+                                       file is listed (``features_missing_by_file``). The shard commands
+                                       apply it up front to the Parquet footers
+                                       (:func:`check_shard_features`)
 ra / dec (``positions=``)               text that is not a number: SchemaError naming the row (the reader
                                        already parsed sexagesimal text); ``ra`` outside [0, 360): wrapped
                                        into it, counted (``ra_wrapped``); ``dec`` past +/-90 by at most
@@ -49,6 +60,9 @@ from xsift.errors import SchemaError
 # a declination this far past +/-90 deg is rounding (a position written with a few more digits than
 # it holds) and is clamped; further is refused
 DEC_TOLERANCE_DEG = 1e-9
+# a number this large (in magnitude) is missing: its square overflows float64 (1.8e308), so no
+# distance, variance or density computed from it is finite
+MAGNITUDE_LIMIT = 1e150
 # a header line split on one of these (a file read with the wrong delimiter) names one column holding them
 _DELIMITERS = {";": "';'", "\t": "tab", "|": "'|'"}
 
@@ -75,6 +89,10 @@ class CheckReport:
     ra_wrapped: int = 0
     dec_clamped: int = 0
     missing_positions: dict = field(default_factory=dict)
+    # numbers beyond +/-MAGNITUDE_LIMIT set to missing, per column
+    beyond_range_to_missing: dict = field(default_factory=dict)
+    # file of a several-file catalogue -> the feature columns it lacks (accepted by ``absent_ok``)
+    features_missing_by_file: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         out = {"rows_in": self.rows_in, "rows_out": self.rows_out,
@@ -85,6 +103,10 @@ class CheckReport:
             out["columns_matched"] = dict(self.columns_matched)
         if self.absent_features:
             out["absent_features"] = list(self.absent_features)
+        if self.beyond_range_to_missing:
+            out["beyond_range_to_missing"] = dict(self.beyond_range_to_missing)
+        if self.features_missing_by_file:
+            out["features_missing_by_file"] = {k: list(v) for k, v in self.features_missing_by_file.items()}
         if self.missing_positions or self.ra_wrapped or self.dec_clamped:
             out["positions"] = {"ra_wrapped": self.ra_wrapped, "dec_clamped": self.dec_clamped,
                                 "missing": dict(self.missing_positions)}
@@ -178,6 +200,9 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
                           f"{', '.join(hints)}; the preset needs {', '.join(dict.fromkeys(required))}"
                           + features_text)
     report = CheckReport(rows_in=len(df), rows_out=len(df), columns_matched=matched, absent_features=absent)
+    if read is not None and read.get("absent_columns"):
+        report.features_missing_by_file = features_absent_by_file(
+            read["absent_columns"], feature_list, absent_ok=absent_ok, source=source)
     if read is not None:
         report.input = {**read, "features_found": [c for c in found_features if c not in absent],
                         "features_missing": absent}
@@ -200,10 +225,15 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
                 df[col] = series  # integers cannot be infinite: keep their dtype
             continue
         values = series.to_numpy(dtype=np.float64, na_value=np.nan)
-        inf = np.isinf(values)
-        if inf.any():
-            report.infinite_to_missing[col] = int(inf.sum())
-            values = np.where(inf, np.nan, values)
+        with np.errstate(invalid="ignore"):
+            beyond = np.abs(values) > MAGNITUDE_LIMIT            # infinities included
+        if beyond.any():
+            inf = np.isinf(values)
+            if inf.any():
+                report.infinite_to_missing[col] = int(inf.sum())
+            if (beyond & ~inf).any():
+                report.beyond_range_to_missing[col] = int((beyond & ~inf).sum())
+            values = np.where(beyond, np.nan, values)
         elif series is original and series.dtype == np.dtype(np.float64):
             continue                # already float64 NumPy values without infinities
         df[col] = values
@@ -245,6 +275,58 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
             report.key_codes = key_codes[~exact.to_numpy()]
     report.rows_out = len(df)
     return df, report
+
+
+def features_absent_by_file(absent_columns: Mapping[str, Sequence[str]], features: Sequence[str], *,
+                            absent_ok: Sequence[str] = (), source: str = "catalogue") -> dict[str, list[str]]:
+    """The rule for a catalogue of several files (shards) some of which lack a feature column: ``{file:
+    [feature columns it lacks]}`` (files lacking none left out), after raising :class:`SchemaError`
+    naming the first file and column when a lacking feature is not in ``absent_ok``.
+
+    ``absent_columns``: file -> the column names it lacks (compared case-insensitively with
+    ``features``). A file lacking a feature is treated as a one-file table lacking it: refused, unless
+    the caller accepts that feature absent (``absent_ok``: a model classifying on the observed features,
+    ``--missing median`` or ``marginalise``), when its rows are classified on the features they have.
+    """
+    wanted = {str(f).lower(): f for f in features}
+    allowed = {str(f).lower() for f in absent_ok}
+    out: dict[str, list[str]] = {}
+    for file, columns in absent_columns.items():
+        lacking = [wanted[str(c).lower()] for c in columns if str(c).lower() in wanted]
+        if not lacking:
+            continue
+        refused = [c for c in lacking if str(c).lower() not in allowed]
+        if refused:
+            others = sum(1 for f, cols in absent_columns.items() if f != file
+                         and any(str(c).lower() in wanted and str(c).lower() not in allowed for c in cols))
+            raise SchemaError(f"{file}: missing feature column{'s' if len(refused) > 1 else ''} "
+                              f"{', '.join(repr(c) for c in refused)}, which the other files of {source} have"
+                              + (f" ({others} more file(s) lack one too)" if others else "")
+                              + "; add the column or leave the file out (classifying with --missing "
+                                "marginalise or median classifies its rows on the features they have)")
+        out[str(file)] = lacking
+    return out
+
+
+def check_shard_features(files: Sequence, features: Sequence[str], *, absent_ok: Sequence[str] = (),
+                         source: str = "catalogue") -> dict[str, list[str]]:
+    """:func:`features_absent_by_file` for Parquet shards, read from their footers before any work: the
+    check ``fit-shards`` and ``classify-shards`` make up front, the one ``classify DIR`` makes on the
+    table it read. A feature column that every shard lacks is left to the per-table check."""
+    import pyarrow.parquet as pq
+    names = {}
+    for f in files:
+        try:
+            names[str(f)] = {str(n).lower() for n in pq.read_schema(f).names}
+        except Exception:           # an unreadable shard is named by the step that reads it
+            continue
+    if len(names) < 2:
+        return {}
+    union = set().union(*names.values())
+    wanted = [c for c in features if str(c).lower() in union]
+    absent = {f: [c for c in wanted if str(c).lower() not in cols] for f, cols in names.items()}
+    return features_absent_by_file({f: c for f, c in absent.items() if c}, features, absent_ok=absent_ok,
+                                   source=source)
 
 
 def _near_name(wanted: str, names: list[str]) -> str | None:

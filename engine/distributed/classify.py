@@ -106,7 +106,7 @@ def _classify_shard(path: str, run_dir: str, model_dir: str, expected_hash: str,
     try:
         det, report = model.classify_frame(df, source=str(shard))
     except XsiftError as exc:
-        raise XsiftError(f"{shard}: {exc}") from None
+        raise XsiftError(str(exc) if str(exc).startswith(str(shard)) else f"{shard}: {exc}") from None
     except Exception as exc:
         raise XsiftError(f"{shard}: classification failed ({type(exc).__name__}: {exc})") from exc
     out = run / OUTPUT_DIR / output_name(shard)
@@ -117,6 +117,20 @@ def _classify_shard(path: str, run_dir: str, model_dir: str, expected_hash: str,
               "seconds": round(time.perf_counter() - t0, 4), "worker_pid": os.getpid()}
     write_ledger_record(run, shard, record)
     return record
+
+
+def _shards_lacking_features(model, files, catalog) -> dict:
+    """The rule of :func:`xsift.data.schema.check_shard_features` for a cluster-then-label model, up front:
+    a shard lacking a feature column the others have is refused under ``missing="drop"``, else listed
+    ({shard: [columns]}) and classified on the features it has. Naive Bayes classifies missing
+    properties as they come (no rule: {})."""
+    if getattr(model, "missing", None) is None or getattr(model, "preset_", None) is None:
+        return {}
+    from xsift.data.features import raw_feature_columns
+    from xsift.data.schema import check_shard_features
+    from xsift.methods.cluster_then_label import _absent_allowed
+    return check_shard_features(files, raw_feature_columns(model.preset_), source=str(catalog),
+                                absent_ok=_absent_allowed(model.preset_) if model.missing != "drop" else ())
 
 
 def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.PathLike,
@@ -142,6 +156,7 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
     model = _with_missing(load_classifier(model_dir), missing, model_dir)
     digest = model.model_hash
     check_unique_names(files, catalog)
+    by_file = _shards_lacking_features(model, files, catalog)
     prepare_run(run, model_hash=digest, model_dir=model_dir, catalog=catalog,
                 classes=[str(c) for c in model.classes_], aggregation=model.vote_aggregation, force=force)
     remove_stale_results(run, files, catalog, log)
@@ -168,6 +183,10 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
             raise XsiftError(f"{failures[0]}{more}; the other shards' outputs are complete and a rerun "
                              "redoes only the unfinished ones")
     ledger = ledger_records(run)
+    if by_file:
+        log(f"{run}: {len(by_file)} shard(s) lack feature column(s), their rows classified on the features "
+            f"they have (--missing {model.missing}): " + "; ".join(f"{pathlib.Path(f).name}: {', '.join(c)}"
+                                                                 for f, c in list(by_file.items())[:5]))
     empty = [stem for stem, r in ledger.items() if r.get("empty")]
     if empty:
         log(f"{run}: {len(empty)} empty shard(s) (0 rows), recorded in the ledger with no output: "
@@ -175,6 +194,6 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
     return {"shards": len(files), "shards_classified_now": len(pending), "shards_skipped": skipped,
             "rows_in": int(sum(r["rows_in"] for r in ledger.values())),
             "rows_classified": int(sum(r["rows_classified"] for r in ledger.values())),
-            "shards_empty": empty,
+            "shards_empty": empty, **({"features_missing_by_file": by_file} if by_file else {}),
             "model_hash": digest, "one_row_per_source": model.vote_aggregation is None,
             "seconds": time.perf_counter() - t0}

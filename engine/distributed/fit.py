@@ -42,6 +42,11 @@ def fit_shards(client, catalog: str | os.PathLike, out_dir: str | os.PathLike, *
     preset = resolve_preset(preset)
     precision = np.dtype(dtype).name
     cat = ShardedCatalog(catalog)
+    # a shard lacking a feature column is refused up front, as a one-file table lacking it (the fit needs
+    # every feature; xsift.data.schema's rule for catalogues of several files)
+    from xsift.data.features import raw_feature_columns
+    from xsift.data.schema import check_shard_features
+    check_shard_features(cat.files, raw_feature_columns(preset), source=str(catalog))
     t0 = time.perf_counter()
     sample = cat.sample(client, fit_sample, seed=seed, columns=catalog_columns(preset, cat.files))
     t_sample = time.perf_counter() - t0
