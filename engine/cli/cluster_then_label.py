@@ -121,6 +121,14 @@ def add_classify_arguments(parser) -> None:
     add_quiet_option(parser)
 
 
+def add_calibrate_by_option(parser) -> None:
+    """``--calibrate-by brier|nll``: the score the temperature of ``--calibrate`` minimises."""
+    parser.add_argument("--calibrate-by", choices=("brier", "nll"), default="brier",
+                        help="score the temperature minimises on the held-out detections: the Brier score "
+                             "(default; bounded per detection, so the few true classes at vanishing probability "
+                             "do not dominate it) or the negative log-likelihood (Guo et al. 2017)")
+
+
 def add_calibration_arguments(parser) -> None:
     """``--calibrate``, ``--split-seed``, ``--test-fraction``: the held-out split by source of
     :func:`xsift.methods.validation.stratified_split` and the temperature fitted on it."""
@@ -129,6 +137,7 @@ def add_calibration_arguments(parser) -> None:
                              "a temperature to the held-out detections' probabilities, save it with the model and "
                              "classify with the calibrated probabilities; the manifest reports the held-out ECE "
                              "before and after")
+    add_calibrate_by_option(parser)
     parser.add_argument("--split-seed", type=int, default=0, help="random seed of the split by source (--calibrate)")
     parser.add_argument("--test-fraction", type=float, default=0.3,
                         help="share of each class's sources held out (--calibrate; default: %(default)s)")
@@ -284,9 +293,10 @@ def run_run(args) -> int:
     args.progress("read")
     df, inputs = _load_inputs(args, preset)
     model = _estimator(args, preset)
-    calibration = None
+    calibration = validation = None
     if args.calibrate:
-        model, calibration = _fit_calibrated(args, df, preset, model)
+        validation, calibration = _fit_calibrated(args, df, preset, model)
+        model = validation["model"]
         result = model.classify(df, source=str(args.catalog), progress=args.progress)
         report = {"fit": model.fit_report_, **result.report, "calibration": calibration}
     else:
@@ -301,11 +311,17 @@ def run_run(args) -> int:
                            provenance=_provenance("run", preset, digest, inputs))
     if not args.no_figures:
         written.update(run_figures(tables, model.n_clusters_, out))
+    if validation is not None:     # the held-out validation the temperature was fitted on, as `xsift validate` writes it
+        from xsift.report.outputs import write_validation
+        written.update({f"validation/{k}": v for k, v in write_validation(
+            validation, out / "validation", figures=not args.no_figures, fmt=args.format,
+            provenance=_provenance("run", preset, digest, inputs)).items()})
     write_manifest(out, command="run", inputs=inputs,
                    config={"k": args.k, "seed": args.seed, "distance": args.distance, "missing": args.missing,
                            "precision": args.precision, "preset": preset.source, "format": args.format,
                            "published_format": args.published_format, "calibrate": bool(args.calibrate),
-                           **({"split_seed": args.split_seed, "test_fraction": args.test_fraction}
+                           **({"split_seed": args.split_seed, "test_fraction": args.test_fraction,
+                               "calibrate_by": args.calibrate_by}
                               if args.calibrate else {})},
                    model_hash=digest, **report, outputs=written, elapsed_s=round(time.perf_counter() - t0, 3))
     v = report["voting"]
@@ -330,8 +346,8 @@ def _fit_calibrated(args, df, preset, estimator):
     Raises XsiftError when the catalogue has too few labelled sources to hold any out."""
     from xsift.methods.validation import validate
     val = validate(df, preset, estimator=estimator, split_seed=args.split_seed, test_fraction=args.test_fraction,
-                   calibrate=True, source=str(args.catalog))
+                   calibrate=True, calibration_objective=args.calibrate_by, source=str(args.catalog))
     c = val["counts"]
     record = {**val["calibration"], "held_out_detections": c["test"], "held_out_scored": c["test_scored"],
               "accuracy_held_out": c["accuracy"], "split": val["split"]}
-    return val["model"], record
+    return val, record

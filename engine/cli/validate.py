@@ -9,7 +9,8 @@ import pathlib
 import time
 
 from xsift.cli import add_format_option
-from xsift.cli.cluster_then_label import DISTANCES, add_missing_option, add_quiet_option, with_progress
+from xsift.cli.cluster_then_label import (DISTANCES, add_calibrate_by_option, add_missing_option, add_quiet_option,
+                                       with_progress)
 
 CLI_HELP = ("70/30 validation split by source (stratified by class): confusion matrices, precision/recall/F1, "
             "prior-corrected precision, reliability diagram and ECE; --calibrate fits a temperature")
@@ -25,6 +26,7 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--calibrate", action="store_true",
                         help="fit a temperature to the held-out detections' probabilities; report the ECE before "
                              "and after, and save it with the model in OUT/model")
+    add_calibrate_by_option(parser)
     parser.add_argument("--k", type=int, default=6, help="number of GMM clusters (ctl)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the GMM")
     parser.add_argument("--split-seed", type=int, default=0, help="random seed of the split by source")
@@ -66,7 +68,7 @@ def run_cli(args) -> int:
     args.progress("validate")
     result = validate(df, preset, estimator=estimator, n_components=args.k, seed=args.seed, split_seed=args.split_seed,
                       test_fraction=args.test_fraction, distance=args.distance, precision=args.precision,
-                      calibrate=args.calibrate, source=str(args.catalog))
+                      calibrate=args.calibrate, calibration_objective=args.calibrate_by, source=str(args.catalog))
     args.progress("write")
     from xsift.data.columns import provenance
     written = {"model": str(pathlib.Path(args.out) / "model")}
@@ -81,7 +83,8 @@ def run_cli(args) -> int:
                            "test_fraction": args.test_fraction, "distance": args.distance,
                            "precision": args.precision, "method": result["method"], "preset": preset.name,
                            "missing": args.missing,
-                           "calibrate": bool(args.calibrate)},
+                           "calibrate": bool(args.calibrate),
+                           **({"calibrate_by": args.calibrate_by} if args.calibrate else {})},
                    model_hash=result["model_hash"], counts=c, outputs=written,
                    elapsed_s=round(time.perf_counter() - t0, 3))
     agg = "" if c["accuracy_aggregated"] is None else f", aggregated {c['accuracy_aggregated']:.3f}"

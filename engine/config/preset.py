@@ -55,8 +55,8 @@ from xsift.errors import XsiftError
 
 PRESET_DIR = pathlib.Path(__file__).resolve().parent / "presets"
 
-_TOP_KEYS = ("name", "method", "columns", "features", "classes", "categories", "aliases")
-_COLUMN_ROLES = ("source", "detection", "ra", "dec", "label")
+_TOP_KEYS = ("name", "method", "columns", "features", "classes", "categories", "aliases", "naive_bayes")
+_COLUMN_ROLES = ("source", "detection", "ra", "dec", "label", "interval")
 _FEATURE_KEYS = ("formula", "columns", "transform", "error")
 _CLASS_KEYS = ("order", "uninformative", "aggregation", "labels", "labels_from", "priors", "target")
 _CATEGORY_KEYS = ("weight", "features")
@@ -104,6 +104,8 @@ class Columns:
         return {role: getattr(self, role) for role in _COLUMN_ROLES if getattr(self, role) is not None}
 
 
+    interval: str | None = None         # optional third part of the detection key, used when the table has
+                                        # it: CSC's ``obi`` (observation interval; one ObsID may hold several)
 @dataclass(frozen=True)
 class Feature:
     """One feature (the naive-Bayes paper's "property"): ``formula`` of ``columns``, then ``transform``
@@ -209,8 +211,10 @@ class Preset:
 
     @property
     def input_columns(self) -> list[str]:
-        """Every catalogue column the preset names: the [columns] roles, then the feature columns."""
-        return list(dict.fromkeys(list(self.columns.to_dict().values()) + self.feature_columns))
+        """Every catalogue column the preset names: the [columns] roles (but the optional ``interval``),
+        then the feature columns."""
+        roles = {r: c for r, c in self.columns.to_dict().items() if r != "interval"}
+        return list(dict.fromkeys(list(roles.values()) + self.feature_columns))
 
     def features_with(self, transform: str) -> list[str]:
         """The features whose transform includes ``transform`` (e.g. ``"minmax"``), in model order."""

@@ -83,6 +83,7 @@ REGISTRY: dict[str, ColumnInfo] = {
     # identity and position
     "name": ColumnInfo(None, "source name (e.g. CSC 2CXO J..., 4XMM J...)", "meta.id;meta.main"),
     "obsid": ColumnInfo(None, "observation identifier (ObsID) of the detection", "meta.id"),
+    "obi": ColumnInfo(None, "observation interval (OBI) of the detection within its ObsID", "meta.id"),
     "ra": ColumnInfo("deg", "right ascension (ICRS)", "pos.eq.ra;meta.main"),
     "dec": ColumnInfo("deg", "declination (ICRS)", "pos.eq.dec;meta.main"),
     # the cluster-then-label method's outputs

@@ -111,7 +111,13 @@ def preset_columns(preset) -> dict[str, str]:
     """name, obsid, ra, dec and reference-type column names from the preset's [columns]
     (roles source, detection, ra, dec, label)."""
     c = resolve_preset(preset).columns
-    return {"name": c.source, "obsid": c.detection, "ra": c.ra, "dec": c.dec, "type": c.label}
+    return {"name": c.source, "obsid": c.detection, "ra": c.ra, "dec": c.dec, "type": c.label,
+            "interval": c.interval}
+
+
+def _interval(df, cols) -> list[str]:
+    """[the preset's optional interval column] when the table has it (third part of the detection key)."""
+    return [cols["interval"]] if cols.get("interval") and cols["interval"] in df.columns else []
 
 
 def input_columns(preset) -> list[str]:
@@ -149,7 +155,7 @@ def _prepare(df, preset, *, source, need_types=True, all_null="error", absent_ok
     if need_types:
         required.append(cols["type"])
     return check_catalog(df, required=required, numeric=[cols["ra"], cols["dec"]],
-                         features=raw, key=[cols["name"], cols["obsid"]], source=source,
+                         features=raw, key=[cols["name"], cols["obsid"]] + _interval(df, cols), source=source,
                          all_null=all_null, aliases=resolve_preset(preset).aliases,
                          optional=[] if need_types else [cols["type"]],
                          positions=(cols["ra"], cols["dec"]),
@@ -832,6 +838,7 @@ class ClusterThenLabel(ParamsMixin):
             raise XsiftError(f"{where}: {len(classes)} classes and {len(arrays['gmm_weights'])} components "
                              f"do not match the arrays' ({K}, {L}); the model files were mixed")
         gmm_info = info.get("gmm", {}) if isinstance(info.get("gmm"), dict) else {}
+               **{c: df[c].to_numpy()[rows] for c in _interval(df, cols)},
         preset = resolve_preset(preset)
         # a model saved before the missing-feature modes classified as "drop" does, and keeps doing so
         missing = meta.get("missing", "drop")
@@ -878,3 +885,4 @@ def _detection_table(df, feats, rows, cluster, probs, pred, classes, cols, n_fea
     # copy=False: the columns are fresh arrays; pandas would otherwise copy them all once more
     # into one consolidated 2-d block
     return pd.DataFrame(out, copy=False)
+           **{c: df[c].iloc[rows].reset_index(drop=True) for c in _interval(df, cols)},

@@ -229,7 +229,7 @@ def _argmax_or_none(proba: np.ndarray) -> np.ndarray:
     return out
 
 
-def _cross_fitted_ece(proba, y, groups, seed, n_bins) -> dict | None:
+def _cross_fitted_ece(proba, y, groups, seed, n_bins, objective="brier") -> dict | None:
     """Two halves of the held-out rows by source; each half scaled by the temperature fitted on the other
     half; the pooled reliability. None when a half has no usable row."""
     from xsift.methods.calibration import apply_temperature, fit_temperature
@@ -238,7 +238,7 @@ def _cross_fitted_ece(proba, y, groups, seed, n_bins) -> dict | None:
     temps = []
     for fit_on, apply_to in ((~half, half), (half, ~half)):
         try:
-            fit = fit_temperature(proba[fit_on], y[fit_on])
+            fit = fit_temperature(proba[fit_on], y[fit_on], objective)
         except XsiftError:
             return None
         temps.append(fit.temperature)
@@ -249,7 +249,8 @@ def _cross_fitted_ece(proba, y, groups, seed, n_bins) -> dict | None:
 
 def validate(table, preset="csc", *, estimator=None, n_components: int = 6, seed: int = 0, split_seed: int = 0,
              test_fraction: float = 0.3, gmm_params=None, distance: str = "squared", precision: str = "float64",
-             calibrate: bool = False, priors=None, n_bins: int = N_BINS, source: str = "catalogue") -> dict:
+             calibrate: bool = False, calibration_objective: str = "brier", priors=None, n_bins: int = N_BINS,
+             source: str = "catalogue") -> dict:
     """Validate a classifier on a labelled catalogue with a held-out split by source (module docstring).
 
     table: the catalogue (DataFrame, astropy Table, ...) with the method's columns and reference labels.
@@ -259,7 +260,9 @@ def validate(table, preset="csc", *, estimator=None, n_components: int = 6, seed
     any unfitted xsift estimator (a copy with its parameters is fitted; ``preset`` and the method
     parameters are then not used). split_seed, test_fraction: of :func:`stratified_split` by source (the
     preset's source column; rows one by one when the table has none, reported as ``split["by"]``).
-    calibrate: fit a temperature on the held-out detections and give it to the returned model.
+    calibrate: fit a temperature on the held-out detections and give it to the returned model;
+    calibration_objective: what the temperature minimises, ``"brier"`` (default) or ``"nll"``
+    (:func:`xsift.methods.calibration.fit_temperature`).
     priors: class proportions of the population for the prior-corrected precision (L numbers or
     class -> number); None: the model's priors (naive Bayes), else the predicted classes of the
     catalogue's unlabelled detections (cluster-then-label), else the held-out sample's.
@@ -331,13 +334,13 @@ def validate(table, preset="csc", *, estimator=None, n_components: int = 6, seed
     calibration = None
     test_groups = (df[st.source_col].to_numpy()[test_rows] if st.source_col else test_rows)
     if calibrate:
-        fit = fit_temperature(proba, t)
+        fit = fit_temperature(proba, t, calibration_objective)
         set_temperature(model, fit)
         calibrated = apply_temperature(proba, fit.temperature)
         reliability["calibrated"] = top_class_reliability(calibrated, t, n_bins)
         calibration = {**fit.as_dict(), "fitted_on": "held-out labelled detections",
                        "ece_raw": reliability["raw"]["ece"], "ece_calibrated": reliability["calibrated"]["ece"]}
-        cross = _cross_fitted_ece(proba, t, test_groups, split_seed + 1, n_bins)
+        cross = _cross_fitted_ece(proba, t, test_groups, split_seed + 1, n_bins, calibration_objective)
         calibration["ece_cross_fitted"] = None if cross is None else cross["ece"]
         calibration["cross_fitted_temperatures"] = None if cross is None else cross["temperatures"]
 

@@ -8,7 +8,7 @@ from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax, logsumexp
 
 from xsift.errors import XsiftError
-from xsift.kernels.calibration import fit_log_temperature, temperature_nll
+from xsift.kernels.calibration import fit_log_temperature, temperature_brier, temperature_nll
 from xsift.methods.calibration import apply_temperature, fit_temperature, set_temperature
 
 
@@ -36,6 +36,36 @@ def test_nll_kernel_equals_plain_numpy():
     z, y = _overconfident(500)
     for T in (0.5, 1.0, 2.7):
         assert temperature_nll(z, y, T) == pytest.approx(_nll_numpy(z, y, T), rel=1e-12)
+
+
+def _brier_numpy(z, y, T):
+    """Plain NumPy Brier score at temperature T: q = softmax(z / T) over the usable classes."""
+    zz = np.where(np.isfinite(z), z / T, -np.inf)
+    q = np.exp(zz - logsumexp(zz, axis=1, keepdims=True))
+    onehot = np.eye(z.shape[1])[y]
+    return float(np.mean(np.sum((q - onehot) ** 2, axis=1)))
+
+
+def test_brier_kernel_equals_plain_numpy_even_with_ruled_out_true_classes():
+    z, y = _overconfident(500)
+    z[:5, :] = -np.inf
+    z[:5, (y[:5] + 1) % z.shape[1]] = 0.0          # the true class ruled out: allowed in the Brier score
+    for T in (0.5, 1.0, 2.7):
+        assert temperature_brier(z, y, T) == pytest.approx(_brier_numpy(z, y, T), rel=1e-12)
+
+
+def test_brier_fit_equals_scipy_bounded_minimum_and_default_objective_is_brier():
+    z, y = _overconfident(3000, true_T=3.0, seed=7)
+    T, score, _, _ = fit_log_temperature(z, y, objective="brier")
+    ref = minimize_scalar(lambda s: _brier_numpy(z, y, np.exp(s)), bounds=(np.log(0.05), np.log(20)),
+                          method="bounded", options={"xatol": 1e-10})
+    assert T == pytest.approx(np.exp(ref.x), rel=1e-4)
+    assert score == pytest.approx(ref.fun, rel=1e-9)
+    fit = fit_temperature(np.exp(z), y)
+    assert fit.objective == "brier" and fit.temperature == pytest.approx(T, rel=1e-10)
+    assert fit.brier_calibrated <= fit.brier_raw
+    with pytest.raises(XsiftError, match="objective 'ece'"):
+        fit_temperature(np.exp(z), y, "ece")
 
 
 @pytest.mark.parametrize("true_T", [0.6, 3.0])
@@ -81,7 +111,7 @@ def test_fit_temperature_leaves_out_unscored_rows_and_ruled_out_true_classes():
     p_bad[20:25, :] = 0.0
     p_bad[20:25, 0] = 1.0
     y_bad[20:25] = 1                    # true class at probability 0: no temperature helps
-    fit = fit_temperature(p_bad, y_bad)
+    fit = fit_temperature(p_bad, y_bad, objective="nll")
     assert fit.rows == 1500 - 25 and fit.rows_true_class_ruled_out == 5
     T_ref, _, _, _ = fit_log_temperature(z[25:], y[25:])
     assert fit.temperature == pytest.approx(T_ref, rel=1e-8)

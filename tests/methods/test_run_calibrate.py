@@ -71,6 +71,18 @@ def test_run_calibrate_writes_scaled_probabilities_and_ece(runs):
     assert manifest["config"]["calibrate"] is True and manifest["config"]["split_seed"] == 3
 
 
+def test_run_calibrate_writes_the_validation_tables_validate_writes(runs):
+    """The held-out validation the temperature was fitted on lands in RUN/validation, equal to what
+    `xsift validate` with the same split writes, and the manifest lists it."""
+    for name in ("metrics_classes.csv", "confusion_classes_counts.csv", "reliability.csv", "test_predictions.csv"):
+        ours, theirs = pd.read_csv(runs / "cal" / "validation" / name, comment="#"), \
+            pd.read_csv(runs / "val" / name, comment="#")
+        pd.testing.assert_frame_equal(ours, theirs)
+    manifest = json.loads((runs / "cal" / "manifest.json").read_text())
+    assert any(k.startswith("validation/") for k in manifest["outputs"])
+    assert manifest["config"]["calibrate_by"] == "brier"
+
+
 def test_run_without_calibrate_is_unchanged(runs):
     plain = load_model(runs / "plain" / "model")
     assert plain.temperature_ is None
