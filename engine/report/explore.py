@@ -561,7 +561,7 @@ def build_page(data: ExplorerData, *, max_points: int = 50_000, seed: int = 0, t
     if "outlier" in cols:
         columns.append(TableColumn(field="outlier", title="outlier measure", formatter=fmt))
     table = DataTable(source=source, view=view, columns=columns, width=1170, height=300, index_position=None,
-                      sortable=True, name="table")
+                      sortable=True, reorderable=False, name="table")
 
     # the clicked source: class probabilities with their spread, and the naive-Bayes track
     bars = ColumnDataSource({"cls": classes, "mean": [0.0] * len(classes), "lo": [0.0] * len(classes),
