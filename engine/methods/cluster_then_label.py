@@ -223,6 +223,22 @@ def _gmm_in(gmm, dtype):
                                                     gmm.precisions_cholesky)))
 
 
+def within_precision(X: np.ndarray, dtype, counts: dict | None = None) -> np.ndarray:
+    """``X`` with every value whose magnitude exceeds ``sqrt(finfo(dtype).max) * 1e-6`` set to NaN (missing):
+    the mixture and Mahalanobis kernels square feature values and multiply them by precisions up to
+    ``1 / reg_covar``, so a larger one (a sentinel such as 1.6e38 in float32) would give infinite
+    distances and NaN probabilities. ``counts``: gets ``beyond_precision_to_missing``, the number set
+    (only when non-zero)."""
+    limit = float(np.sqrt(np.finfo(np.dtype(dtype or np.float64)).max)) * 1e-6
+    with np.errstate(invalid="ignore"):
+        beyond = np.abs(X) > limit
+    if not beyond.any():
+        return X
+    if counts is not None:
+        counts["beyond_precision_to_missing"] = int(beyond.sum())
+    return np.where(beyond, np.nan, X)
+
+
 def cluster_log_resp(gmm, X: np.ndarray, dtype=None) -> np.ndarray:
     """(n, K) log responsibilities of rows X under the mixture (``xsift.kernels.gmm.e_step``)."""
     from xsift.kernels.gmm import e_step
@@ -498,14 +514,15 @@ class ClusterThenLabel(ParamsMixin):
         return self._class_covariances
 
     # -- missing features -------------------------------------------------------------
-    def _model_inputs(self, feats: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _model_inputs(self, feats: pd.DataFrame, counts: dict | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(X (n, d) transformed features, NaN where missing; usable (n,) bool, the rows that get
         probabilities under ``missing``; used (n,) int64, each row's observed features).
 
         drop: usable = complete and transformable; median: NaN features filled with
         ``feature_medians_`` (raw units) before the transform, usable = at least one observed feature
         and transformable after the fill; marginalise: usable = at least one observed (transformable)
-        feature."""
+        feature. A transformed value the kernels' precision cannot square (:func:`within_precision`) is
+        missing; ``counts["beyond_precision_to_missing"]`` gets their number."""
         self._check_missing()
         observed = np.isfinite(feats.to_numpy(dtype=np.float64, na_value=np.nan))
         if self.missing == "median":
@@ -516,9 +533,9 @@ class ClusterThenLabel(ParamsMixin):
             filled = feats.where(~(np.isnan(feats.to_numpy(dtype=np.float64)) & any_obs[:, None]),
                                  pd.DataFrame(np.broadcast_to(self.feature_medians_, feats.shape),
                                               index=feats.index, columns=feats.columns))
-            X = self.transform_.transform(filled)
+            X = within_precision(self.transform_.transform(filled), self._dtype(), counts)
             return X, any_obs & np.isfinite(X).all(axis=1), observed.sum(axis=1).astype(np.int64)
-        X = self.transform_.transform(feats)
+        X = within_precision(self.transform_.transform(feats), self._dtype(), counts)
         finite = np.isfinite(X)
         if self.missing == "marginalise":
             return X, finite.any(axis=1), finite.sum(axis=1).astype(np.int64)
@@ -645,7 +662,8 @@ class ClusterThenLabel(ParamsMixin):
         labels, label_counts = reference_labels(df, preset)
         # every row transformed (NaN stays NaN; values the fitted log cannot take -> missing), then the
         # rows the missing-feature mode classifies
-        X_all, usable, used = self._model_inputs(feats)
+        beyond: dict = {}
+        X_all, usable, used = self._model_inputs(feats, beyond)
         target = np.flatnonzero(usable & (labels == UNLABELLED))
         X = X_all[target]
         t1 = time.perf_counter()
@@ -655,6 +673,11 @@ class ClusterThenLabel(ParamsMixin):
         _stage(progress, "distances")
         probs, pred = self._class_probabilities(X, cluster)
         probs = apply_temperature(probs, temperature_of(self))
+        # never probabilities that are not finite beside a class: such a row has no usable class (counted)
+        unusable = ~np.isfinite(probs).all(axis=1) & (pred >= 0)
+        if unusable.any():
+            probs, pred = np.array(probs, dtype=np.float64), np.array(pred)
+            probs[unusable], pred[unusable] = np.nan, -1
         t3 = time.perf_counter()
         out = _detection_table(df, feats, target, cluster, probs, pred, list(self.classes_), cols,
                                n_features_used=None if self.missing == "drop" else used[target])
@@ -673,6 +696,8 @@ class ClusterThenLabel(ParamsMixin):
             "features_found": [c for c in raw_feature_columns(preset) if c not in absent],
             "features_missing": list(absent),
             "no_usable_class": int((pred < 0).sum()),
+            **({"beyond_precision_to_missing": beyond["beyond_precision_to_missing"]} if beyond else {}),
+            **({"non_finite_probabilities": int(unusable.sum())} if unusable.any() else {}),
             "model_hash": self.model_hash,
             "distance": self.distance,
             "timings": {"check_s": round(t_check - t0, 4), "features_s": round(t1 - t_check, 4),
