@@ -110,7 +110,11 @@ def _classify_shard(path: str, run_dir: str, model_dir: str, expected_hash: str,
     except Exception as exc:
         raise XsiftError(f"{shard}: classification failed ({type(exc).__name__}: {exc})") from exc
     out = run / OUTPUT_DIR / output_name(shard)
-    write_table(det.reset_index(drop=True), out)
+    from xsift.data.columns import provenance
+    preset = getattr(model, "preset_", None)
+    write_table(det.reset_index(drop=True), out, classes=list(model.classes_),
+                provenance=provenance(method=model.kind, preset=getattr(preset, "name", None),
+                                      model_hash=expected_hash, inputs=[str(shard)], command="xsift classify-shards"))
     record = {**input_identity(shard), "output": out.name, "model_hash": expected_hash,
               "rows_in": int(len(df)), "rows_classified": int(len(det)),
               "counts": {k: report[k] for k in _LEDGER_COUNTS if k in report},

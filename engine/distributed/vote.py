@@ -27,7 +27,8 @@ from xsift.errors import XsiftError
 __all__ = ["vote_shards", "vote_run"]
 
 
-def _vote_partition(part: pd.DataFrame, index: int, out_root: str, classes, aggregation) -> dict:
+def _vote_partition(part: pd.DataFrame, index: int, out_root: str, classes, aggregation,
+                    provenance: dict | None = None) -> dict:
     """Worker: master classes of one partition of whole sources; write both tables; return counts
     and the (hard vote, soft vote) count table (L, L)."""
     from xsift.data.io import write_table
@@ -39,8 +40,8 @@ def _vote_partition(part: pd.DataFrame, index: int, out_root: str, classes, aggr
         return {"sources": 0, "uniquely": 0, "ambiguous": 0, "votes": np.zeros((L, L), np.int64)}
     part = part.reset_index(drop=True)
     uniquely, ambiguous, _ = master_classes(part, classes, aggregation)
-    write_table(uniquely.reset_index(drop=True), root / UNIQUE_DIR / name)
-    write_table(ambiguous.reset_index(drop=True), root / AMBIGUOUS_DIR / name)
+    write_table(uniquely.reset_index(drop=True), root / UNIQUE_DIR / name, classes=classes, provenance=provenance)
+    write_table(ambiguous.reset_index(drop=True), root / AMBIGUOUS_DIR / name, classes=classes, provenance=provenance)
     class_index = {c: i for i, c in enumerate(classes)}
     votes = np.zeros((L, L), np.int64)      # (hard vote, soft vote) counts, for Cohen's kappa
     u = np.array([class_index[c] for c in uniquely["master_class"].astype(str)], dtype=np.int64)
@@ -94,12 +95,13 @@ def _kappa_of_table(table: np.ndarray) -> float:
 
 
 def vote_shards(client, run_dir: str | os.PathLike, *, classes: list[str], aggregation: dict,
-                n_partitions: int | None = None, log=print) -> dict:
+                n_partitions: int | None = None, log=print, provenance: dict | None = None) -> dict:
     """Master classes of every source of a classified run, across shards (shuffle on ``name``).
 
     ``classes``: the L class names of the probability columns; ``aggregation``: class -> aggregated
     class grouping of the vote (the preset's ``[classes.aggregation]``); ``n_partitions``: partitions
-    of the shuffle (default: one per classified shard). Writes ``RUN/uniquely_classified/`` and
+    of the shuffle (default: one per classified shard); ``provenance``: what made the tables
+    (:func:`xsift.data.columns.provenance`), in each table's header. Writes ``RUN/uniquely_classified/`` and
     ``RUN/ambiguous/`` (replacing any previous vote as a whole) and ``RUN/vote.json``; returns the
     summary: ``sources``, ``uniquely_classified``, ``ambiguous``, ``cohen_kappa_hard_soft`` (Cohen's
     kappa between hard and soft votes), ``partitions``, ``seconds``. Before anything replaces the
@@ -124,7 +126,8 @@ def vote_shards(client, run_dir: str | os.PathLike, *, classes: list[str], aggre
     shutil.rmtree(staging, ignore_errors=True)
     (staging / UNIQUE_DIR).mkdir(parents=True)
     (staging / AMBIGUOUS_DIR).mkdir(parents=True)
-    tasks = [dask.delayed(_vote_partition)(p, i, str(staging.resolve()), list(classes), dict(aggregation))
+    tasks = [dask.delayed(_vote_partition)(p, i, str(staging.resolve()), list(classes), dict(aggregation),
+                                           provenance)
              for i, p in enumerate(shuffled.to_delayed())]
     futures = client.compute(tasks)
     show_progress(futures, "vote: partitions (shuffle on name)")
@@ -159,5 +162,9 @@ def vote_run(client, run_dir: str | os.PathLike, *, n_partitions: int | None = N
     if record.get("aggregation") is None:
         raise XsiftError(f"{run_dir}: classified with a naive-Bayes model, which gives one row per source "
                          "already; there are no detections to vote")
+    from xsift.data.columns import provenance
     return vote_shards(client, run_dir, classes=record["classes"], aggregation=record["aggregation"],
-                       n_partitions=n_partitions, log=log)
+                       n_partitions=n_partitions, log=log,
+                       provenance=provenance(method="cluster_then_label", model_hash=record.get("model_hash"),
+                                             inputs=[str(pathlib.Path(run_dir) / OUTPUT_DIR)],
+                                             command="xsift vote-shards"))

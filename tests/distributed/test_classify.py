@@ -44,6 +44,15 @@ def test_classify_and_vote_equal_in_memory(client, catalog, whole, model_dir, tm
     # one output per input shard, named after it
     assert sorted(p.name for p in (run / D.OUTPUT_DIR).glob("*.parquet")) == \
         sorted(p.name for p in D.shard_files(catalog))
+    # each output shard says what made it: model hash, method, its input shard (Parquet key 'xsift')
+    import json
+    import pyarrow.parquet as pq
+    from xsift.methods.persistence import load_model
+    digest = load_model(model_dir).model_hash
+    for shard in D.shard_files(catalog):
+        meta = json.loads(pq.read_schema(run / D.OUTPUT_DIR / shard.name).metadata[b"xsift"])
+        assert meta["model_hash"] == digest and meta["inputs"] == [str(shard)]
+        assert meta["command"] == "xsift classify-shards" and meta["method"] == "cluster_then_label"
     aggregation = model.vote_aggregation
     classes = list(model.classes_)
     vote = D.vote_shards(client, run, classes=classes, aggregation=aggregation, n_partitions=3,
