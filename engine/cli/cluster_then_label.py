@@ -33,13 +33,13 @@ MISSING_HELP = ("detections missing a feature: drop them (the paper's catalogue)
 
 
 def add_missing_option(parser, *, classify: bool = False) -> None:
-    """``--missing drop|median|marginalise``: saved with a fitted model (default drop); when classifying
+    """``--missing drop|median|marginalise``: saved with a fitted model (default marginalise); when classifying
     with a saved model, default: the model's own mode."""
     if classify:
         parser.add_argument("--missing", choices=MISSING, default=None,
                             help=MISSING_HELP + " (default: the mode saved with the model)")
     else:
-        parser.add_argument("--missing", choices=MISSING, default="drop",
+        parser.add_argument("--missing", choices=MISSING, default="marginalise",
                             help=MISSING_HELP + "; saved with the model (default: %(default)s)")
 
 fit_help = "fit the cluster-then-label model (feature transform, GMM, per-cluster class statistics)"

@@ -34,6 +34,7 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--distance", choices=DISTANCES, default="squared",
                         help="squared Mahalanobis distance (published tables) or its square root")
     add_missing_option(parser)
+    parser.set_defaults(missing=None)      # None: marginalise for cluster-then-label; naive Bayes has no modes
     parser.add_argument("--no-figures", action="store_true",
                         help="skip the PNG figures (confusion matrices, reliability diagram)")
     add_format_option(parser, default="csv", what="the tables")
@@ -56,11 +57,12 @@ def run_cli(args) -> int:
         raise XsiftError(f"{args.config}: a {preset.method} preset; --method {args.method} needs a {wanted} preset")
     if preset.method == "naive_bayes" and (args.k != 6 or args.distance != "squared"):
         raise XsiftError("--k and --distance are options of the cluster-then-label method; naive Bayes has neither")
-    if preset.method == "naive_bayes" and args.missing != "drop":
+    if preset.method == "naive_bayes" and args.missing is not None:
         raise XsiftError("--missing is an option of the cluster-then-label method; naive Bayes classifies "
                          "detections with missing properties as they are")
     estimator = None
-    if preset.method == "cluster_then_label" and args.missing != "drop":
+    if preset.method == "cluster_then_label":
+        args.missing = args.missing or "marginalise"
         from xsift.methods.cluster_then_label import ClusterThenLabel
         estimator = ClusterThenLabel(preset=preset, n_components=args.k, distance=args.distance, seed=args.seed,
                                      precision=args.precision, missing=args.missing)

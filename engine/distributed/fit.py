@@ -20,7 +20,7 @@ __all__ = ["fit_shards"]
 def fit_shards(client, catalog: str | os.PathLike, out_dir: str | os.PathLike, *, preset="csc",
                fit_sample: int = 1_000_000, full_em: bool = False, n_components: int = 6, seed: int = 0,
                max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6, dtype=np.float64,
-               persist: bool | None = None, missing: str = "drop", log=print) -> tuple[object, dict]:
+               persist: bool | None = None, missing: str = "marginalise", log=print) -> tuple[object, dict]:
     """Fit the cluster-then-label model (:class:`xsift.ClusterThenLabel`) on a sharded catalogue and
     save it in ``out_dir``.
 

@@ -38,11 +38,11 @@ catalogue), so adding or removing labels never moves the clusters.
 Missing features (``missing=``, ``--missing``): the fit (transform, GMM, class statistics) always uses
 the complete detections; the mode decides which detections are *classified*:
 
-* ``"drop"`` (default; the paper's catalogue): a detection missing any feature is dropped and counted;
+* ``"drop"`` (the paper's catalogue): a detection missing any feature is dropped and counted;
 * ``"median"`` (the paper's "classify your own source" notebook): a missing feature is filled with the
   median of that feature over the training table's complete detections, in raw (untransformed) units,
   before the transform; the detection is then classified as complete;
-* ``"marginalise"``: the cluster assignment and the class distances use the observed features only, with
+* ``"marginalise"`` (default): the cluster assignment and the class distances use the observed features only, with
   exact marginal Gaussians (sub-vector of each mean, sub-block of each covariance; the class distances
   with the pseudo-inverse of the observed sub-block of the class covariance ``pinv(class_precisions)``):
   :mod:`xsift.kernels.marginal`.
@@ -51,6 +51,18 @@ In ``median`` and ``marginalise`` every detection with at least one observed fea
 detection row carries ``n_features_used``, and a table lacking a feature column entirely is classified
 with the columns it has (the report's ``features_found``/``features_missing``); complete detections get
 the same probabilities in every mode (they take the complete-row kernels).
+
+Measurement errors (``errors=True``, ``--errors``): each feature's 1-sigma error is read as the preset's
+``error`` field says (:func:`xsift.data.features.feature_errors`; CSC's ``_lolim``/``_hilim`` bounds, sigma =
+(hilim - lolim) / 2; a feature without one, or a null error, is exact) and propagated through the fitted
+transform by its derivative (:meth:`~xsift.data.features.FeatureTransform.transform_errors`), giving each
+detection a diagonal noise covariance ``S_i``. The fit then clusters with extreme deconvolution
+(:func:`xsift.kernels.xd.fit_xd`, Bovy, Hogg & Roweis 2011) and deconvolves each (cluster, class)
+covariance by the mean noise of its references (``cov - mean_i S_i``, negative eigenvalues set to 0);
+classifying assigns clusters by the noise-convolved mixture on the observed features
+(:func:`xsift.kernels.xd.xd_e_step`) and measures the distance to class c with ``Sigma_c + S_i`` on the
+observed features (:func:`xsift.kernels.marginal.error_classify_rows`). A detection whose errors are all 0
+gets exactly the probabilities it gets without ``errors`` from the same model.
 
 A fitted model is plain data (NumPy arrays + JSON, no pickle) saved in the one model format of
 :mod:`xsift.methods.persistence` (kind ``"cluster_then_label"``); a saved model classifies new
@@ -68,7 +80,7 @@ import numpy as np
 import pandas as pd
 
 from xsift.errors import SchemaError, XsiftError
-from xsift.data.features import (FeatureTransform, complete_rows, derive_features, feature_names,
+from xsift.data.features import (FeatureTransform, complete_rows, derive_features, feature_errors, feature_names,
                                  raw_feature_columns)
 from xsift.methods.base import Classification, NotFittedError
 from xsift.methods.calibration import apply_temperature, calibration_meta, temperature_from_meta, temperature_of
@@ -259,7 +271,8 @@ def cluster_assignment(gmm, X: np.ndarray, dtype=None, chunk_size: int | None = 
 
 
 def class_statistics_of(X: np.ndarray, cluster: np.ndarray, labels: np.ndarray, n_clusters: int,
-                        n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                        n_classes: int, noise_var: np.ndarray | None = None
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Step 4 for references ``labels >= 0``: (means (K, L, d), precisions (K, L, d, d),
     mask (K, L), counts (K, L)); a class with fewer references in a cluster than features is
     excluded (mask False, zero blocks).
@@ -270,6 +283,10 @@ def class_statistics_of(X: np.ndarray, cluster: np.ndarray, labels: np.ndarray, 
     (hardness ratios nearly collinear, condition numbers 1e7 and beyond), where any other
     summation order would move the probabilities by ~1e-8. This runs once per fit over at
     most K x L groups (one sort, then slices); it is not on the classify path.
+
+    noise_var (n, d): the rows' measurement variances (``errors=True``): each group's covariance is
+    deconvolved by its references' mean noise, ``cov - diag(mean_i S_i)`` with negative eigenvalues set to
+    0 (the moment form of one-component extreme deconvolution), before the pseudo-inverse.
     """
     d = X.shape[1]
     G = n_clusters * n_classes
@@ -284,7 +301,11 @@ def class_statistics_of(X: np.ndarray, cluster: np.ndarray, labels: np.ndarray, 
     for g in np.flatnonzero(mask):
         ref = X[order[starts[g]:starts[g + 1]]]
         means[g] = ref.mean(axis=0)
-        prec[g] = np.linalg.pinv(np.cov(ref, rowvar=False, ddof=1), rcond=PINV_RCOND)
+        cov = np.cov(ref, rowvar=False, ddof=1)
+        if noise_var is not None:
+            lam, V = np.linalg.eigh(cov - np.diag(noise_var[order[starts[g]:starts[g + 1]]].mean(axis=0)))
+            cov = (V * np.maximum(lam, 0.0)) @ V.T
+        prec[g] = np.linalg.pinv(cov, rcond=PINV_RCOND)
     return (means.reshape(n_clusters, n_classes, d), prec.reshape(n_clusters, n_classes, d, d),
             mask.reshape(n_clusters, n_classes), counts.reshape(n_clusters, n_classes))
 
@@ -325,11 +346,15 @@ class ClusterThenLabel(ParamsMixin):
         ``precisions_cholesky``, e.g. the Dask full-data EM), used as it is.
     chunk_size: rows per kernel call when classifying (None: the kernels' default); any number of rows
         then reuses one compiled program.
-    missing: how detections with missing features are classified: ``"drop"`` (default, the paper's
+    missing: how detections with missing features are classified: ``"drop"`` (the paper's
         catalogue), ``"median"`` (filled with the training medians, the paper's notebook) or
-        ``"marginalise"`` (observed features only, exact marginal Gaussians); see the module docstring.
+        ``"marginalise"`` (default; observed features only, exact marginal Gaussians); see the module
+        docstring.
         The fit uses the complete detections whatever the mode. Saved with the model (and covered by
         its hash); ``set_params(missing=...)`` on a loaded model classifies another way.
+    errors: False (default: every value exact, as the paper) or True: use each detection's measurement
+        errors (the preset's ``error`` columns): XD clustering and error-convolved class distances; see the
+        module docstring. Saved with the model.
 
     Fitted attributes: ``preset_`` (the loaded preset), ``transform_`` (FeatureTransform),
     ``gmm_`` (``xsift.kernels.gmm.GMMParams``, float64), ``n_clusters_`` (K), ``classes_`` (L class
@@ -352,7 +377,8 @@ class ClusterThenLabel(ParamsMixin):
     _estimator_type = "classifier"
 
     def __init__(self, preset="csc", n_components: int = 6, distance: str = "squared", seed: int = 0,
-                 precision: str = "float64", gmm=None, chunk_size: int | None = None, missing: str = "drop"):
+                 precision: str = "float64", gmm=None, chunk_size: int | None = None, missing: str = "marginalise",
+                 errors: bool = False):
         self.preset = preset
         self.n_components = n_components
         self.distance = distance
@@ -361,6 +387,7 @@ class ClusterThenLabel(ParamsMixin):
         self.gmm = gmm
         self.chunk_size = chunk_size
         self.missing = missing
+        self.errors = errors
 
     # -- parameters -------------------------------------------------------------
     def _dtype(self):
@@ -437,6 +464,7 @@ class ClusterThenLabel(ParamsMixin):
         transform = FeatureTransform.from_preset(preset).fit(feats[ok])
         medians = feats[ok].median().to_numpy(dtype=np.float64)      # raw units, for missing="median"
         X = transform.transform(feats[ok])
+        noise = self._noise_var(df, feats, transform, source)[ok] if self.errors else None
         timings["features_s"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
@@ -449,22 +477,31 @@ class ClusterThenLabel(ParamsMixin):
             if ok.sum() < n_components:
                 raise XsiftError(f"{source}: {int(ok.sum())} complete detections, fewer than the "
                                  f"{n_components} clusters asked for")
-            res = fit_gmm(X, n_components, seed=int(self.seed), dtype=dtype)
+            if noise is None:
+                res = fit_gmm(X, n_components, seed=int(self.seed), dtype=dtype)
+            else:
+                from xsift.kernels.xd import fit_xd
+                res = fit_xd(X, noise, None, n_components, seed=int(self.seed), dtype=dtype)
             gmm = _gmm_params(res)
             report["gmm"] = {"fitted": True, "n_components": n_components, "seed": int(self.seed),
                              "lower_bound": float(res.lower_bound), "n_iter": int(res.n_iter),
-                             "converged": bool(res.converged)}
+                             "converged": bool(res.converged),
+                             **({"extreme_deconvolution": True} if noise is not None else {})}
         else:
             gmm = _gmm_params(self.gmm)
             if gmm.means.shape[1] != d:
                 raise XsiftError(f"gmm has {gmm.means.shape[1]} features; the preset has {d}")
             report["gmm"] = {"fitted": False, "n_components": int(len(gmm.weights))}
         K = int(len(gmm.weights))
-        cluster = np.argmax(cluster_log_resp(gmm, X, dtype), axis=1)
+        if noise is None:
+            cluster = np.argmax(cluster_log_resp(gmm, X, dtype), axis=1)
+        else:
+            from xsift.kernels.xd import xd_e_step
+            cluster = np.argmax(xd_e_step(_gmm_in(gmm, dtype), X, noise)[0], axis=1)
         timings["gmm_s"] = time.perf_counter() - t1
 
         t2 = time.perf_counter()
-        means, prec, mask, counts = class_statistics_of(X, cluster, lab_ok, K, len(classes))
+        means, prec, mask, counts = class_statistics_of(X, cluster, lab_ok, K, len(classes), noise_var=noise)
         timings["class_statistics_s"] = time.perf_counter() - t2
         report.update({
             "rows_checked": int(len(df)),
@@ -542,12 +579,33 @@ class ClusterThenLabel(ParamsMixin):
         usable = observed.all(axis=1) & finite.all(axis=1)
         return X, usable, np.where(usable, X.shape[1], finite.sum(axis=1)).astype(np.int64)
 
-    def _clusters(self, X: np.ndarray) -> np.ndarray:
+    def _noise_var(self, df: pd.DataFrame, feats: pd.DataFrame, transform=None, source: str = "catalogue"):
+        """(n, d) measurement variances of the transformed features of every row of ``df`` (the preset's
+        error columns, propagated through the transform; 0 where no error is given; NaN where the value
+        is missing). Raises SchemaError naming ``source`` when an error column is absent."""
+        preset = getattr(self, "preset_", None) or resolve_preset(self.preset)
+        sigma = feature_errors(df, preset, source=source)
+        return (transform or self.transform_).transform_errors(feats, sigma) ** 2
+
+    def _clusters(self, X: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
         """(m,) most probable component of rows X (m, d), NaN where a feature is missing: complete rows
         by ``kernels.gmm.predict``, the others by the mixture's marginal on their observed features
-        (:func:`xsift.kernels.marginal.marginal_predict`)."""
+        (:func:`xsift.kernels.marginal.marginal_predict`); with measurement variances ``noise`` (m, d),
+        rows with any non-zero error by the noise-convolved marginal mixture
+        (:func:`xsift.kernels.xd.xd_e_step`)."""
         from xsift.kernels.mahalanobis import DEFAULT_CHUNK_SIZE
         dtype = self._dtype()
+        if noise is not None:
+            observed = np.isfinite(X)
+            noisy = (np.where(observed, noise, 0.0) > 0).any(axis=1)
+            if noisy.any():
+                from xsift.kernels.xd import xd_e_step
+                cluster = np.zeros(len(X), np.int64)
+                if (~noisy).any():
+                    cluster[~noisy] = self._clusters(X[~noisy])
+                cluster[noisy] = np.argmax(xd_e_step(_gmm_in(self.gmm_, dtype), X[noisy], noise[noisy],
+                                                     observed[noisy])[0], axis=1)
+                return cluster
         complete = np.isfinite(X).all(axis=1)
         if complete.all():
             return cluster_assignment(self.gmm_, X, dtype, self.chunk_size)
@@ -558,15 +616,31 @@ class ClusterThenLabel(ParamsMixin):
                                               chunk_size=self.chunk_size or DEFAULT_CHUNK_SIZE)
         return cluster
 
-    def _class_probabilities(self, X: np.ndarray, cluster: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _class_probabilities(self, X: np.ndarray, cluster: np.ndarray,
+                             noise: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(probs (m, L) float64 before any temperature, predicted (m,)) of rows X (m, d) in their clusters:
         complete rows by ``kernels.mahalanobis.classify_rows`` (the stored pseudo-inverses), the others by
         :func:`xsift.kernels.marginal.marginal_classify_rows` (pseudo-inverse of each class covariance's
-        observed sub-block)."""
+        observed sub-block); with measurement variances ``noise`` (m, d), rows with any non-zero error by
+        :func:`xsift.kernels.marginal.error_classify_rows` (``Sigma_c + S_i`` on the observed features)."""
         from xsift.kernels.mahalanobis import DEFAULT_CHUNK_SIZE, classify_rows
         dtype = self._dtype()
         chunk = self.chunk_size or DEFAULT_CHUNK_SIZE
         squared = self.distance == "squared"
+        if noise is not None:
+            observed = np.isfinite(X)
+            noisy = (np.where(observed, noise, 0.0) > 0).any(axis=1)
+            if noisy.any():
+                from xsift.kernels.marginal import ERROR_CHUNK_SIZE, error_classify_rows
+                probs = np.full((len(X), len(self.classes_)), np.nan)
+                pred = np.full(len(X), -1, np.int64)
+                if (~noisy).any():
+                    probs[~noisy], pred[~noisy] = self._class_probabilities(X[~noisy], cluster[~noisy])
+                probs[noisy], pred[noisy], _ = error_classify_rows(
+                    X[noisy], observed[noisy], noise[noisy], cluster[noisy], self.class_means_,
+                    self.class_covariances_, self.class_mask_, squared=squared, rcond=PINV_RCOND,
+                    chunk_size=min(chunk, ERROR_CHUNK_SIZE), dtype=dtype)
+                return probs, pred
         complete = np.isfinite(X).all(axis=1)
         if complete.all():
             probs, pred = classify_rows(X, cluster, self.class_means_, self.class_precisions_, self.class_mask_,
@@ -666,12 +740,13 @@ class ClusterThenLabel(ParamsMixin):
         X_all, usable, used = self._model_inputs(feats, beyond)
         target = np.flatnonzero(usable & (labels == UNLABELLED))
         X = X_all[target]
+        noise = self._noise_var(df.iloc[target], feats.iloc[target], source=source) if self.errors else None
         t1 = time.perf_counter()
         _stage(progress, "cluster")
-        cluster = self._clusters(X)
+        cluster = self._clusters(X, noise)
         t2 = time.perf_counter()
         _stage(progress, "distances")
-        probs, pred = self._class_probabilities(X, cluster)
+        probs, pred = self._class_probabilities(X, cluster, noise)
         probs = apply_temperature(probs, temperature_of(self))
         # never probabilities that are not finite beside a class: such a row has no usable class (counted)
         unusable = ~np.isfinite(probs).all(axis=1) & (pred >= 0)
@@ -686,6 +761,8 @@ class ClusterThenLabel(ParamsMixin):
         absent = report.get("schema", {}).get("absent_features", [])
         report.update({
             "missing": self.missing,
+            **({"errors": True, "classified_with_errors": int((np.where(np.isfinite(X), noise, 0.0) > 0)
+                                                                .any(axis=1).sum())} if self.errors else {}),
             "complete": int(ok.sum()),
             "dropped_incomplete": int((~usable).sum()),
             "reference_labels": label_counts,
@@ -724,7 +801,8 @@ class ClusterThenLabel(ParamsMixin):
         X_all, usable, _ = self._model_inputs(feats)
         rows = np.flatnonzero(usable)
         X = X_all[rows]
-        probs, pred = self._class_probabilities(X, self._clusters(X))
+        noise = self._noise_var(df.iloc[rows], feats.iloc[rows], source=source) if self.errors else None
+        probs, pred = self._class_probabilities(X, self._clusters(X, noise), noise)
         return df, rows, np.asarray(pred), apply_temperature(np.asarray(probs), temperature_of(self))
 
     def predict_proba(self, table, *, source: str = "table") -> np.ndarray:
@@ -785,6 +863,7 @@ class ClusterThenLabel(ParamsMixin):
         log_resp = cluster_log_resp(self.gmm_, X, self._dtype())
         labels, _ = reference_labels(df, preset)
         out = {"name": df[cols["name"]].to_numpy()[rows], "obsid": df[cols["obsid"]].to_numpy()[rows],
+               **{c: df[c].to_numpy()[rows] for c in _interval(df, cols)},
                "ra": df[cols["ra"]].to_numpy(dtype=np.float64)[rows],
                "dec": df[cols["dec"]].to_numpy(dtype=np.float64)[rows],
                "cluster": np.argmax(log_resp, axis=1) if len(X) else np.zeros(0, int)}
@@ -806,7 +885,8 @@ class ClusterThenLabel(ParamsMixin):
     def wanted_columns(self) -> list[str]:
         """The catalogue columns classifying reads: identity, sky, reference type, raw features."""
         self._check_fitted()
-        return input_columns(self.preset_)
+        cols = input_columns(self.preset_)
+        return cols + ([c for c in self.preset_.error_columns if c not in cols] if self.errors else [])
 
     @property
     def vote_aggregation(self) -> dict[str, list[str]]:
@@ -828,7 +908,8 @@ class ClusterThenLabel(ParamsMixin):
     def _meta(self) -> dict:
         return {"preset": preset_record(self.preset_), "transform": self.transform_.to_dict(),
                 "classes": list(self.classes_), "distance": self.distance, "missing": self.missing,
-                **calibration_meta(self)}
+                # only when on: models without errors keep their stored form and hashes
+                **({"errors": True} if self.errors else {}), **calibration_meta(self)}
 
     def save(self, directory: str | os.PathLike) -> str:
         """Write ``model.npz`` (arrays) and ``model.json`` (preset, transform, classes, distance, hash,
@@ -863,14 +944,13 @@ class ClusterThenLabel(ParamsMixin):
             raise XsiftError(f"{where}: {len(classes)} classes and {len(arrays['gmm_weights'])} components "
                              f"do not match the arrays' ({K}, {L}); the model files were mixed")
         gmm_info = info.get("gmm", {}) if isinstance(info.get("gmm"), dict) else {}
-               **{c: df[c].to_numpy()[rows] for c in _interval(df, cols)},
         preset = resolve_preset(preset)
         # a model saved before the missing-feature modes classified as "drop" does, and keeps doing so
         missing = meta.get("missing", "drop")
         if missing not in MISSING:
             raise XsiftError(f"{where}: missing {missing!r} is not one of {', '.join(MISSING)}; the file is damaged")
         est = cls(preset=preset, n_components=int(K), distance=distance, seed=int(gmm_info.get("seed", 0)),
-                  missing=missing)
+                  missing=missing, errors=bool(meta.get("errors", False)))
         gmm = GMMParams(arrays["gmm_weights"], arrays["gmm_means"], arrays["gmm_covariances"],
                         arrays["gmm_precisions_cholesky"])
         est._set_fitted(preset, transform, gmm, classes, arrays["class_means"],
@@ -895,6 +975,7 @@ def _no_y(y, method: str) -> None:
 def _detection_table(df, feats, rows, cluster, probs, pred, classes, cols, n_features_used=None) -> pd.DataFrame:
     out = {"name": df[cols["name"]].iloc[rows].astype("str").reset_index(drop=True),
            "obsid": df[cols["obsid"]].iloc[rows].reset_index(drop=True),
+           **{c: df[c].iloc[rows].reset_index(drop=True) for c in _interval(df, cols)},
            "cluster": cluster.astype(np.int64),
            "ra": df[cols["ra"]].to_numpy(dtype=np.float64)[rows],
            "dec": df[cols["dec"]].to_numpy(dtype=np.float64)[rows]}
@@ -910,4 +991,3 @@ def _detection_table(df, feats, rows, cluster, probs, pred, classes, cols, n_fea
     # copy=False: the columns are fresh arrays; pandas would otherwise copy them all once more
     # into one consolidated 2-d block
     return pd.DataFrame(out, copy=False)
-           **{c: df[c].iloc[rows].reset_index(drop=True) for c in _interval(df, cols)},

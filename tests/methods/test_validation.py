@@ -220,7 +220,9 @@ def test_prior_corrected_precision_is_precision_with_prior_weights():
 def test_validate_calibrated_holds_out_whole_sources_and_reports_ece(tmp_path, sim_and_gmm):
     from xsift.methods.metrics import prior_corrected_precision, top_class_reliability
     df, gmm = sim_and_gmm
-    res = validate(df, PRESET, gmm_params=gmm, split_seed=5, calibrate=True)
+    from xsift.methods.cluster_then_label import ClusterThenLabel
+    res = validate(df, PRESET, estimator=ClusterThenLabel(preset=PRESET, gmm=gmm, missing="drop"), split_seed=5,
+                   calibrate=True)
     pred = res["predictions"]
     # no source on both sides: every labelled complete detection of a held-out source is held out
     from xsift.methods.cluster_then_label import features_of, reference_labels
