@@ -60,9 +60,13 @@ from xsift.kernels.mahalanobis import cluster_chunk_layout, cluster_distances, l
 
 __all__ = ["missing_patterns", "observed_precision_cholesky", "observed_pseudo_inverse",
            "marginal_e_step", "marginal_predict_proba", "marginal_predict", "marginal_score_samples",
-           "marginal_classify_rows", "DEFAULT_CHUNK_SIZE", "PINV_RCOND"]
+           "marginal_classify_rows", "error_classify_rows", "DEFAULT_CHUNK_SIZE", "ERROR_CHUNK_SIZE",
+           "PINV_RCOND"]
 
 DEFAULT_CHUNK_SIZE = 1024
+# rows per chunk of error_classify_rows: each row factors L matrices of d x d (about 12 MB per chunk
+# at L = 10, d = 12 in float64)
+ERROR_CHUNK_SIZE = 1024
 # np.linalg.pinv's default cut-off, the one the published method (and class_statistics_of) uses
 PINV_RCOND = 1e-15
 _CHUNKS_PER_CALL = 8
@@ -361,4 +365,115 @@ def marginal_classify_rows(X, observed, cluster, means, covariances, mask, *, sq
     outs = jax.device_get(outs)
     probs = np.concatenate([np.moveaxis(p, 1, 0).reshape(L, -1) for p, _ in outs], axis=1)[:, slot].T
     pred = np.concatenate([k.reshape(-1) for _, k in outs])[slot].astype(np.int64)
+    return probs, pred, used
+
+
+# ----------------------------------------------------------------------------
+# class distances with each row's measurement errors: (Sigma_c + S_i) on observed features
+# ----------------------------------------------------------------------------
+
+@partial(jax.jit, static_argnames=("squared",))
+def _error_classify_program(means, covariances, mask, rcond, Xb, Sb, Ob, gb, *, squared):
+    """Xb, Sb (B, c, d) chunks of values and noise variances, Ob (B, c, d) observed, gb (B,) their
+    clusters; means (K, L, d), covariances (K, L, d, d), mask (K, L) -> probs (B, L, c), predicted (B, c)."""
+    def one(args):
+        X, S, O, k = args
+        m = O.astype(X.dtype)                                                 # (c, d)
+        mm = m[:, :, None] * m[:, None, :]                                    # (c, d, d)
+        eye = jnp.eye(X.shape[1], dtype=X.dtype)
+        # M (Sigma_kc + S_i) M: the observed sub-block, zero rows and columns elsewhere
+        A = mm[:, None] * (covariances[k][None] + (S[:, :, None] * eye)[:, None])      # (c, L, d, d)
+        lam, V = jnp.linalg.eigh(A)
+        # np.linalg.pinv's cut-off on the singular values |lambda| of the symmetric matrix
+        keep = jnp.abs(lam) > rcond * jnp.max(jnp.abs(lam), axis=-1, keepdims=True)
+        inv = jnp.where(keep, 1.0 / jnp.where(keep, lam, 1.0), 0.0)
+        r = m[:, None, :] * (X[:, None, :] - means[k][None])                 # (c, L, d)
+        y = jnp.einsum("clji,clj->cli", V, r)
+        dist = jnp.sum(y * y * inv, axis=-1)
+        dist = dist if squared else jnp.sqrt(jnp.maximum(dist, 0.0))
+        usable = jnp.broadcast_to(mask[k][None, :], dist.shape)
+        logp = log_softmin(dist, usable)
+        probs = jnp.where(usable, jnp.exp(jnp.where(usable, logp, 0.0)), 0.0)
+        ok = jnp.any(mask[k]) & jnp.any(m > 0, axis=1)
+        probs = jnp.where(ok[:, None], probs, jnp.nan)
+        pred = jnp.where(ok, jnp.argmax(probs, axis=1), -1)
+        return probs.T, pred
+    return lax.map(one, (Xb, Sb, Ob, gb))
+
+
+@scoped_x64
+def error_classify_rows(X, observed, noise_var, cluster, means, covariances, mask, *, squared: bool = True,
+                        rcond=PINV_RCOND, chunk_size: int = ERROR_CHUNK_SIZE, dtype=None):
+    """Softmin class probabilities of rows over the classes of their cluster, each class's covariance
+    convolved with the row's measurement errors, on the row's observed features.
+
+    The distance of row i to class c of its cluster k is ``(x_i - mu_kc)_o^T pinv(Sigma_kc + S_i)_oo
+    (x_i - mu_kc)_o`` (``squared``; else its square root): the class Gaussian convolved with the row's
+    noise, ``N(mu_kc, Sigma_kc + S_i)`` (Bovy, Hogg & Roweis 2011, Eq. 3's ``T_ij = R V R^T + S``),
+    marginalised on the observed features; then the log-space softmin of
+    :func:`xsift.kernels.mahalanobis.log_softmin` over the usable classes.
+
+    X (n, d), NaN allowed where not observed; observed (n, d) bool (None: the finite entries);
+    noise_var (n, d) measurement variances ``S_i``'s diagonal (in X's units squared, >= 0 where
+    observed; anything where not); cluster (n,) int in [0, K); means (K, L, d), covariances
+    (K, L, d, d) class covariances, mask (K, L) bool as :func:`marginal_classify_rows`.
+
+    Rows whose noise is 0 on every observed feature take :func:`marginal_classify_rows` (so with every
+    ``S_i = 0`` the result is exactly the marginalised one); the others go through one chunk program on
+    cluster-pure chunks of ``chunk_size`` rows (``_CHUNKS_PER_CALL`` chunks per call, the last padded):
+    per row and class one symmetric eigen-decomposition of the masked ``d x d`` matrix
+    ``M (Sigma_kc + S_i) M`` and the pseudo-inverse with np.linalg.pinv's cut-off (eigenvalues whose
+    magnitude exceeds ``rcond`` times the largest are inverted; for a symmetric matrix these are its
+    singular values). No Python loop over rows; one compilation per (chunk shape, K, L, dtype).
+
+    Returns host arrays probs (n, L), predicted (n,) int64, n_features_used (n,) int64, as
+    :func:`marginal_classify_rows`. Raises ValueError for NaN/inf values or negative / non-finite
+    variances at observed entries, or bad shapes.
+    """
+    dt = _dtype(dtype)
+    X, observed = _observed_mask(X, observed)
+    n, d = X.shape
+    K, L = np.shape(mask)
+    used = observed.sum(axis=1).astype(np.int64)
+    if n == 0:
+        return np.zeros((0, L), dt), np.zeros(0, np.int64), used
+    try:
+        noise = np.broadcast_to(np.asarray(noise_var, np.float64), (n, d))
+    except ValueError:
+        raise ValueError(f"noise_var must have X's shape {(n, d)} (or broadcast to it), got {np.shape(noise_var)}") from None
+    bad = observed & ~(np.isfinite(noise) & (noise >= 0))
+    if bad.any():
+        rows = np.flatnonzero(bad.any(axis=1))
+        raise ValueError(f"noise_var is negative or not finite at observed entries in {rows.size} rows (first: "
+                         f"{rows[:5].tolist()}); give variances >= 0 (0 for an exact value)")
+    noise = np.where(observed, noise, 0.0)
+    cluster = np.asarray(cluster, np.int64).reshape(-1)
+    if cluster.shape != (n,):
+        raise ValueError(f"cluster must have one label per row ({n}), got shape {cluster.shape}")
+    if cluster.min() < 0 or cluster.max() >= K:
+        raise ValueError(f"cluster labels must lie in [0, {K}), got [{cluster.min()}, {cluster.max()}]")
+    cov = np.nan_to_num(np.asarray(covariances, np.float64))
+    if cov.shape != (K, L, d, d) or np.shape(means) != (K, L, d):
+        raise ValueError(f"means and covariances must have shapes {(K, L, d)} and {(K, L, d, d)}, got "
+                         f"{np.shape(means)} and {cov.shape}")
+    probs = np.full((n, L), np.nan, dt)
+    pred = np.full(n, -1, np.int64)
+    noisy = (noise > 0).any(axis=1)
+    if (~noisy).any():
+        Xq = np.where(observed[~noisy], X[~noisy], np.nan)
+        probs[~noisy], pred[~noisy], _ = marginal_classify_rows(
+            Xq, observed[~noisy], cluster[~noisy], means, cov, mask, squared=squared, rcond=rcond,
+            chunk_size=chunk_size, dtype=dt)
+    if noisy.any():
+        rows = np.flatnonzero(noisy)
+        stacked = np.concatenate([X[rows], noise[rows], observed[rows].astype(np.float64)], axis=1).astype(dt)
+        blocks, gb, slot = _group_chunks(cluster[rows], K, stacked, chunk_size)
+        args = (jnp.asarray(np.nan_to_num(np.asarray(means, np.float64)), dt), jnp.asarray(cov, dt),
+                jnp.asarray(mask, bool), jnp.asarray(rcond, dt))
+        outs = [_error_classify_program(*args, jnp.asarray(b[..., :d]), jnp.asarray(b[..., d:2 * d]),
+                                        jnp.asarray(b[..., 2 * d:] > 0.5), jnp.asarray(g), squared=bool(squared))
+                for b, g in zip(blocks, gb)]
+        outs = jax.device_get(outs)
+        probs[rows] = np.concatenate([np.moveaxis(p, 1, 0).reshape(L, -1) for p, _ in outs], axis=1)[:, slot].T
+        pred[rows] = np.concatenate([k.reshape(-1) for _, k in outs])[slot].astype(np.int64)
     return probs, pred, used

@@ -7,7 +7,8 @@ from scipy.special import logsumexp
 
 from xsift.kernels.gmm import GMMParams, e_step, predict
 from xsift.kernels.mahalanobis import classify_rows
-from xsift.kernels.marginal import (_marginal_e_step_program, marginal_classify_rows, marginal_e_step,
+from xsift.kernels.marginal import (_error_classify_program, _marginal_e_step_program, error_classify_rows,
+                                    marginal_classify_rows, marginal_e_step,
                                     marginal_predict, marginal_predict_proba, missing_patterns,
                                     observed_pseudo_inverse)
 
@@ -107,16 +108,18 @@ def test_compiles_once_per_chunk_shape(mixture, rows):
     assert _marginal_e_step_program._cache_size() == size
 
 
-def _class_probs_per_row(X, observed, cluster, means, cov, mask, squared=True):
+def _class_probs_per_row(X, observed, cluster, means, cov, mask, squared=True, noise=None):
     """Softmin over the usable classes of each row's cluster of the distances with np.linalg.pinv of
-    the observed sub-block; NaN rows where no class or no feature."""
+    the observed sub-block (of Sigma_c + diag(noise_i) when noise is given); NaN rows where no class or
+    no feature."""
     n = X.shape[0]
     out = np.full((n, L), np.nan)
     for i in range(n):
         o, k = observed[i], cluster[i]
         if not o.any() or not mask[k].any():
             continue
-        d2 = np.array([(X[i, o] - means[k, c, o]) @ np.linalg.pinv(cov[k, c][np.ix_(o, o)])
+        S = np.zeros((D, D)) if noise is None else np.diag(noise[i])
+        d2 = np.array([(X[i, o] - means[k, c, o]) @ np.linalg.pinv((cov[k, c] + S)[np.ix_(o, o)])
                        @ (X[i, o] - means[k, c, o]) for c in range(L)])
         dist = d2 if squared else np.sqrt(np.maximum(d2, 0.0))
         lp = np.where(mask[k], -dist, -np.inf)
@@ -198,3 +201,65 @@ def test_clear_errors(mixture, rows, classes):
         marginal_classify_rows(X, None, np.full(N, 3), means, cov, mask)
     with pytest.raises(ValueError, match="one label per row"):
         marginal_classify_rows(X, None, np.zeros(N - 1, int), means, cov, mask)
+
+
+@pytest.fixture(scope="module")
+def noise(rows):
+    """Measurement variances: some features of some rows noisy, others exact (0), rows 40-80 exact."""
+    X, _ = rows
+    rng = np.random.default_rng(5)
+    S = (rng.uniform(0.05, 0.6, size=X.shape) ** 2) * (rng.random(X.shape) > 0.4)
+    S[40:80] = 0.0
+    return S
+
+
+@pytest.mark.parametrize("squared", [True, False])
+def test_error_convolved_probabilities_equal_per_row_pinv(rows, classes, noise, squared):
+    """(Sigma_c + S_i) on the observed sub-block, pseudo-inverted row by row by np.linalg.pinv, equals the
+    batched kernel to 1e-10 (float64), chunked or not."""
+    X, observed = rows
+    means, cov, mask = classes
+    cluster = np.random.default_rng(6).integers(0, K, N)
+    ref = _class_probs_per_row(X, observed, cluster, means, cov, mask, squared, noise=noise)
+    for chunk_size in (1024, 8):
+        probs, pred, used = error_classify_rows(np.where(observed, X, np.nan), observed, noise, cluster, means,
+                                                cov, mask, squared=squared, chunk_size=chunk_size)
+        np.testing.assert_array_equal(np.isnan(probs), np.isnan(ref))
+        np.testing.assert_allclose(probs, ref, rtol=0, atol=1e-10)
+        ok = ~np.isnan(ref).any(axis=1)
+        np.testing.assert_array_equal(pred[ok], np.argmax(ref[ok], axis=1))
+        np.testing.assert_array_equal(pred[~ok], -1)
+        np.testing.assert_array_equal(used, observed.sum(axis=1))
+    # the noise matters: the probabilities differ from the noiseless ones where a row is noisy
+    plain, _, _ = marginal_classify_rows(np.where(observed, X, np.nan), observed, cluster, means, cov, mask,
+                                         squared=squared)
+    noisy = ok & (noise * observed > 0).any(axis=1)
+    assert np.abs(probs[noisy] - plain[noisy]).max() > 1e-2
+
+
+def test_error_convolved_without_noise_is_the_marginalised_path(rows, classes):
+    X, observed = rows
+    means, cov, mask = classes
+    cluster = np.random.default_rng(7).integers(0, K, N)
+    Xm = np.where(observed, X, np.nan)
+    ref = marginal_classify_rows(Xm, observed, cluster, means, cov, mask)
+    got = error_classify_rows(Xm, observed, np.zeros((N, D)), cluster, means, cov, mask)
+    for a, b in zip(got, ref):
+        np.testing.assert_array_equal(a, b)
+    # noise only where a feature is missing changes nothing either
+    got = error_classify_rows(Xm, observed, np.where(observed, 0.0, 5.0), cluster, means, cov, mask)
+    np.testing.assert_array_equal(got[0], ref[0])
+
+
+def test_error_convolved_compiles_once_and_refuses_bad_noise(rows, classes, noise):
+    X, observed = rows
+    means, cov, mask = classes
+    cluster = np.random.default_rng(8).integers(0, K, N)
+    error_classify_rows(X, None, noise, cluster, means, cov, mask, chunk_size=64)
+    size = _error_classify_program._cache_size()
+    error_classify_rows(X[:N // 3], None, noise[:N // 3] * 2, cluster[:N // 3], means, cov, mask, chunk_size=64)
+    assert _error_classify_program._cache_size() == size
+    bad = noise.copy()
+    bad[7, 2] = -1.0
+    with pytest.raises(ValueError, match=r"noise_var is negative or not finite at observed entries in 1 rows \(first: \[7\]\)"):
+        error_classify_rows(X, None, bad, cluster, means, cov, mask)
