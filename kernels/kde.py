@@ -59,7 +59,13 @@ from xsift.kernels.blocks import map_fixed_blocks, padded_rows
 from xsift.kernels import scoped_x64
 
 __all__ = ["KDEGrid", "scott_bandwidth", "fit_binned_kde", "evaluate_log_kde",
-           "evaluate_kde", "kde_error_bound", "exact_log_kde", "fit_cv_bandwidth"]
+           "evaluate_kde", "kde_error_bound", "exact_log_kde", "fit_cv_bandwidth", "claxboi_bandwidth",
+           "cv_grid_bandwidth", "fit_histogram", "mix_log_densities", "KERNELS", "SHAPES"]
+
+# Per-pair density kinds of KDEGrid.kernel (None = every pair Gaussian)
+KERNELS = {"gaussian": 0, "exponential": 1, "histogram": 2}
+# Prior shapes of mix_log_densities (0 = none)
+SHAPES = {"none": 0, "isotropic": 1, "uniform": 2}
 
 _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
@@ -72,12 +78,16 @@ class KDEGrid(NamedTuple):
     bandwidth: (m,)    Gaussian kernel standard deviation ``h``
     density:   (m, G)  density at the nodes (integrates to ~1 over the grid)
     cut:       ()      the grid extends ``cut`` bandwidths beyond the data
+    kernel:    None (every pair Gaussian) or (m,) int, :data:`KERNELS`: 0 Gaussian, 1 exponential
+               (Laplace, ``exp(-|u|/h) / (2h)``), 2 histogram (node j = the bin centred on it, width
+               ``step``; evaluated as the bin's density, 0 outside the bins)
     """
     lo: jax.Array
     step: jax.Array
     bandwidth: jax.Array
     density: jax.Array
     cut: jax.Array
+    kernel: jax.Array | None = None
 
 
 def _normalised_weights(x, w, dtype):
@@ -107,15 +117,24 @@ def scott_bandwidth(x, w, dtype=jnp.float64):
 
 
 @scoped_x64
-@partial(jax.jit, static_argnames=("n_grid", "dtype"))
-def fit_binned_kde(x, w, bandwidth, n_grid: int = 2048, cut: float = 6.0, dtype=jnp.float64) -> KDEGrid:
+@partial(jax.jit, static_argnames=("n_grid", "dtype", "kernel"))
+def fit_binned_kde(x, w, bandwidth, n_grid: int = 2048, cut: float = 6.0, dtype=jnp.float64,
+                   kernel: str = "gaussian") -> KDEGrid:
     """Bin and smooth ``m`` weighted 1-D samples at once.
 
     x: (m, n) training values; NaN or any value with weight 0 is ignored (padding).
     w: (m, n) non-negative weights, normalised per pair inside.
-    bandwidth: (m,) kernel standard deviation per pair (must be > 0).
+    bandwidth: (m,) kernel scale per pair (must be > 0): the standard deviation of the Gaussian, or
+        ``h`` of the exponential kernel ``exp(-|u|/h) / (2h)`` (scikit-learn's ``KernelDensity(kernel=
+        "exponential", bandwidth=h)``, the kernel of CLAXBOI, Tranin et al. 2022).
+    kernel: ``"gaussian"`` (``KDEGrid.kernel`` None, as before) or ``"exponential"``. The exponential
+        KDE's continuation beyond the grid (``log f(edge) - (d - cut h) / h``) is exact up to binning,
+        since every training point lies on one side. Its binning error is larger than the Gaussian's
+        bound of :func:`kde_error_bound` (the kernel has a cusp): relative ``O(delta / h)`` at worst.
     Returns a :class:`KDEGrid` with ``density: (m, n_grid)``.
     """
+    if kernel not in ("gaussian", "exponential"):
+        raise ValueError(f"kernel must be 'gaussian' or 'exponential', got {kernel!r}")
     x, w = _normalised_weights(x, w, dtype)
     h = jnp.asarray(bandwidth, dtype)
     cut = jnp.asarray(cut, dtype)
@@ -141,10 +160,38 @@ def fit_binned_kde(x, w, bandwidth, n_grid: int = 2048, cut: float = 6.0, dtype=
     offsets = jnp.arange(length)
     offsets = jnp.where(offsets < n_grid, offsets, offsets - length).astype(dtype)   # 0..G-1, -G..-1
     u = offsets[None, :] * step[:, None] / h[:, None]
-    kernel = jnp.exp(-0.5 * u * u) * (_INV_SQRT_2PI / h[:, None])
-    smooth = jnp.fft.irfft(jnp.fft.rfft(binned, length, axis=-1) * jnp.fft.rfft(kernel, length, axis=-1),
+    if kernel == "gaussian":
+        kern = jnp.exp(-0.5 * u * u) * (_INV_SQRT_2PI / h[:, None])
+    else:
+        kern = jnp.exp(-jnp.abs(u)) * (0.5 / h[:, None])
+    smooth = jnp.fft.irfft(jnp.fft.rfft(binned, length, axis=-1) * jnp.fft.rfft(kern, length, axis=-1),
                            length, axis=-1)[:, :n_grid]
-    return KDEGrid(lo=lo, step=step, bandwidth=h, density=smooth.astype(dtype), cut=cut)
+    kind = None if kernel == "gaussian" else jnp.full(x.shape[0], KERNELS[kernel], jnp.int32)
+    return KDEGrid(lo=lo, step=step, bandwidth=h, density=smooth.astype(dtype), cut=cut, kernel=kind)
+
+
+@scoped_x64
+@partial(jax.jit, static_argnames=("n_grid", "dtype"))
+def fit_histogram(x, w, lo, step, n_grid: int = 2048, dtype=jnp.float64) -> KDEGrid:
+    """Plain histograms of ``m`` weighted 1-D samples on given bins (the ``histogram`` kind).
+
+    x, w: (m, n) values and weights as :func:`fit_binned_kde` takes them (a pair with no weight gets
+    density 0 everywhere). lo: (m,) centre of bin 0; step: (m,) bin width. Bin j is
+    ``[lo + (j - 1/2) step, lo + (j + 1/2) step)``, j = 0..n_grid-1; a value outside every bin is
+    left out. Returns a :class:`KDEGrid` with ``density[j] = (weight in bin j) / (total weight *
+    step)`` (a density: it integrates to the fraction of the weight inside the bins) and ``kernel``
+    = 2, evaluated by :func:`evaluate_log_kde` as the density of the bin a point falls in.
+    """
+    x, w = _normalised_weights(x, w, dtype)
+    lo = jnp.asarray(lo, dtype)
+    step = jnp.asarray(step, dtype)
+    j = jnp.floor((x - lo[:, None]) / step[:, None] + 0.5)
+    inside = (j >= 0) & (j < n_grid) & (w > 0)
+    j = jnp.clip(j, 0, n_grid - 1).astype(jnp.int32)
+    rows = jnp.broadcast_to(jnp.arange(x.shape[0])[:, None], x.shape)
+    counts = jnp.zeros((x.shape[0], n_grid), dtype).at[rows, j].add(jnp.where(inside, w, 0.0))
+    return KDEGrid(lo=lo, step=step, bandwidth=step, density=counts / step[:, None],
+                   cut=jnp.asarray(0.0, dtype), kernel=jnp.full(x.shape[0], KERNELS["histogram"], jnp.int32))
 
 
 @scoped_x64
@@ -163,6 +210,8 @@ def kde_error_bound(grid: KDEGrid, dtype=jnp.float64):
 
 def _log_kde_chunk(grid: KDEGrid, xc, dtype):
     """xc: (c, m) one chunk of evaluation points, column j for pair j. Returns (c, m) log-density."""
+    if grid.kernel is not None:
+        return _log_kde_chunk_kinds(grid, xc, dtype)
     m, n_grid = grid.density.shape
     lo, step, h = grid.lo.astype(dtype), grid.step.astype(dtype), grid.bandwidth.astype(dtype)
     dens = grid.density.astype(dtype)
@@ -185,6 +234,43 @@ def _log_kde_chunk(grid: KDEGrid, xc, dtype):
     tail_lo = log_lo - (d_lo * d_lo - cut_h * cut_h) / (2.0 * h * h)
     tail_hi = log_hi - (d_hi * d_hi - cut_h * cut_h) / (2.0 * h * h)
     out = jnp.where(xc < lo, tail_lo, jnp.where(xc > hi, tail_hi, log_inside))
+    return jnp.where(jnp.isnan(xc), jnp.nan, out)
+
+
+def _log_kde_chunk_kinds(grid: KDEGrid, xc, dtype):
+    """:func:`_log_kde_chunk` for grids with per-pair kinds (``grid.kernel``: Gaussian, exponential,
+    histogram)."""
+    m, n_grid = grid.density.shape
+    lo, step, h = grid.lo.astype(dtype), grid.step.astype(dtype), grid.bandwidth.astype(dtype)
+    dens = grid.density.astype(dtype)
+    kind = grid.kernel[None, :]
+    cols = jnp.arange(m)[None, :]
+    tiny = jnp.finfo(dtype).tiny
+    t = (xc - lo) / step
+    # kernel estimates: linear interpolation between nodes, continued beyond the grid by the kernel's tail
+    i0 = jnp.clip(jnp.floor(t), 0, n_grid - 2).astype(jnp.int32)
+    frac = t - i0
+    value = dens[cols, i0] * (1.0 - frac) + dens[cols, i0 + 1] * frac
+    log_inside = jnp.log(jnp.maximum(value, tiny))
+    cut_h = grid.cut.astype(dtype) * h
+    hi = lo + step * (n_grid - 1)
+    log_lo = jnp.log(jnp.maximum(dens[:, 0], tiny))
+    log_hi = jnp.log(jnp.maximum(dens[:, -1], tiny))
+    d_lo = (lo + cut_h) - xc
+    d_hi = xc - (hi - cut_h)
+    gauss_lo = log_lo - (d_lo * d_lo - cut_h * cut_h) / (2.0 * h * h)
+    gauss_hi = log_hi - (d_hi * d_hi - cut_h * cut_h) / (2.0 * h * h)
+    expo_lo = log_lo - (d_lo - cut_h) / h
+    expo_hi = log_hi - (d_hi - cut_h) / h
+    tail_lo = jnp.where(kind == KERNELS["exponential"], expo_lo, gauss_lo)
+    tail_hi = jnp.where(kind == KERNELS["exponential"], expo_hi, gauss_hi)
+    smooth = jnp.where(xc < lo, tail_lo, jnp.where(xc > hi, tail_hi, log_inside))
+    # histograms: the density of the bin the point falls in, 0 (the smallest normal number) outside
+    j = jnp.floor(t + 0.5)
+    in_bins = (j >= 0) & (j < n_grid)
+    jc = jnp.clip(j, 0, n_grid - 1).astype(jnp.int32)
+    hist = jnp.where(in_bins, jnp.log(jnp.maximum(dens[cols, jc], tiny)), jnp.log(tiny))
+    out = jnp.where(kind == KERNELS["histogram"], hist, smooth)
     return jnp.where(jnp.isnan(xc), jnp.nan, out)
 
 
@@ -219,7 +305,7 @@ def evaluate_log_kde(grid: KDEGrid, X, columns, chunk_rows: int = 65536, dtype=j
     if X.dtype.kind != "f":
         X = X.astype(np.float64)       # NaN padding needs a float table
     columns = jnp.asarray(columns, jnp.int32)
-    grid = KDEGrid(*(jnp.asarray(a) for a in grid))   # on the device once, not once per block
+    grid = KDEGrid(*(None if a is None else jnp.asarray(a) for a in grid))   # on the device once, not per block
     n = X.shape[0]
     outs = map_fixed_blocks(lambda xb: _log_kde_block(grid, xb, columns, dtype), X, _block_rows(n, chunk_rows),
                             fill=np.nan)
@@ -233,11 +319,12 @@ def evaluate_kde(grid: KDEGrid, X, columns, chunk_rows: int = 65536, dtype=jnp.f
 
 
 @scoped_x64
-@partial(jax.jit, static_argnames=("dtype",))
-def exact_log_kde(x, w, bandwidth, points, dtype=jnp.float64):
+@partial(jax.jit, static_argnames=("dtype", "kernel"))
+def exact_log_kde(x, w, bandwidth, points, dtype=jnp.float64, kernel: str = "gaussian"):
     """Exact (direct-sum) log-density, the reference the grid approximates.
 
     x, w: (m, n) training values and weights; bandwidth: (m,); points: (m, k).
+    kernel: ``"gaussian"`` or ``"exponential"`` (``exp(-|u|/h) / (2h)``).
     Returns (m, k). Cost O(m n k): use for tests and small problems only.
     """
     x, w = _normalised_weights(x, w, dtype)
@@ -245,6 +332,8 @@ def exact_log_kde(x, w, bandwidth, points, dtype=jnp.float64):
     points = jnp.asarray(points, dtype)
     u = (points[:, :, None] - x[:, None, :]) / h
     logw = jnp.log(jnp.where(w > 0, w, 1.0))[:, None, :] + jnp.where(w > 0, 0.0, -jnp.inf)[:, None, :]
+    if kernel == "exponential":
+        return jax.scipy.special.logsumexp(logw - jnp.abs(u), axis=-1) - jnp.log(2.0 * h[:, :, 0])
     return jax.scipy.special.logsumexp(logw - 0.5 * u * u, axis=-1) - jnp.log(h[:, :, 0]) - 0.5 * jnp.log(2 * jnp.pi)
 
 
@@ -288,3 +377,94 @@ def fit_cv_bandwidth(x, w, key, *, n_steps: int = 200, learning_rate: float = 0.
         return s
 
     return jnp.exp(run(s0)).astype(dtype)
+
+
+@scoped_x64
+@partial(jax.jit, static_argnames=("dtype",))
+def claxboi_bandwidth(value_range, n, dtype=jnp.float64):
+    """CLAXBOI's rule of thumb (Tranin et al. 2022, their ``makedistrib``): ``h = range / (5 n^(1/5))``.
+
+    value_range: (m,) range (max - min) of the property's training values over every class;
+    n: (m,) number of those values. Returns (m,) bandwidths.
+    """
+    r = jnp.asarray(value_range, dtype)
+    return r / (5.0 * jnp.asarray(n, dtype) ** 0.2)
+
+
+@scoped_x64
+def cv_grid_bandwidth(x, w, key, *, factors=(0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0), holdout: float = 0.25,
+                      kernel: str = "gaussian", n_grid: int = 2048, dtype=jnp.float64):
+    """Per-pair bandwidth chosen by likelihood cross-validation over a small grid (``bandwidth="cv"``).
+
+    x, w: (m, n) as :func:`scott_bandwidth`; key: a ``jax.random`` key or an int seed. A random
+    ``holdout`` share of each pair's points is held out; each candidate ``factor * scott`` is
+    scored by the weighted mean log-density of the held-out points under the binned KDE
+    (:func:`fit_binned_kde` with ``kernel``, ``n_grid`` nodes) of the others, and the best one per
+    pair is returned, (m,). A pair with no held-out or no remaining point keeps Scott's rule.
+    Cost ``O(len(factors) m (n + n_grid log n_grid))``.
+    """
+    if isinstance(key, int):
+        key = jax.random.PRNGKey(key)
+    x = jnp.asarray(x, dtype)
+    w = jnp.where(jnp.isfinite(x), jnp.asarray(w, dtype), 0.0)
+    held = jax.random.uniform(key, x.shape) < holdout
+    w_train = jnp.where(held, 0.0, w)
+    w_test = jnp.where(held, w, 0.0)
+    usable = (jnp.sum(w_test, axis=-1) > 0) & (jnp.sum(w_train > 0, axis=-1) >= 2)
+    w_test = w_test / jnp.maximum(jnp.sum(w_test, axis=-1, keepdims=True), jnp.finfo(dtype).tiny)
+    scott = scott_bandwidth(x, w, dtype=dtype)
+    safe = jnp.where(jnp.isfinite(scott) & (scott > 0), scott, 1.0)
+    points = jnp.where(jnp.isfinite(x), x, jnp.nan).T          # (n, m): column j for pair j
+    scores = []
+    for f in factors:
+        grid = fit_binned_kde(x, w_train, safe * f, n_grid=n_grid, dtype=dtype, kernel=kernel)
+        logf = _log_kde_chunk(grid, points, dtype).T
+        scores.append(jnp.sum(jnp.where(w_test > 0, w_test * jnp.nan_to_num(logf), 0.0), axis=-1))
+    best = jnp.argmax(jnp.stack(scores), axis=0)
+    chosen = safe * jnp.asarray(factors, dtype)[best]
+    return jnp.where(usable, chosen, scott).astype(dtype)
+
+
+@scoped_x64
+@jax.jit
+def mix_log_densities(loglik, x, shape, shape_fraction, floor, log_floor_density, shape_lo, shape_hi):
+    """Per-(property, class) prior-shape mixing and a density floor, in log space.
+
+    For property p, class C and value x (Tranin et al. 2022: the XRB latitude density half KDE, half
+    isotropic; a floor so no class gets zero likelihood)::
+
+        f1 = (1 - s_pC) f_pC(x) + s_pC g_pC(x)          g: the prior shape, a density integrating to 1
+        f2 = (1 - floor) f1 + floor * u_p                u_p = 1 / (range of p): a uniform density on
+                                                         the property's training range, kept beyond it
+    Shapes (``shape``, :data:`SHAPES`): 1 ``isotropic``: ``g(b) = (pi/180) cos(b pi/180)`` on
+    ``[0, 90]`` deg (``|b|`` of sources spread evenly over the sky), 0 elsewhere; 2 ``uniform``:
+    ``1 / (hi - lo)`` on ``[shape_lo, shape_hi]``, 0 elsewhere. Inside the range ``f2`` integrates
+    to 1 when ``f`` and ``g`` do; beyond it every class keeps at least the same floor, so a value
+    outside the training range cannot single out a class by a kernel tail alone (CLAXBOI gives
+    every class the same likelihood there).
+
+    loglik: (n, P, K) ``log f_pC(x_p)`` (NaN = missing, kept NaN); x: (n, P) the values;
+    shape: (P, K) int; shape_fraction: (P, K) ``s_pC``; floor: scalar in [0, 1);
+    log_floor_density: (P,) ``log u_p``; shape_lo, shape_hi: (P,) the uniform shape's support.
+    Returns (n, P, K).
+    """
+    dtype = loglik.dtype
+    x = jnp.asarray(x, dtype)[:, :, None]
+    s = jnp.asarray(shape_fraction, dtype)[None]
+    kind = jnp.asarray(shape)[None]
+    deg = jnp.asarray(jnp.pi / 180.0, dtype)
+    iso = jnp.where((x >= 0) & (x <= 90), deg * jnp.cos(jnp.clip(x, 0, 90) * deg), 0.0)
+    lo = jnp.asarray(shape_lo, dtype)[None, :, None]
+    hi = jnp.asarray(shape_hi, dtype)[None, :, None]
+    uni = jnp.where((x >= lo) & (x <= hi), 1.0 / jnp.where(hi > lo, hi - lo, 1.0), 0.0)
+    g = jnp.where(kind == SHAPES["isotropic"], iso, jnp.where(kind == SHAPES["uniform"], uni, 0.0))
+    neg_inf = jnp.asarray(-jnp.inf, dtype)
+    ll = jnp.where(jnp.isnan(loglik), 0.0, loglik)
+    log_g = jnp.where(g > 0, jnp.log(jnp.where(g > 0, g, 1.0)), neg_inf)
+    log_s = jnp.where(s > 0, jnp.log(jnp.where(s > 0, s, 1.0)), neg_inf)
+    mixed = jnp.where(s > 0, jnp.logaddexp(jnp.log1p(-s) + ll, log_s + log_g), ll)
+    floor = jnp.asarray(floor, dtype)
+    floored = jnp.logaddexp(jnp.log1p(-floor) + mixed,
+                            jnp.log(jnp.maximum(floor, jnp.finfo(dtype).tiny)) + jnp.asarray(log_floor_density, dtype)[None, :, None])
+    out = jnp.where(floor > 0, floored, mixed)
+    return jnp.where(jnp.isnan(loglik), jnp.nan, out)

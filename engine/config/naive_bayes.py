@@ -7,6 +7,7 @@ model; ``spec_from_preset(Preset.from_dict(stored))`` gives the same spec back).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +60,12 @@ class NBSpec:
                 m[t, props.index(p)] = 1.0
         return m
 
+    @property
+    def options(self) -> dict:
+        """The preset's ``[naive_bayes]`` options over :data:`NB_OPTION_DEFAULTS` (every option named)."""
+        from xsift.config.preset import _plain
+        return {**NB_OPTION_DEFAULTS, **_plain(self.preset.naive_bayes)}
+
     def input_columns(self) -> list[str]:
         """The catalogue columns the properties are made from, in first-use order."""
         return self.preset.feature_columns
@@ -86,3 +93,93 @@ def spec_from_preset(preset) -> NBSpec:
 def load_nb_preset(name_or_path=None) -> NBSpec:
     """:func:`spec_from_preset` of ``name_or_path`` (default: the ``nb_csc`` preset)."""
     return spec_from_preset(name_or_path or DEFAULT_PRESET)
+
+
+# ----------------------------------------------------------------------------- [naive_bayes] options
+# How the method is run (Tranin et al. 2022 as their code CLAXBOI runs it, :mod:`xsift.methods.naive_bayes`).
+# The defaults are Eq. 1 as xsift ran it before these options existed, so a preset without a
+# [naive_bayes] table (or a model saved before) gives the same results.
+NB_OPTION_DEFAULTS: dict = {
+    "missing_likelihood": False,      # multiply by P(property present | C) / P(missing | C)**missing_alpha
+    "missing_alpha": 1.0,             # alpha of the missing-value terms
+    "missing_floor": 0.001,           # P(present | C) = (fraction present + floor) / (1 + 2 floor)
+    "error_weights": False,           # property log-likelihood times (1/sigma) / category mean of 1/sigma
+    "kernel": "gaussian",             # KDE kernel: "gaussian" | "exponential"
+    "bandwidth": "scott",             # "scott" | "claxboi" (range / (5 n^(1/5))) | "cv" (held-out likelihood)
+    "histogram_max_distinct": 0,      # a (property, class) with fewer distinct training values: a histogram
+    "density_floor": 0.0,             # fraction of a uniform density over the property's range mixed in
+    "normalisation": "eq1",           # exponent of Eq. 1: "eq1" (1 / sum alpha) | "claxboi" (CLAXBOI's code)
+    "tune_sample": "training",        # F1 of tuning on "training" rows | a "priors"-proportioned subsample
+    "alternative_classes": False,     # alt_class_without_<category> columns in the output table and tracks
+    "prior_shapes": {},               # property -> class -> {"shape": "isotropic"|"uniform", "fraction": f}
+}
+NB_OPTION_CHOICES = {"kernel": ("gaussian", "exponential"), "bandwidth": ("scott", "claxboi", "cv"),
+                     "normalisation": ("eq1", "claxboi"), "tune_sample": ("training", "priors")}
+PRIOR_SHAPES = ("isotropic", "uniform")
+
+
+def check_nb_option(name: str, value, *, where: str, features=None, classes=None):
+    """The validated value of one naive-Bayes option (``NB_OPTION_DEFAULTS`` names them), or XsiftError
+    naming ``where`` (a preset file's ``[naive_bayes] KEY`` or a constructor parameter) and what was
+    expected. ``features``/``classes`` (the preset's) check ``prior_shapes`` against them.
+    ``prior_shapes`` comes back as a plain nested dict ``{property: {class: {"shape", "fraction"}}}``."""
+    def fail(expected):
+        raise XsiftError(f"{where}: expected {expected}, got {value!r}")
+    if name not in NB_OPTION_DEFAULTS:
+        raise XsiftError(f"{where}: unknown naive-Bayes option {name!r}; options: {', '.join(NB_OPTION_DEFAULTS)}")
+    if name in NB_OPTION_CHOICES:
+        if value not in NB_OPTION_CHOICES[name]:
+            fail("one of " + ", ".join(map(repr, NB_OPTION_CHOICES[name])))
+        return str(value)
+    if name in ("missing_likelihood", "error_weights", "alternative_classes"):
+        if not isinstance(value, (bool, np.bool_)):
+            fail("true or false")
+        return bool(value)
+    if name == "histogram_max_distinct":
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 0:
+            fail("an integer >= 0 (0: no histograms)")
+        return int(value)
+    if name in ("missing_alpha", "missing_floor", "density_floor"):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.floating, np.integer)):
+            fail("a number")
+        v = float(value)
+        ok = {"missing_alpha": 0.0 <= v < np.inf, "missing_floor": 0.0 < v < 0.5, "density_floor": 0.0 <= v < 1.0}
+        if not ok[name]:
+            fail({"missing_alpha": "a number >= 0", "missing_floor": "a number in (0, 0.5)",
+                  "density_floor": "a number in [0, 1)"}[name])
+        return v
+    # prior_shapes
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        fail("a table property = { CLASS = { shape = \"isotropic\", fraction = 0.5 } }")
+    out: dict = {}
+    for prop, per_class in value.items():
+        if features is not None and prop not in features:
+            raise XsiftError(f"{where} {prop}: unknown property; properties: {', '.join(features)}")
+        if not isinstance(per_class, Mapping) or not per_class:
+            raise XsiftError(f"{where} {prop}: expected {{ CLASS = {{ shape = ..., fraction = ... }} }}, "
+                             f"got {per_class!r}")
+        out[str(prop)] = {}
+        for cls, spec in per_class.items():
+            key = f"{where} {prop}.{cls}"
+            if classes is not None and cls not in classes:
+                raise XsiftError(f"{key}: unknown class; classes: {', '.join(classes)}")
+            if not isinstance(spec, Mapping) or set(spec) - {"shape", "fraction"} or "shape" not in spec:
+                raise XsiftError(f"{key}: expected {{ shape = \"isotropic\"|\"uniform\", fraction = F }}, got {spec!r}")
+            if spec["shape"] not in PRIOR_SHAPES:
+                raise XsiftError(f"{key} shape: expected one of {', '.join(map(repr, PRIOR_SHAPES))}, "
+                                 f"got {spec['shape']!r}")
+            frac = spec.get("fraction", 0.5)
+            if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 <= float(frac) <= 1.0:
+                raise XsiftError(f"{key} fraction: expected a number in [0, 1], got {frac!r}")
+            out[str(prop)][str(cls)] = {"shape": str(spec["shape"]), "fraction": float(frac)}
+    return out
+
+
+def parse_nb_options(source: str, table, features, classes) -> dict:
+    """The ``[naive_bayes]`` table of a preset, validated: option -> value (only the keys given)."""
+    if not isinstance(table, Mapping):
+        raise XsiftError(f"{source}: [naive_bayes]: expected a table, got {table!r}")
+    return {k: check_nb_option(k, v, where=f"{source}: [naive_bayes] {k}", features=features, classes=classes)
+            for k, v in table.items()}

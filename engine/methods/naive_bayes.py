@@ -70,9 +70,13 @@ from xsift.methods.estimator import ParamsMixin, as_frame, precision_dtype
 from xsift.methods.validation import stratified_folds
 
 KIND = "naive_bayes"
-BANDWIDTHS = ("scott", "cv")
+BANDWIDTHS = ("scott", "claxboi", "cv")
 MODEL_ARRAYS = ("kde_lo", "kde_step", "kde_bandwidth", "kde_density", "kde_cut", "priors", "weights",
                 "membership", "n_train")
+# saved only by a model whose options differ from the defaults (so a default model's files and hash
+# are those of before the options existed)
+OPTION_ARRAYS = ("kde_kernel", "property_range", "present_fraction")
+HISTOGRAM_BINS = 100      # bins of a histogram property over its training range (CLAXBOI's N = 100)
 
 # --------------------------------------------------------------------------- preset
 # The preset grammar and its naive-Bayes view (NBSpec, spec_from_preset, load_nb_preset) live in
@@ -226,8 +230,13 @@ class NaiveBayesKDE(ParamsMixin):
     kind = KIND
     _estimator_type = "classifier"
 
-    def __init__(self, preset=DEFAULT_PRESET, weights=None, n_grid: int = 2048, bandwidth: str = "scott",
-                 precision: str = "float64", chunk_rows: int = 65536, seed: int = 0):
+    def __init__(self, preset=DEFAULT_PRESET, weights=None, n_grid: int = 2048, bandwidth: str | None = None,
+                 precision: str = "float64", chunk_rows: int = 65536, seed: int = 0,
+                 missing_likelihood: bool | None = None, missing_alpha: float | None = None,
+                 missing_floor: float | None = None, error_weights: bool | None = None, kernel: str | None = None,
+                 histogram_max_distinct: int | None = None, density_floor: float | None = None,
+                 prior_shapes: dict | None = None, normalisation: str | None = None, tune_sample: str | None = None,
+                 alternative_classes: bool | None = None):
         self.preset = preset
         self.weights = weights
         self.n_grid = n_grid
@@ -235,6 +244,31 @@ class NaiveBayesKDE(ParamsMixin):
         self.precision = precision
         self.chunk_rows = chunk_rows
         self.seed = seed
+        self.missing_likelihood = missing_likelihood
+        self.missing_alpha = missing_alpha
+        self.missing_floor = missing_floor
+        self.error_weights = error_weights
+        self.kernel = kernel
+        self.histogram_max_distinct = histogram_max_distinct
+        self.density_floor = density_floor
+        self.prior_shapes = prior_shapes
+        self.normalisation = normalisation
+        self.tune_sample = tune_sample
+        self.alternative_classes = alternative_classes
+
+    def options(self) -> dict:
+        """Every naive-Bayes option (:data:`xsift.config.naive_bayes.NB_OPTION_DEFAULTS`) as this estimator
+        runs: a constructor parameter given (not None) wins over the preset's ``[naive_bayes]`` value, which
+        wins over the default. Raises XsiftError naming the parameter for an invalid value."""
+        from xsift.config.naive_bayes import check_nb_option
+        spec = self._spec()
+        out = spec.options
+        for name in out:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = check_nb_option(name, value, where=f"{type(self).__name__}({name}=...)",
+                                            features=spec.property_names, classes=spec.classes)
+        return out
 
     # -- parameters ---------------------------------------------------------------------------
     def _dtype(self):
@@ -305,11 +339,12 @@ class NaiveBayesKDE(ParamsMixin):
         class has no labelled row (:func:`check_every_class_labelled`, which names labels differing
         only in letter case) or a (property, class) pair has fewer than 2 distinct observed training values.
         """
-        from xsift.kernels.kde import fit_binned_kde, fit_cv_bandwidth, scott_bandwidth
+        from xsift.kernels.kde import (KDEGrid, claxboi_bandwidth, cv_grid_bandwidth, fit_binned_kde,
+                                       fit_histogram, scott_bandwidth)
         spec = _resolve_spec(self.preset)
         dtype = self._dtype()
-        if self.bandwidth not in BANDWIDTHS:
-            raise XsiftError(f"bandwidth {self.bandwidth!r}: expected one of {', '.join(BANDWIDTHS)}")
+        opts = self.options()
+        rule, kernel = opts["bandwidth"], opts["kernel"]
         n_grid = int(self.n_grid)
         if n_grid < 16:
             raise XsiftError(f"n_grid {self.n_grid!r}: expected at least 16 grid nodes")
@@ -320,42 +355,77 @@ class NaiveBayesKDE(ParamsMixin):
         keep = y_idx >= 0
         props, y_idx = props[keep], y_idx[keep]
         K, P = len(spec.classes), len(spec.properties)
-        values = []
+        class_n = np.bincount(y_idx, minlength=K)
+        max_distinct = opts["histogram_max_distinct"]
+        values, is_hist = [], []
+        prange = np.zeros((P, 2))
         for p, name in enumerate(spec.property_names):
+            col = props[:, p]
+            seen = col[np.isfinite(col)]
+            prange[p] = (seen.min(), seen.max()) if len(seen) else (0.0, 0.0)
             for c, cls in enumerate(spec.classes):
                 v = props[y_idx == c, p]
                 v = v[np.isfinite(v)]
-                if len(v) < 2 or np.ptp(v) == 0:
+                hist = len(np.unique(v)) < max_distinct
+                if hist and len(v) == 0 and opts["density_floor"] == 0:
+                    raise XsiftError(f"{source}: property {name!r} has no observed training value for class {cls!r}: "
+                                     "its histogram would be 0 everywhere; set density_floor > 0, drop the property "
+                                     "or add training sources")
+                if not hist and (len(v) < 2 or np.ptp(v) == 0):
                     raise XsiftError(f"{source}: property {name!r} has {len(v)} observed training value(s) for "
                                      f"class {cls!r} (need at least 2 distinct): cannot fit its density; drop the "
-                                     "property from the preset or add training sources")
+                                     "property from the preset, add training sources or let such pairs be "
+                                     "histograms (histogram_max_distinct)")
                 values.append(v)
+                is_hist.append(hist)
         counts = np.array([len(v) for v in values], dtype=np.int64).reshape(P, K)
-        x = np.full((P * K, int(counts.max())), np.nan)
+        x = np.full((P * K, max(int(counts.max()), 1)), np.nan)
         for j, v in enumerate(values):
             x[j, :len(v)] = v
         w = np.isfinite(x).astype(np.float64)
-        if self.bandwidth == "cv":
-            h = fit_cv_bandwidth(x, w, int(self.seed), dtype=dtype)
+        is_hist = np.asarray(is_hist)
+        span = prange[:, 1] - prange[:, 0]
+        if rule == "cv":
+            h = cv_grid_bandwidth(x, w, int(self.seed), kernel=kernel, n_grid=n_grid, dtype=dtype)
+        elif rule == "claxboi":
+            n_prop = np.repeat(np.isfinite(props).sum(axis=0), K)
+            h = claxboi_bandwidth(np.repeat(span, K), n_prop, dtype=dtype)
         else:
             h = scott_bandwidth(x, w, dtype=dtype)
-        grid = fit_binned_kde(x, w, np.asarray(h), n_grid=n_grid, dtype=dtype)
-        from xsift.kernels.kde import KDEGrid
-        self.kde_ = KDEGrid(*(np.asarray(a) for a in grid))
+        h = np.asarray(h, dtype=np.float64)
+        h = np.where(is_hist | ~(h > 0), np.repeat(np.where(span > 0, span, 1.0), K) / 100.0, h)  # unused by histograms
+        grid = fit_binned_kde(x, w, h, n_grid=n_grid, dtype=dtype, kernel=kernel)
+        grid = KDEGrid(*(None if a is None else np.asarray(a) for a in grid))
+        if is_hist.any():
+            bins = min(HISTOGRAM_BINS, n_grid)
+            step = np.repeat(np.where(span > 0, span, 1.0) / (bins - 1), K)
+            hist = fit_histogram(x, w, np.repeat(prange[:, 0], K), step, n_grid=n_grid, dtype=dtype)
+            kinds = grid.kernel if grid.kernel is not None else np.zeros(P * K, np.int32)
+            pick = is_hist[:, None]
+            grid = KDEGrid(lo=np.where(is_hist, np.asarray(hist.lo), grid.lo),
+                           step=np.where(is_hist, np.asarray(hist.step), grid.step),
+                           bandwidth=np.where(is_hist, np.asarray(hist.bandwidth), grid.bandwidth),
+                           density=np.where(pick, np.asarray(hist.density), grid.density).astype(grid.density.dtype),
+                           cut=grid.cut, kernel=np.where(is_hist, np.asarray(hist.kernel), kinds).astype(np.int32))
+        self.kde_ = grid
         if spec.priors == "training":
-            n = np.bincount(y_idx, minlength=K).astype(np.float64)
-            self.priors_ = n / n.sum()
+            self.priors_ = class_n.astype(np.float64) / class_n.sum()
         else:
             self.priors_ = np.asarray(spec.priors, dtype=np.float64)
         self.spec_ = spec
         self.classes_ = np.asarray(spec.classes, dtype=object)
         self.n_train_ = counts
         self.membership_ = np.asarray(spec.membership(), dtype=np.float64)
-        self.bandwidth_rule_ = self.bandwidth
+        self.bandwidth_rule_ = rule
+        self.property_range_ = prange
+        self.present_fraction_ = counts / np.maximum(class_n, 1)[None, :]
         self.temperature_ = None        # uncalibrated (xsift.methods.calibration)
         self.fit_report_ = {"rows": int(len(keep)), "training_rows": int(keep.sum()), "left_out_labels": left_out,
                             "log_of_non_positive_made_missing": dropped,
-                            "class_counts": dict(zip(spec.classes, np.bincount(y_idx, minlength=K).tolist()))}
+                            "class_counts": dict(zip(spec.classes, class_n.tolist()))}
+        if is_hist.any():
+            self.fit_report_["histograms"] = {p: [c for c, hh in zip(spec.classes, row) if hh]
+                                              for p, row in zip(spec.property_names, is_hist.reshape(P, K)) if row.any()}
         return self
 
     # -- evaluation ------------------------------------------------------------------------------
@@ -365,27 +435,115 @@ class NaiveBayesKDE(ParamsMixin):
         props = self._properties(X, self.spec_, source)[0]
         return self._log_likelihoods(props)
 
+    def _fitted_array(self, name: str, option: str) -> np.ndarray:
+        value = getattr(self, name, None)
+        if value is None:
+            raise XsiftError(f"option {option}: this model was fitted (or saved) without the arrays it needs "
+                             f"({name.rstrip('_')}); fit it again")
+        return value
+
     def _log_likelihoods(self, props: np.ndarray) -> np.ndarray:
-        from xsift.kernels.kde import evaluate_log_kde
+        """(n, P, K) log-densities of the fitted KDEs/histograms, with the prior shapes and the density
+        floor mixed in (:func:`xsift.kernels.kde.mix_log_densities`) when the options ask for them."""
+        from xsift.kernels.kde import SHAPES, evaluate_log_kde, mix_log_densities
         K, P = len(self.classes_), props.shape[1]
         columns = np.repeat(np.arange(P), K)
         ll = evaluate_log_kde(self.kde_, props, columns, chunk_rows=int(self.chunk_rows), dtype=self._dtype())
-        return np.asarray(ll).reshape(len(props), P, K)
+        ll = np.asarray(ll).reshape(len(props), P, K)
+        opts = self.options()
+        shapes = opts["prior_shapes"]
+        if opts["density_floor"] > 0 or shapes:
+            prange = self._fitted_array("property_range_", "density_floor/prior_shapes")
+            kind = np.zeros((P, K), np.int32)
+            frac = np.zeros((P, K))
+            names, classes = self.spec_.property_names, list(self.classes_)
+            for prop, per_class in shapes.items():
+                for cls, sh in per_class.items():
+                    kind[names.index(prop), classes.index(cls)] = SHAPES[sh["shape"]]
+                    frac[names.index(prop), classes.index(cls)] = sh["fraction"]
+            span = prange[:, 1] - prange[:, 0]
+            log_u = -np.log(np.where(span > 0, span, 1.0))
+            ll = np.asarray(mix_log_densities(ll, props.astype(ll.dtype), kind, frac.astype(ll.dtype),
+                                              opts["density_floor"], log_u.astype(ll.dtype),
+                                              prange[:, 0].astype(ll.dtype), prange[:, 1].astype(ll.dtype)))
+        return ll
 
-    def _eq1(self, props: np.ndarray):
-        """(posterior (n, K), outlier measure (n,), observed categories (n, T)) of a property matrix."""
-        from xsift.kernels.nbayes import category_log_likelihoods, posterior_and_outlier
-        cat, obs = category_log_likelihoods(self._log_likelihoods(props), self.membership_)
+    def _sigma(self, df, spec: NBSpec, source: str) -> np.ndarray | None:
+        """(n, P) 1-sigma errors on the properties' transformed axes (NaN = none), or None without a table
+        or without error weights. A ``log10`` property's error is propagated, ``sigma / (x ln 10)``."""
+        if df is None or not self.options()["error_weights"]:
+            return None
+        from xsift.data.features import derive_features, feature_errors
+        sigma = feature_errors(df, spec.preset, source=source).to_numpy(dtype=np.float64)
+        logged = [j for j, f in enumerate(spec.preset.features) if "log10" in f.transform and f.error]
+        if logged:
+            raw = derive_features(df, spec.preset, source=source).to_numpy(dtype=np.float64)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                for j in logged:
+                    sigma[:, j] = np.where(raw[:, j] > 0, sigma[:, j] / (raw[:, j] * np.log(10.0)), np.nan)
+        return sigma
+
+    def _terms(self, props: np.ndarray, sigma: np.ndarray | None = None):
+        """:class:`xsift.kernels.nbayes.CategoryTerms` of a property matrix (and its errors)."""
+        from xsift.kernels.nbayes import CategoryTerms, category_terms, error_exponents
+        opts = self.options()
+        ll = self._log_likelihoods(props)
+        n, P, K = ll.shape
+        spec = self.spec_
+        if opts["error_weights"] and sigma is not None:
+            has_error = np.array([bool(f.error) for f in spec.preset.features])
+            exponents = np.asarray(error_exponents(sigma.astype(ll.dtype), np.isfinite(props), has_error,
+                                                   self.membership_))
+        else:
+            exponents = np.ones((n, P), ll.dtype)
+        missing = bool(opts["missing_likelihood"])
+        if missing:
+            eps = opts["missing_floor"]
+            q = (self._fitted_array("present_fraction_", "missing_likelihood") + eps) / (1.0 + 2.0 * eps)
+            log_present, log_absent = np.log(q), np.log1p(-q)
+        else:
+            log_present = log_absent = np.zeros((P, K))
+        terms = category_terms(ll, self.membership_, exponents, log_present.astype(ll.dtype),
+                               log_absent.astype(ll.dtype), missing)
+        return CategoryTerms(*(np.asarray(a) for a in terms))
+
+    def _eq1(self, props: np.ndarray, sigma: np.ndarray | None = None):
+        """(posterior (n, K), outlier measure (n,), entering categories (n, T), CategoryTerms) of a property
+        matrix: Eq. 1, or CLAXBOI's form under the options (:mod:`xsift.kernels.nbayes`)."""
+        from xsift.kernels.nbayes import weighted_posterior_and_outlier
+        opts = self.options()
+        terms = self._terms(props, sigma)
         weights = _category_weights(self.weights, self.spec_)
-        post, om = posterior_and_outlier(cat, obs, weights, np.log(self.priors_))
+        post, om = weighted_posterior_and_outlier(terms, weights, opts["missing_alpha"], np.log(self.priors_),
+                                                  claxboi=opts["normalisation"] == "claxboi")
         post = np.asarray(post)
         post = apply_temperature(post, temperature_of(self)).astype(post.dtype, copy=False)
-        return post, np.asarray(om), np.asarray(obs)
+        return post, np.asarray(om), np.asarray(terms.observed), terms
+
+    def _alternatives(self, terms) -> np.ndarray:
+        """(n, T) class index predicted with each category left out."""
+        from xsift.kernels.nbayes import alternative_classes
+        opts = self.options()
+        return np.asarray(alternative_classes(terms, _category_weights(self.weights, self.spec_),
+                                              opts["missing_alpha"], np.log(self.priors_),
+                                              claxboi=opts["normalisation"] == "claxboi"))
+
+    def alternative_classes(self, X, *, source: str = "catalogue") -> pd.DataFrame:
+        """For every row and category t, the class predicted when t is left out (weight 0; CLAXBOI's
+        ``alt``, what the paper's probability tracks show): columns ``alt_class_without_<category>``,
+        one row per input row. The output table carries them when ``alternative_classes`` is on."""
+        self._check_fitted()
+        props, _, df = self._properties(X, self.spec_, source)
+        alt = self._alternatives(self._terms(props, self._sigma(df, self.spec_, source)))
+        classes = np.asarray(self.classes_, dtype=object)
+        return pd.DataFrame({f"alt_class_without_{c}": pd.array(classes[alt[:, t]], dtype="str")
+                             for t, c in enumerate(self.spec_.category_names)})
 
     def posterior_and_outlier(self, X, *, source: str = "catalogue") -> tuple[np.ndarray, np.ndarray]:
         """(posterior (n, K) of Eq. 1, outlier measure (n,) = -log10 sum_C numerator)."""
         self._check_fitted()
-        post, om, _ = self._eq1(self._properties(X, self.spec_, source)[0])
+        props, _, df = self._properties(X, self.spec_, source)
+        post, om, _, _ = self._eq1(props, self._sigma(df, self.spec_, source))
         return post, om
 
     def predict_proba(self, X) -> np.ndarray:
@@ -410,7 +568,8 @@ class NaiveBayesKDE(ParamsMixin):
         if not keep.any():
             raise XsiftError("score: no row has a label of the model's classes "
                              f"{list(self.classes_)}")
-        pred = np.argmax(self._eq1(props[keep])[0], axis=1)
+        sigma = self._sigma(df, self.spec_, "catalogue")
+        pred = np.argmax(self._eq1(props[keep], None if sigma is None else sigma[keep])[0], axis=1)
         return float(np.mean(pred == y_idx[keep]))
 
     def tracks(self, x) -> pd.DataFrame:
@@ -423,15 +582,23 @@ class NaiveBayesKDE(ParamsMixin):
         """
         self._check_fitted()
         from xsift.kernels.nbayes import track_posteriors
+        from xsift.kernels.nbayes import category_track_posteriors
         spec = self.spec_
+        sigma = None
         if isinstance(x, np.ndarray) and x.dtype.names is None:
             props = np.asarray(x, dtype=np.float64).reshape(1, -1)
         else:
-            props = self._properties(x, spec, "source")[0][:1]
+            props, _, df = self._properties(x, spec, "source")
+            sigma = self._sigma(df, spec, "source")
+            props, sigma = props[:1], (None if sigma is None else sigma[:1])
         if props.shape != (1, len(spec.properties)):
             raise XsiftError(f"tracks: expected one source with {len(spec.properties)} properties, got {props.shape}")
+        opts = self.options()
         ll = self._log_likelihoods(props)
-        by_prop, by_cat = (np.asarray(a)[0] for a in track_posteriors(ll, self.membership_, np.log(self.priors_)))
+        by_prop = np.asarray(track_posteriors(ll, self.membership_, np.log(self.priors_))[0])[0]
+        post, om, _, terms = self._eq1(props, sigma)
+        by_cat = np.asarray(category_track_posteriors(terms, opts["missing_alpha"], np.log(self.priors_)))[0]
+        alt = self._alternatives(terms)[0] if opts["alternative_classes"] else None
         weights = _category_weights(self.weights, spec)
         classes = list(self.classes_)
         rows = []
@@ -441,13 +608,18 @@ class NaiveBayesKDE(ParamsMixin):
             for i in seen:
                 rows.append({"level": "property", "name": spec.property_names[i], "category": cname,
                              "value": float(props[0, i]), "weight": np.nan, **dict(zip(classes, by_prop[i]))})
-            if seen:
-                rows.append({"level": "category", "name": cname, "category": cname, "value": np.nan,
-                             "weight": float(weights[t]), **dict(zip(classes, by_cat[t]))})
-        post, om, _ = self._eq1(props)
+            if np.isfinite(by_cat[t]).all():
+                row = {"level": "category", "name": cname, "category": cname, "value": np.nan,
+                       "weight": float(weights[t]), **dict(zip(classes, by_cat[t]))}
+                if alt is not None:
+                    row["alternative_class"] = classes[int(alt[t])]
+                rows.append(row)
         rows.append({"level": "posterior", "name": "posterior (Eq. 1)", "category": "", "value": float(om[0]),
                      "weight": float(weights.sum()), **dict(zip(classes, post[0]))})
-        return pd.DataFrame(rows)
+        out = pd.DataFrame(rows)
+        if alt is not None:
+            out["alternative_class"] = out["alternative_class"].astype("object")
+        return out
 
     # -- the Classifier protocol (xsift.methods.base), used by the command line and the Dask layer --
     def wanted_columns(self) -> list[str]:
@@ -499,7 +671,7 @@ class NaiveBayesKDE(ParamsMixin):
             raise SchemaError(f"{source}: column(s) {', '.join(map(repr, clash))} would be overwritten by the "
                               "output column of the same name; rename them in the catalogue or do not keep them")
         props, dropped, _ = self._properties(df, spec, source)
-        post, om, obs = self._eq1(props)
+        post, om, obs, terms = self._eq1(props, self._sigma(df, spec, source))
         out = pd.DataFrame(index=range(len(df)))
         if spec.source_column in carried:   # first, as it always was; as it is (dtype and nulls kept)
             out[spec.source_column] = df[spec.source_column].array
@@ -508,7 +680,11 @@ class NaiveBayesKDE(ParamsMixin):
         pred = np.argmax(post, axis=1)
         out["predicted_class"] = pd.array(np.asarray(classes, dtype=object)[pred], dtype="str")
         out["outlier_measure"] = om
-        out["n_categories"] = obs.sum(axis=1).astype(np.int32)
+        out["n_categories"] = ((np.isfinite(props).astype(np.float64) @ self.membership_.T) > 0).sum(axis=1).astype(np.int32)
+        if self.options()["alternative_classes"]:
+            alt = self._alternatives(terms)
+            for t, cname in enumerate(spec.category_names):
+                out[f"alt_class_without_{cname}"] = pd.array(np.asarray(classes, dtype=object)[alt[:, t]], dtype="str")
         for c in carried:
             if c not in out.columns:
                 out[c] = df[c].array
@@ -525,19 +701,36 @@ class NaiveBayesKDE(ParamsMixin):
         return Classification(out, report={"classify": {**facts, "model_hash": self.model_hash}})
 
     # -- persistence -------------------------------------------------------------------------------
+    def _changed_options(self) -> dict:
+        """The options that differ from :data:`xsift.config.naive_bayes.NB_OPTION_DEFAULTS` (bandwidth aside,
+        stored as before)."""
+        from xsift.config.naive_bayes import NB_OPTION_DEFAULTS
+        return {k: v for k, v in self.options().items() if k != "bandwidth" and v != NB_OPTION_DEFAULTS[k]}
+
     def _arrays(self) -> dict[str, np.ndarray]:
         g = self.kde_
-        return {"kde_lo": g.lo, "kde_step": g.step, "kde_bandwidth": g.bandwidth, "kde_density": g.density,
-                "kde_cut": np.asarray(g.cut), "priors": self.priors_,
-                "weights": _category_weights(self.weights, self.spec_), "membership": self.membership_,
-                "n_train": self.n_train_}
+        out = {"kde_lo": g.lo, "kde_step": g.step, "kde_bandwidth": g.bandwidth, "kde_density": g.density,
+               "kde_cut": np.asarray(g.cut), "priors": self.priors_,
+               "weights": _category_weights(self.weights, self.spec_), "membership": self.membership_,
+               "n_train": self.n_train_}
+        if g.kernel is not None:
+            out["kde_kernel"] = np.asarray(g.kernel, dtype=np.int32)
+        if self._changed_options():
+            for name in ("property_range", "present_fraction"):
+                if getattr(self, name + "_", None) is not None:
+                    out[name] = getattr(self, name + "_")
+        return out
 
     def _meta(self) -> dict:
         spec = self.spec_
-        return {"classes": list(self.classes_), "priors": self.priors_.tolist(), "properties": spec.properties,
+        meta = {"classes": list(self.classes_), "priors": self.priors_.tolist(), "properties": spec.properties,
                 "categories": spec.category_names, "weights": self.category_weights(),
                 "n_grid": int(self.kde_.density.shape[-1]), "bandwidth": self.bandwidth_rule_,
                 "preset": spec.preset.to_dict(), **calibration_meta(self)}
+        changed = self._changed_options()
+        if changed:     # absent for a default model: its files and hash are those of before the options existed
+            meta["options"] = changed
+        return meta
 
     @property
     def model_hash(self) -> str:
@@ -573,16 +766,21 @@ class NaiveBayesKDE(ParamsMixin):
         try:
             spec = spec_from_preset(Preset.from_dict(meta["preset"], source=f"{where} (preset)"))
             est = cls(preset=meta["preset"], weights=dict(meta["weights"]), n_grid=int(meta["n_grid"]),
-                      bandwidth=meta["bandwidth"], precision=precision)
+                      bandwidth=meta["bandwidth"], precision=precision, **dict(meta.get("options", {})))
+            est.options()
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise XsiftError(f"{where}: the model description lacks {exc}; the file is damaged") from None
+        except XsiftError as exc:
+            raise XsiftError(f"{where}: {exc}") from None
         K, P, T = len(spec.classes), len(spec.properties), len(spec.categories)
         if (list(meta.get("classes", [])) != list(spec.classes) or arrays["kde_density"].shape[0] != P * K
                 or arrays["membership"].shape != (T, P) or arrays["priors"].shape != (K,)):
             raise XsiftError(f"{where}: classes, properties and categories do not match the arrays' shapes; "
                              "the model files were mixed")
         est.kde_ = KDEGrid(arrays["kde_lo"], arrays["kde_step"], arrays["kde_bandwidth"], arrays["kde_density"],
-                           arrays["kde_cut"])
+                           arrays["kde_cut"], arrays.get("kde_kernel"))
+        est.property_range_ = arrays.get("property_range")
+        est.present_fraction_ = arrays.get("present_fraction")
         est.priors_ = np.asarray(arrays["priors"], dtype=np.float64)
         est.spec_ = spec
         est.classes_ = np.asarray(spec.classes, dtype=object)
@@ -595,26 +793,39 @@ class NaiveBayesKDE(ParamsMixin):
         return est
 
     # -- weight tuning -------------------------------------------------------------------------------
-    def cross_validated_category_log_likelihoods(self, X, y=None, *, n_folds: int = 5, seed: int = 0,
-                                                 source: str = "catalogue"):
-        """Out-of-fold ``(log L(t|C): (n, T, K), observed: (n, T), folds: (n,), y: (n,) class indices)``
-        of the labelled rows, the KDEs of each fold fitted on the other folds with this estimator's
-        parameters (stratified folds). ``self`` is not changed."""
-        from xsift.kernels.nbayes import category_log_likelihoods
+    def cross_validated_terms(self, X, y=None, *, n_folds: int = 5, seed: int = 0, source: str = "catalogue"):
+        """Out-of-fold ``(CategoryTerms (n rows), folds: (n,), y: (n,) class indices)`` of the labelled rows
+        (:class:`xsift.kernels.nbayes.CategoryTerms`: per-category sums of the log-likelihoods, error
+        exponents and missing-value terms), the densities of each fold fitted on the other folds with
+        this estimator's parameters (stratified folds). ``self`` is not changed."""
+        from xsift.kernels.nbayes import CategoryTerms
         spec = _resolve_spec(self.preset)
         props, _, df = self._properties(X, spec, source)
         y_idx, _ = self._targets(y, df, spec, len(props), source)
+        probe = type(self)(**{**self.get_params(deep=False), "preset": spec})
+        sigma = probe._sigma(df, spec, source)
         keep = y_idx >= 0
         props, y_idx = props[keep], y_idx[keep]
+        sigma = None if sigma is None else sigma[keep]
         folds = stratified_folds(y_idx, int(n_folds), seed)
-        ll = np.full((len(props), props.shape[1], len(spec.classes)), np.nan)
+        parts, where = [], []
         for k in range(int(n_folds)):
             train, test = folds != k, folds == k
             fold_model = type(self)(**{**self.get_params(deep=False), "preset": spec, "seed": int(self.seed) + k})
             fold_model.fit(props[train], y_idx[train], source=f"{source} (fold {k})")
-            ll[test] = fold_model._log_likelihoods(props[test])
-        cat, obs = category_log_likelihoods(ll, spec.membership())
-        return np.asarray(cat), np.asarray(obs), folds, y_idx
+            parts.append(fold_model._terms(props[test], None if sigma is None else sigma[test]))
+            where.append(np.flatnonzero(test))
+        order = np.argsort(np.concatenate(where), kind="stable")
+        terms = CategoryTerms(*(np.concatenate([getattr(t, f) for t in parts])[order] for f in CategoryTerms._fields))
+        return terms, folds, y_idx
+
+    def cross_validated_category_log_likelihoods(self, X, y=None, *, n_folds: int = 5, seed: int = 0,
+                                                 source: str = "catalogue"):
+        """Out-of-fold ``(log L(t|C): (n, T, K), observed: (n, T), folds: (n,), y: (n,) class indices)``
+        of the labelled rows (:meth:`cross_validated_terms`' ``observed_ll`` and ``observed``; with the
+        default options, Eq. 1's per-category log-likelihoods). ``self`` is not changed."""
+        terms, folds, y_idx = self.cross_validated_terms(X, y, n_folds=n_folds, seed=seed, source=source)
+        return terms.observed_ll, terms.observed, folds, y_idx
 
     def tune_weights(self, X, y=None, **options) -> "TuningResult":
         """:func:`tune_weights` of this estimator (which it does not change)."""
@@ -634,6 +845,8 @@ class TuningResult:
     n_folds, seed: of the stratified cross-validation.
     y, cross_validated_predictions: (n,) class indices of the labelled rows and their out-of-fold
         predictions with ``weights`` (for :func:`xsift.methods.metrics.classification_metrics`).
+    missing_alpha: the tuned missing-value exponent ``a`` (None when it was not tuned).
+    tune_rows: rows whose F1 was maximised (all labelled rows, or the prior-proportioned subsample).
     """
     weights: dict
     target: str
@@ -647,35 +860,77 @@ class TuningResult:
     seed: int
     y: np.ndarray = field(repr=False)
     cross_validated_predictions: np.ndarray = field(repr=False)
+    missing_alpha: float | None = None
+    tune_rows: int | None = None
+
+    @property
+    def params(self) -> dict:
+        """What to apply: ``model.set_params(**result.params)`` (weights, and ``missing_alpha`` when tuned)."""
+        out = {"weights": dict(self.weights)}
+        if self.missing_alpha is not None:
+            out["missing_alpha"] = float(self.missing_alpha)
+        return out
 
     def as_dict(self) -> dict:
         """The scalar results as a JSON-able dict (the arrays left out)."""
-        return {"target": self.target, "weights": dict(self.weights), "f1_start_weights": self.f1_start_weights,
-                "f1_equal_weights": self.f1_equal_weights, "f1_tuned": self.f1_tuned,
-                "generations": self.generations, "evaluations": self.evaluations, "converged": self.converged,
-                "folds": self.n_folds, "seed": self.seed}
+        out = {"target": self.target, "weights": dict(self.weights), "f1_start_weights": self.f1_start_weights,
+               "f1_equal_weights": self.f1_equal_weights, "f1_tuned": self.f1_tuned,
+               "generations": self.generations, "evaluations": self.evaluations, "converged": self.converged,
+               "folds": self.n_folds, "seed": self.seed}
+        if self.missing_alpha is not None:
+            out["missing_alpha"] = float(self.missing_alpha)
+        if self.tune_rows is not None:
+            out["tune_rows"] = int(self.tune_rows)
+        return out
+
+
+def prior_proportioned_subsample(y_idx: np.ndarray, priors, seed: int = 0) -> np.ndarray:
+    """Sorted row indices of a seeded subsample whose class proportions match ``priors`` (CLAXBOI's
+    sample for tuning, "useful to get proper false positive rates").
+
+    y_idx: (n,) class indices (0..K-1); priors: (K,) positive. The limiting class ``L`` (smallest
+    ``n_c / prior_c``) is kept whole; class c keeps ``floor(n_L prior_c / prior_L)`` rows drawn
+    without replacement (``numpy.random.default_rng(seed)``)."""
+    y_idx = np.asarray(y_idx)
+    priors = np.asarray(priors, dtype=np.float64)
+    priors = priors / priors.sum()
+    n = np.bincount(y_idx, minlength=len(priors)).astype(np.float64)
+    lim = int(np.argmin(n / priors))
+    want = np.minimum(np.floor(n[lim] * priors / priors[lim] + 1e-9).astype(np.int64), n.astype(np.int64))
+    rng = np.random.default_rng(int(seed))
+    picks = [rng.choice(np.flatnonzero(y_idx == c), size=int(k), replace=False) for c, k in enumerate(want)]
+    return np.sort(np.concatenate(picks)).astype(np.int64)
 
 
 def tune_weights(model: NaiveBayesKDE, X, y=None, *, target: str | None = None, n_folds: int = 5, seed: int = 0,
-                 popsize: int = 15, maxiter: int = 100, source: str = "catalogue") -> TuningResult:
-    """Category weights maximising the cross-validated F1 of ``target`` by differential evolution.
+                 popsize: int = 15, maxiter: int = 100, tune_alpha: bool = False,
+                 source: str = "catalogue") -> TuningResult:
+    """Category weights (and with ``tune_alpha`` the missing-value exponent) maximising the cross-validated
+    F1 of ``target`` by differential evolution.
 
     model: a NaiveBayesKDE (fitted or not) whose parameters fit each fold; it is not changed.
     X, y: the labelled training sample, as :meth:`NaiveBayesKDE.fit` takes them.
     target: the class to favour (default: the preset's ``[classes] target``).
-    n_folds, seed: stratified folds; seed also seeds the evolution. popsize, maxiter: of the evolution
-    (population ``popsize x categories``). Weights are searched in ``[0, 1]`` each (only ratios
-    matter; the result is rescaled to a mean of 1) and kept only if their F1 is at least that of the
-    start weights. Returns a :class:`TuningResult`. Raises XsiftError for an unknown target.
+    n_folds, seed: stratified folds; seed also seeds the evolution (and the subsample). popsize,
+    maxiter: of the evolution (population ``popsize x parameters``). Weights are searched in
+    ``[0, 1]`` each (only ratios matter; the result is rescaled to a mean of 1), the exponent ``a``
+    in ``[0, 1]`` (CLAXBOI's bounds); kept only if their F1 is at least that of the start values.
+    tune_alpha: also tune ``missing_alpha`` (needs ``missing_likelihood``). The model's
+    ``tune_sample`` option ``"priors"`` scores F1 on a prior-proportioned subsample of the
+    out-of-fold rows (:func:`prior_proportioned_subsample`) instead of all of them.
+    Returns a :class:`TuningResult` (apply with ``model.set_params(**result.params)``). Raises
+    XsiftError for an unknown target, or ``tune_alpha`` without missing-value likelihoods.
     """
-    from xsift.kernels.nbayes import log_numerator, negative_f1_objective, tune_category_weights
+    from xsift.kernels.nbayes import CategoryTerms, negative_f1_of_terms, tune_weights_and_alpha, weighted_log_numerator
     spec = _resolve_spec(model.preset)
+    opts = type(model)(**{**model.get_params(deep=False), "preset": spec}).options()
     target = target or spec.target
     if target not in spec.classes:
         raise XsiftError(f"tuning target {target!r} is not one of the classes {spec.classes}")
+    if tune_alpha and not opts["missing_likelihood"]:
+        raise XsiftError("tune_alpha: the missing-value exponent is tuned only with missing_likelihood on")
     t = spec.classes.index(target)
-    cat, obs, folds, y_idx = model.cross_validated_category_log_likelihoods(X, y, n_folds=n_folds, seed=seed,
-                                                                            source=source)
+    terms, folds, y_idx = model.cross_validated_terms(X, y, n_folds=n_folds, seed=seed, source=source)
     K = len(spec.classes)
     if spec.priors == "training":
         n = np.bincount(y_idx, minlength=K).astype(np.float64)
@@ -684,23 +939,35 @@ def tune_weights(model: NaiveBayesKDE, X, y=None, *, target: str | None = None, 
         priors = np.asarray(spec.priors, dtype=np.float64)
     log_prior = np.log(priors)
     dtype = model._dtype()
-    cat = cat.astype(dtype)
+    terms = CategoryTerms(*(np.asarray(a, bool) if f == "observed" else np.asarray(a, dtype)
+                            for f, a in zip(CategoryTerms._fields, terms)))
+    rows = np.arange(len(y_idx))
+    if opts["tune_sample"] == "priors":
+        rows = prior_proportioned_subsample(y_idx, priors, seed)
+    sub = CategoryTerms(*(a[rows] for a in terms))
+    claxboi = opts["normalisation"] == "claxboi"
+    alpha0 = float(opts["missing_alpha"])
     start_w = _category_weights(model.weights, spec)
 
-    def f1(w):
-        return -float(negative_f1_objective(np.asarray(w, dtype), cat, obs, log_prior.astype(dtype), y_idx, t))
+    def f1(w, a):
+        return -float(negative_f1_of_terms(np.asarray(w, dtype), sub, log_prior.astype(dtype), y_idx[rows], t,
+                                           np.asarray(a, dtype), claxboi=claxboi))
 
-    start, equal = f1(start_w), f1(np.ones(len(start_w)))
-    res = tune_category_weights(cat, obs, log_prior, y_idx, t, int(seed), popsize=popsize,
-                                maxiter=maxiter, dtype=dtype)
-    best = np.asarray(res.x, dtype=np.float64)
+    start, equal = f1(start_w, alpha0), f1(np.ones(len(start_w)), alpha0)
+    res = tune_weights_and_alpha(sub, log_prior, y_idx[rows], t, int(seed), alpha=alpha0, tune_alpha=tune_alpha,
+                                 claxboi=claxboi, popsize=popsize, maxiter=maxiter, dtype=dtype)
+    x = np.asarray(res.x, dtype=np.float64)
+    best, best_alpha = (x[:-1], float(x[-1])) if tune_alpha else (x, alpha0)
     tuned = -float(res.fun)
     if best.sum() > 0 and tuned >= start:
-        weights = best * len(best) / best.sum()
+        weights, alpha = best * len(best) / best.sum(), best_alpha
     else:
-        weights, tuned = start_w * len(start_w) / start_w.sum(), start
-    pred = np.argmax(np.asarray(log_numerator(cat, obs, weights.astype(dtype), log_prior.astype(dtype))), axis=1)
+        weights, tuned, alpha = start_w * len(start_w) / start_w.sum(), start, alpha0
+    pred = np.argmax(np.asarray(weighted_log_numerator(terms, weights.astype(dtype), np.asarray(alpha, dtype),
+                                                       log_prior.astype(dtype), claxboi=claxboi)), axis=1)
     return TuningResult(weights=dict(zip(spec.category_names, weights.tolist())), target=target,
                         f1_start_weights=start, f1_equal_weights=equal, f1_tuned=tuned,
                         generations=int(res.nit), evaluations=int(res.nfev), converged=bool(res.converged),
-                        n_folds=int(n_folds), seed=int(seed), y=y_idx, cross_validated_predictions=pred)
+                        n_folds=int(n_folds), seed=int(seed), y=y_idx, cross_validated_predictions=pred,
+                        missing_alpha=alpha if tune_alpha else None,
+                        tune_rows=int(len(rows)) if opts["tune_sample"] == "priors" else None)
