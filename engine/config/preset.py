@@ -28,6 +28,11 @@ features with a weight. Grammar::
     weight = 1.0
     features = [...]
 
+    [naive_bayes]                      # naive_bayes only, optional: how the method runs (defaults: Eq. 1)
+    missing_likelihood = true          # keys and defaults: xsift.config.naive_bayes.NB_OPTION_DEFAULTS
+    [naive_bayes.prior_shapes]         # property = { CLASS = { shape = "isotropic"|"uniform", fraction = F } }
+    abs_b = { XRB = { shape = "isotropic", fraction = 0.5 } }
+
     [aliases]                          # optional: a column the preset names -> other names it has
     SC_HR1 = ["HR1"]                   # in some tables (also matched in any letter case)
 
@@ -186,6 +191,8 @@ class Preset:
     categories: tuple[Category, ...] = ()
     aliases: FrozenDict = field(default_factory=FrozenDict)    # column -> other names it may have
     source: str = field(default="", compare=False)
+    # [naive_bayes] options (xsift.config.naive_bayes.NB_OPTION_DEFAULTS), only those the preset sets
+    naive_bayes: FrozenDict = field(default_factory=FrozenDict)
 
     # -- features
     @property
@@ -242,6 +249,8 @@ class Preset:
             classes["labels"] = {k: list(v) for k, v in c.labels.items()}
         if self.aliases:
             out["aliases"] = {k: list(v) for k, v in self.aliases.items()}
+        if self.naive_bayes:   # omitted when absent, so presets without it keep their stored form and hashes
+            out["naive_bayes"] = _plain(self.naive_bayes)
         return out
 
     @classmethod
@@ -451,8 +460,26 @@ def _parse(data: Mapping, source: str, *, default_name: str | None, loading: tup
         if col not in named_columns:
             _fail(source, f"[aliases] {col}", f"{col!r} is not a column this preset names "
                                               f"({', '.join(dict.fromkeys(named_columns))})")
+    # [naive_bayes] options
+    nb_options = {}
+    if "naive_bayes" in data:
+        if method_name != "naive_bayes":
+            _fail(source, "[naive_bayes]", f"not used by the {method_name} method")
+        from xsift.config.naive_bayes import parse_nb_options
+        nb_options = parse_nb_options(source, data["naive_bayes"], feature_names, classes.order)
     return Preset(name=name, method=method_name, columns=columns, features=tuple(features), classes=classes,
-                  categories=tuple(categories), aliases=FrozenDict(aliases), source=source)
+                  categories=tuple(categories), aliases=FrozenDict(aliases), source=source,
+                  naive_bayes=_frozen(nb_options))
+
+
+def _frozen(value):
+    """Nested dicts as nested FrozenDicts (hashable)."""
+    return FrozenDict({k: _frozen(v) for k, v in value.items()}) if isinstance(value, Mapping) else value
+
+
+def _plain(value):
+    """Nested FrozenDicts back as plain dicts (JSON-ready)."""
+    return {k: _plain(v) for k, v in value.items()} if isinstance(value, Mapping) else value
 
 
 def _ctl_classes(source: str, cls: Mapping) -> Classes:
