@@ -42,6 +42,19 @@ def add_missing_option(parser, *, classify: bool = False) -> None:
         parser.add_argument("--missing", choices=MISSING, default="marginalise",
                             help=MISSING_HELP + "; saved with the model (default: %(default)s)")
 
+ERRORS_HELP = ("use each detection's measurement errors (the preset's error columns, CSC's _lolim/_hilim bounds): "
+               "cluster with extreme deconvolution and measure class distances with the class covariance plus "
+               "the detection's errors")
+
+
+def add_errors_option(parser, *, classify: bool = False) -> None:
+    """``--errors``: saved with a fitted model; when classifying with a saved model, turns errors on for this run
+    (default: the model's own setting)."""
+    parser.add_argument("--errors", action="store_true", default=None if classify else False,
+                        help=ERRORS_HELP + (" (default: as saved with the model)" if classify
+                                            else "; saved with the model"))
+
+
 fit_help = "fit the cluster-then-label model (feature transform, GMM, per-cluster class statistics)"
 classify_help = "classify the unlabelled detections of a catalogue with a saved model; master classes per source"
 classify_common = ("device", "precision")   # the preset is the saved model's
@@ -90,6 +103,7 @@ def _add_fit_options(parser) -> None:
     parser.add_argument("--distance", choices=DISTANCES, default="squared",
                         help="squared Mahalanobis distance (the published tables) or its square root (Eq. 6)")
     add_missing_option(parser)
+    add_errors_option(parser)
 
 
 def _add_output_options(parser) -> None:
@@ -117,6 +131,7 @@ def add_classify_arguments(parser) -> None:
     parser.add_argument("--model", required=True, metavar="DIR", help="a model directory written by `xsift fit`")
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for the tables and manifest")
     add_missing_option(parser, classify=True)
+    add_errors_option(parser, classify=True)
     _add_output_options(parser)
     add_quiet_option(parser)
 
@@ -173,7 +188,8 @@ def _load_inputs(args, preset):
 def _estimator(args, preset):
     from xsift.methods.cluster_then_label import ClusterThenLabel
     return ClusterThenLabel(preset=preset, n_components=args.k, seed=args.seed, distance=args.distance,
-                            precision=getattr(args, "precision", "float64"), missing=args.missing)
+                            precision=getattr(args, "precision", "float64"), missing=args.missing,
+                            errors=bool(getattr(args, "errors", False)))
 
 
 def _provenance(command: str, preset, model_hash: str, inputs: dict) -> dict:
@@ -210,7 +226,8 @@ def run_fit(args) -> int:
     path = write_table(clusters, out / f"clusters{FORMAT_SUFFIX[args.format]}", args.format,
                        provenance=_provenance("fit", preset, digest, inputs))
     write_manifest(out, command="fit", inputs=inputs, config={"k": args.k, "seed": args.seed,
-                   "distance": args.distance, "missing": args.missing, "precision": args.precision, "preset": preset.source},
+                   "distance": args.distance, "missing": args.missing, "errors": bool(args.errors),
+                   "precision": args.precision, "preset": preset.source},
                    model_hash=digest, fit=report, outputs={"model": str(out), "clusters": str(path)},
                    elapsed_s=round(time.perf_counter() - t0, 3))
     print(f"model {digest[:12]} -> {out} ({report['complete']:,} complete detections, "
@@ -231,6 +248,8 @@ def run_classify(args) -> int:
     model = ClusterThenLabel.load(args.model).set_params(precision=args.precision)
     if args.missing is not None:
         model.set_params(missing=args.missing)
+    if args.errors:
+        model.set_params(errors=True)
     args.progress("read")
     df = read_catalog(args.catalog)
     result = model.classify(df, source=str(args.catalog), progress=args.progress)
@@ -244,7 +263,8 @@ def run_classify(args) -> int:
     if not args.no_figures:
         written.update(run_figures(tables, model.n_clusters_, out))
     write_manifest(out, command="classify", inputs={"catalog": str(args.catalog), "model": str(args.model)},
-                   config={"precision": args.precision, "missing": model.missing, "format": args.format,
+                   config={"precision": args.precision, "missing": model.missing, "errors": bool(model.errors),
+                           "format": args.format,
                            "published_format": args.published_format},
                    model_hash=model.model_hash, classify=report, voting=summary, outputs=written,
                    elapsed_s=round(time.perf_counter() - t0, 3))
@@ -318,6 +338,7 @@ def run_run(args) -> int:
             provenance=_provenance("run", preset, digest, inputs)).items()})
     write_manifest(out, command="run", inputs=inputs,
                    config={"k": args.k, "seed": args.seed, "distance": args.distance, "missing": args.missing,
+                           "errors": bool(args.errors),
                            "precision": args.precision, "preset": preset.source, "format": args.format,
                            "published_format": args.published_format, "calibrate": bool(args.calibrate),
                            **({"split_seed": args.split_seed, "test_fraction": args.test_fraction,

@@ -9,8 +9,8 @@ import pathlib
 import time
 
 from xsift.cli import add_format_option
-from xsift.cli.cluster_then_label import (DISTANCES, add_calibrate_by_option, add_missing_option, add_quiet_option,
-                                       with_progress)
+from xsift.cli.cluster_then_label import (DISTANCES, add_calibrate_by_option, add_errors_option, add_missing_option,
+                                       add_quiet_option, with_progress)
 
 CLI_HELP = ("70/30 validation split by source (stratified by class): confusion matrices, precision/recall/F1, "
             "prior-corrected precision, reliability diagram and ECE; --calibrate fits a temperature")
@@ -35,6 +35,7 @@ def add_cli_arguments(parser) -> None:
                         help="squared Mahalanobis distance (published tables) or its square root")
     add_missing_option(parser)
     parser.set_defaults(missing=None)      # None: marginalise for cluster-then-label; naive Bayes has no modes
+    add_errors_option(parser)
     parser.add_argument("--no-figures", action="store_true",
                         help="skip the PNG figures (confusion matrices, reliability diagram)")
     add_format_option(parser, default="csv", what="the tables")
@@ -57,6 +58,9 @@ def run_cli(args) -> int:
         raise XsiftError(f"{args.config}: a {preset.method} preset; --method {args.method} needs a {wanted} preset")
     if preset.method == "naive_bayes" and (args.k != 6 or args.distance != "squared"):
         raise XsiftError("--k and --distance are options of the cluster-then-label method; naive Bayes has neither")
+    if preset.method == "naive_bayes" and args.errors:
+        raise XsiftError("--errors is an option of the cluster-then-label method; naive Bayes reads error weights "
+                         "from its preset")
     if preset.method == "naive_bayes" and args.missing is not None:
         raise XsiftError("--missing is an option of the cluster-then-label method; naive Bayes classifies "
                          "detections with missing properties as they are")
@@ -65,7 +69,7 @@ def run_cli(args) -> int:
         args.missing = args.missing or "marginalise"
         from xsift.methods.cluster_then_label import ClusterThenLabel
         estimator = ClusterThenLabel(preset=preset, n_components=args.k, distance=args.distance, seed=args.seed,
-                                     precision=args.precision, missing=args.missing)
+                                     precision=args.precision, missing=args.missing, errors=bool(args.errors))
     df = read_catalog(args.catalog)
     args.progress("validate")
     result = validate(df, preset, estimator=estimator, n_components=args.k, seed=args.seed, split_seed=args.split_seed,
@@ -84,7 +88,7 @@ def run_cli(args) -> int:
                    config={"k": args.k, "seed": args.seed, "split_seed": args.split_seed,
                            "test_fraction": args.test_fraction, "distance": args.distance,
                            "precision": args.precision, "method": result["method"], "preset": preset.name,
-                           "missing": args.missing,
+                           "missing": args.missing, "errors": bool(args.errors),
                            "calibrate": bool(args.calibrate),
                            **({"calibrate_by": args.calibrate_by} if args.calibrate else {})},
                    model_hash=result["model_hash"], counts=c, outputs=written,
