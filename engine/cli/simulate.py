@@ -25,6 +25,10 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (same seed -> same catalogue)")
     parser.add_argument("--block-rows", type=int, default=DEFAULT_BLOCK_ROWS,
                         help="rows generated at a time (bounds memory; changing it changes the catalogue)")
+    parser.add_argument("--errors", action="store_true",
+                        help="add CSC-like measurement errors: _lolim/_hilim columns of the hardness ratios, "
+                             "powlaw_gamma and bb_kt, widths depending on counts as real ones do, and those "
+                             "features reported scattered by them (true_class keeps the truth)")
 
 
 def run_cli(args) -> int:
@@ -40,10 +44,10 @@ def run_cli(args) -> int:
             print(f"  {done:,}/{total:,} detections ({now - t0:.0f} s)", file=sys.stderr)
 
     paths = write_simulated_catalog(args.out, args.detections, n_shards=args.shards, seed=args.seed,
-                                    block_rows=args.block_rows, progress=progress)
+                                    block_rows=args.block_rows, progress=progress, errors=args.errors)
     seconds = time.perf_counter() - t0
     write_manifest(args.out, command="simulate", detections=int(args.detections), shards=len(paths),
-                   seed=int(args.seed), block_rows=int(args.block_rows),
+                   seed=int(args.seed), block_rows=int(args.block_rows), errors=bool(args.errors),
                    outputs=[p.name for p in paths], calibration=str(CALIBRATION_PATH),
                    calibration_hash=file_hash([CALIBRATION_PATH]), seconds=round(seconds, 3))
     print(f"wrote {int(args.detections):,} simulated detections in {len(paths)} shard(s) to "

@@ -80,6 +80,20 @@ How the numbers are made (all calibration numbers are in
   hard_hm, hard_hs``) or the broad light curve (``var_prob_b, var_sigma_b,
   var_min_b, var_max_b``). ``powlaw_gamma`` and ``bb_kt`` are never missing (the
   paper selected rows with both).
+* **Measurement errors** (``errors=True``, ``xsift simulate --errors``; off by default, so catalogues
+  and the tests that pin them are unchanged) — the five features CSC gives confidence bounds for
+  (``hard_hm, hard_hs, hard_ms, powlaw_gamma, bb_kt``) get ``<feature>_lolim``/``_hilim`` columns
+  (``ERROR_COLUMNS``, after ``flux_significance_b``) and are reported as their true value scattered by a
+  Gaussian of that 1-sigma width, clipped to the physical range. Widths follow counts as the real ones
+  do: a detection's broad-band counts are its count rate's normal score mapped onto the real
+  ``log10(src_cnts_aper_b + 1)`` quantiles, and ``log10(sigma) = intercept + slope log10(counts + 1) +
+  N(0, scatter)`` per feature (relative to the value for ``bb_kt``), clipped to the real 1-99 % range
+  — all fitted on ``../shared/data/csc_raw/observation_source_lmxb.csv`` by
+  ``scripts/calibrate_simulator_errors.py`` into ``simulator_error_calibration.json`` (slopes ~ -0.5: the
+  Poisson scaling). The bounds are symmetric around the reported value (``lolim = value - sigma``).
+  Their draws come from a separate stream (``default_rng([seed, block, 1])``), so the rest of the
+  catalogue is the same with or without errors; ``true_class`` keeps the truth; the variability
+  features stay exact (CSC gives them no bounds). A missing feature has missing bounds.
 * **Determinism** — rows are generated in fixed-size blocks, block ``i`` from
   ``numpy.random.default_rng([seed, i])``, each block holding whole sources
   (the last source of a block is cut to fit). Shards are contiguous row ranges of
@@ -99,6 +113,7 @@ from xsift.errors import XsiftError
 
 
 CALIBRATION_PATH = pathlib.Path(__file__).resolve().parents[1] / "config" / "presets" / "simulator_calibration.json"
+ERROR_CALIBRATION_PATH = CALIBRATION_PATH.with_name("simulator_error_calibration.json")
 
 #: rows per generation block (one Parquet row group per block and shard)
 DEFAULT_BLOCK_ROWS = 131_072
@@ -107,6 +122,17 @@ COLUMNS = ["name", "obsid", "ra", "dec", "hard_hm", "hard_hs", "hard_ms", "powla
            "var_prob_b", "var_prob_h", "var_prob_s", "var_sigma_b", "var_sigma_h", "var_sigma_s",
            "var_mean_b", "var_mean_h", "var_mean_s", "var_min_b", "var_max_b", "flux_significance_b",
            "main_type", "true_class"]
+#: the features that get measurement errors with ``errors=True``, and their bound columns
+ERROR_FEATURES = ("hard_hm", "hard_hs", "hard_ms", "powlaw_gamma", "bb_kt")
+ERROR_COLUMNS = [f"{f}_{b}" for f in ERROR_FEATURES for b in ("lolim", "hilim")]
+
+
+def columns(errors: bool = False) -> list[str]:
+    """The simulated catalogue's columns, in order (with the error bounds after ``flux_significance_b``)."""
+    if not errors:
+        return list(COLUMNS)
+    at = COLUMNS.index("flux_significance_b") + 1
+    return COLUMNS[:at] + ERROR_COLUMNS + COLUMNS[at:]
 
 # How each calibrated feature is mapped to an unbounded space: (kind, lower, upper).
 # lower/upper are the physical range the simulated values are clipped to.
@@ -235,6 +261,44 @@ def load_calibration(path: str | None = None) -> dict:
     }
 
 
+@functools.lru_cache(maxsize=4)
+def load_error_calibration(path: str | None = None) -> dict:
+    """The measurement-error calibration (``simulator_error_calibration.json``) as read."""
+    path = pathlib.Path(path) if path else ERROR_CALIBRATION_PATH
+    try:
+        raw = json.loads(path.read_text())
+        missing = [f for f in ERROR_FEATURES if f not in raw["features"]]
+        raw["counts"]["levels"], raw["counts"]["quantiles"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise XsiftError(f"{path}: cannot read the simulator's error calibration ({exc}); "
+                         "regenerate it with scripts/calibrate_simulator_errors.py") from None
+    if missing:
+        raise XsiftError(f"{path}: no error calibration for {missing}; rerun scripts/calibrate_simulator_errors.py")
+    return raw
+
+
+def _measurement_errors(rng, ecal, rate_score: np.ndarray, true: dict) -> dict:
+    """Reported values and bounds of the ERROR_FEATURES: (feature -> reported, column -> bound)."""
+    from scipy.special import ndtr
+    c = ecal["counts"]
+    log_counts = np.interp(ndtr(rate_score), c["levels"], c["quantiles"])
+    out = {}
+    for f in ERROR_FEATURES:
+        e = ecal["features"][f]
+        width = 10.0 ** (e["intercept"] + e["slope"] * log_counts + rng.normal(0.0, e["scatter"], len(log_counts)))
+        width = np.clip(width, e["min"], e["max"])
+        value = true[f]
+        sigma = width * value if e["relative"] else width
+        _, lo, hi = FEATURE_SPACES[f]
+        if f.startswith("hard_"):
+            lo, hi = -1.0, 1.0
+        reported = np.clip(value + sigma * rng.standard_normal(len(value)), max(lo, 1e-3) if f == "bb_kt" else lo, hi)
+        out[f] = reported
+        out[f"{f}_lolim"] = reported - sigma
+        out[f"{f}_hilim"] = reported + sigma
+    return out
+
+
 # ----------------------------------------------------------------------------- names
 
 @functools.lru_cache(maxsize=64)
@@ -349,9 +413,10 @@ def _sky(rng, cal, cls: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def simulate_block(n_rows: int, block_index: int, *, seed: int, n_blocks: int,
-                   block_rows: int = DEFAULT_BLOCK_ROWS, calibration: str | None = None):
+                   block_rows: int = DEFAULT_BLOCK_ROWS, calibration: str | None = None, errors: bool = False):
     """Block ``block_index`` (``n_rows`` rows) of the catalogue of ``n_blocks`` blocks, as a
-    ``pyarrow.Table``. Deterministic in ``(seed, block_index, n_rows, n_blocks, block_rows)``."""
+    ``pyarrow.Table``. Deterministic in ``(seed, block_index, n_rows, n_blocks, block_rows, errors)``;
+    ``errors``: add measurement errors (module docstring)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -454,6 +519,11 @@ def simulate_block(n_rows: int, block_index: int, *, seed: int, n_blocks: int,
         "var_mean_b": mean_b, "var_mean_h": mean_h, "var_mean_s": mean_s,
         "var_min_b": mid - half, "var_max_b": mid + half, "flux_significance_b": sig,
     }
+    if errors:
+        score = (np.log(mean_b) - np.log(rate["median_b"])) / np.hypot(rate["sigma_ln_source"],
+                                                                        rate["sigma_ln_detection"])
+        cols.update(_measurement_errors(np.random.default_rng([seed, block_index, 1]), load_error_calibration(),
+                                        score, cols))
 
     # missing values: one band per affected detection
     groups = list(cal["missing_groups"])
@@ -463,7 +533,8 @@ def simulate_block(n_rows: int, block_index: int, *, seed: int, n_blocks: int,
     for g, gname in enumerate(groups):
         sel = hit & (which == g)
         for col in cal["missing_groups"][gname]["columns"]:
-            cols[col] = np.where(sel, np.nan, cols[col])
+            for c_ in [col] + ([f"{col}_lolim", f"{col}_hilim"] if errors and col in ERROR_FEATURES else []):
+                cols[c_] = np.where(sel, np.nan, cols[c_])
 
     name_arr = pa.StringArray.from_buffers(
         n_rows, pa.py_buffer(np.arange(0, (n_rows + 1) * _NAME_WIDTH, _NAME_WIDTH, dtype=np.int32)),
@@ -477,7 +548,7 @@ def simulate_block(n_rows: int, block_index: int, *, seed: int, n_blocks: int,
     arrays.update({k_: pa.array(np.asarray(v, dtype=np.float64)) for k_, v in cols.items()})
     arrays["main_type"] = main_type
     arrays["true_class"] = true_class
-    return pa.table({c: arrays[c] for c in COLUMNS})
+    return pa.table({c: arrays[c] for c in columns(errors)})
 
 
 # ----------------------------------------------------------------------------- public API
@@ -499,15 +570,17 @@ def _blocks(n_detections: int, block_rows: int):
 
 
 def simulate_catalog(n_detections: int, *, seed: int = 0, block_rows: int = DEFAULT_BLOCK_ROWS,
-                     calibration: str | None = None):
-    """The whole simulated catalogue of ``n_detections`` rows in memory, as a pandas DataFrame.
+                     calibration: str | None = None, errors: bool = False):
+    """The whole simulated catalogue of ``n_detections`` rows in memory, as a pandas DataFrame
+    (``errors``: with measurement errors and their ``_lolim``/``_hilim`` columns, module docstring).
 
     Equal to the concatenation of the shards ``write_simulated_catalog`` writes with the same
     ``n_detections``, ``seed`` and ``block_rows``, whatever their number.
     """
     import pyarrow as pa
     _check_sizes(n_detections, 1, block_rows)
-    tables = [simulate_block(n, bi, seed=seed, n_blocks=nb, block_rows=block_rows, calibration=calibration)
+    tables = [simulate_block(n, bi, seed=seed, n_blocks=nb, block_rows=block_rows, calibration=calibration,
+                             errors=errors)
               for bi, n, nb in _blocks(int(n_detections), int(block_rows))]
     return pa.concat_tables(tables).to_pandas()
 
@@ -518,7 +591,7 @@ def shard_path(out_dir: str | os.PathLike, index: int) -> pathlib.Path:
 
 def write_simulated_catalog(out_dir: str | os.PathLike, n_detections: int, *, n_shards: int = 1,
                             seed: int = 0, block_rows: int = DEFAULT_BLOCK_ROWS,
-                            calibration: str | None = None, progress=None) -> list[pathlib.Path]:
+                            calibration: str | None = None, progress=None, errors: bool = False) -> list[pathlib.Path]:
     """Stream the simulated catalogue to ``out_dir/part-00000.parquet`` ... (``n_shards`` files).
 
     Shard ``s`` holds rows ``[n*s//S, n*(s+1)//S)`` of the one row sequence (so a source's
@@ -527,7 +600,8 @@ def write_simulated_catalog(out_dir: str | os.PathLike, n_detections: int, *, n_
     error the temporary files are removed. At most two blocks are in memory at a time (one
     being generated while the previous one is written by a writer thread). Stale
     ``part-*.parquet`` files of an earlier, larger run in ``out_dir`` are removed at the end.
-    ``progress(rows_done, n_detections)`` is called after each block if given.
+    ``progress(rows_done, n_detections)`` is called after each block if given. ``errors``: with
+    measurement errors (module docstring).
     """
     import concurrent.futures
     import pyarrow.parquet as pq
@@ -568,7 +642,7 @@ def write_simulated_catalog(out_dir: str | os.PathLike, n_detections: int, *, n_
         try:
             for bi, rows, nb in _blocks(n, B):
                 table = simulate_block(rows, bi, seed=seed, n_blocks=nb, block_rows=B,
-                                       calibration=calibration)
+                                       calibration=calibration, errors=errors)
                 if pending is not None:
                     pending.result()
                 pending = pool.submit(write_block, table, bi * B)
