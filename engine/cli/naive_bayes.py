@@ -1,5 +1,11 @@
-"""``xsift nb fit | tune | classify | tracks``: the naive-Bayes classifier of Tranin et al. (2022) from the
-command line.
+"""``xsift nb fit | tune | validate | classify | tracks``: the naive-Bayes classifier of Tranin et al. (2022)
+from the command line.
+
+A catalogue lacking some of the columns of a preset's (or model's) properties is fitted, validated and
+classified with the properties it has (:func:`xsift.methods.nb_validation.preset_for_columns`); the
+properties used and those left out are printed and written to the manifest. Columns are found under the
+preset's names, in another letter case or under its ``[aliases]``. ``--model`` takes a model directory or
+the name of a shipped model (``csc-mw``, :mod:`xsift.models`).
 
 Argument parsing and calls of :mod:`xsift.methods.naive_bayes` (the estimator, weight tuning, metrics)
 and :mod:`xsift.report` (figures, manifest). Nothing heavy (JAX, astropy, Dask, matplotlib) is imported
@@ -12,7 +18,7 @@ import sys
 import time
 from functools import partial
 
-CLI_HELP = "interpretable naive-Bayes classifier with KDE likelihoods: fit | tune | classify | tracks"
+CLI_HELP = "interpretable naive-Bayes classifier with KDE likelihoods: fit | tune | validate | classify | tracks"
 CLI_COMMON = ()   # declared per sub-command below
 
 
@@ -28,6 +34,33 @@ def _read(path):
     if len(df) == 0:
         raise SchemaError(f"{path}: the table is empty; expected at least one source")
     return df
+
+
+def _matched(df, preset, source: str):
+    """``df`` with the preset's property, error, source and label columns found in another letter case or
+    under the preset's ``[aliases]`` renamed to the preset's names (:func:`xsift.data.schema.match_columns`)."""
+    from xsift.data.schema import match_columns
+    cols = preset.columns
+    wanted = [*preset.feature_columns, *preset.error_columns,
+              *(c for c in (cols.source, cols.label, cols.ra, cols.dec) if c)]
+    df, renames = match_columns(df, wanted, preset.aliases, source=source)
+    if renames:
+        print("columns taken under other names: " + ", ".join(f"{w} <- {n}" for w, n in renames.items()))
+    return df
+
+
+def _with_columns_of(df, preset, source: str):
+    """(the preset reduced to the properties ``df`` has, facts); prints what was left out."""
+    from xsift.methods.nb_validation import describe_absent, preset_for_columns
+    reduced, facts = preset_for_columns(preset, df.columns)
+    lines = describe_absent(facts)
+    if lines:
+        print(f"{source}: using {len(facts['properties_used'])} of "
+              f"{len(facts['properties_used']) + len(facts['properties_absent'])} properties: "
+              + ", ".join(facts["properties_used"]))
+        for line in lines:
+            print("  " + line)
+    return reduced, facts
 
 
 def _weights_option(text: str | None, categories: list[str]):
@@ -58,16 +91,20 @@ def _fit(args, tune: bool) -> int:
     from xsift.methods.naive_bayes import NaiveBayesKDE, load_nb_preset, tune_weights
     from xsift.report import write_manifest
     t0 = time.perf_counter()
+    from xsift.config import spec_from_preset
     spec = load_nb_preset(args.config)
     args.progress("read")
-    df = _read(args.catalog)
+    df = _matched(_read(args.catalog), spec.preset, str(args.catalog))
+    reduced, absent = _with_columns_of(df, spec.preset, str(args.catalog))
+    spec = spec_from_preset(reduced)
     label = args.labels or spec.label_column
     if not label or label not in df.columns:
         raise SchemaError(f"{args.catalog}: label column {label!r} not found; pass --labels COLUMN "
                           f"(columns: {', '.join(map(str, df.columns[:30]))})")
     source = str(args.catalog)
     model = NaiveBayesKDE(spec, weights=_weights_option(args.weights, spec.category_names), n_grid=args.grid,
-                          bandwidth=args.bandwidth, precision=args.precision, seed=args.seed)
+                          precision=args.precision, seed=args.seed,
+                          **({"bandwidth": args.bandwidth} if args.bandwidth else {}))
     summary = None
     if tune:
         args.progress("tune")
@@ -85,7 +122,7 @@ def _fit(args, tune: bool) -> int:
         print(format_metrics(summary["cross_validated_metrics"]))
     args.progress("write")
     model_hash = model.save(args.out)
-    facts = {**model.fit_report_, "label_column": label}
+    facts = {**model.fit_report_, "label_column": label, "properties": absent}
     write_manifest(args.out, command=f"nb {'tune' if tune else 'fit'}", inputs=[source],
                    config=spec.preset.name, precision=str(args.precision), model_hash=model_hash,
                    **facts, tuning=summary, seconds=round(time.perf_counter() - t0, 3))
@@ -107,10 +144,14 @@ def _classify(args) -> int:
     from xsift.report import write_manifest
     from xsift.report.figures import plot_outliers
     from xsift.report.outputs import FORMAT_SUFFIX
+    from xsift.methods.nb_validation import restricted_model
+    from xsift.models import resolve_model
     t0 = time.perf_counter()
-    model = NaiveBayesKDE.load(args.model, precision=args.precision)
+    model = NaiveBayesKDE.load(resolve_model(args.model), precision=args.precision)
     args.progress("read")
-    df = _read(args.catalog)
+    df = _matched(_read(args.catalog), model.spec_.preset, str(args.catalog))
+    reduced, absent = _with_columns_of(df, model.spec_.preset, str(args.catalog))
+    model = restricted_model(model, reduced)
     args.progress("classify")
     result = model.classify(df, source=str(args.catalog), keep_columns=_column_list(args.keep_columns))
     out, facts = result.detections, result.report["classify"]
@@ -127,10 +168,56 @@ def _classify(args) -> int:
                    model_hash=facts["model_hash"], rows=int(len(df)), outputs=[table.name, "nb_outlier_measure.png"],
                    predicted_counts=facts["predicted_counts"],
                    log_of_non_positive_made_missing=facts["log_of_non_positive_made_missing"],
-                   precision=str(args.precision), seconds=round(time.perf_counter() - t0, 3))
-    print(f"classified {len(df):,} sources into {table}")
+                   properties=absent, precision=str(args.precision), seconds=round(time.perf_counter() - t0, 3))
+    print(f"classified {len(df):,} sources with {len(absent['properties_used'])} properties into {table}")
     from xsift.cli.explore import send_tables
     send_tables(args, [table])
+    return 0
+
+
+def _run_validate(args) -> int:
+    from xsift.cli.cluster_then_label import with_progress
+    return with_progress("nb validate", ("read", "folds", "write"))(_validate)(args)
+
+
+def _validate(args) -> int:
+    import numpy as np
+    from xsift.methods.nb_validation import validate_naive_bayes, write_nb_validation
+    from xsift.methods.naive_bayes import load_nb_preset
+    from xsift.report import write_manifest
+    t0 = time.perf_counter()
+    spec = load_nb_preset(args.config)
+    args.progress("read")
+    df = _matched(_read(args.catalog), spec.preset, str(args.catalog))
+    _with_columns_of(df, spec.preset, str(args.catalog))
+    args.progress("folds")
+    tune_options = {"popsize": args.popsize, "maxiter": args.maxiter}
+    result = validate_naive_bayes(df, spec.preset, n_folds=args.folds, tune=args.tune, seed=args.seed,
+                                  label=args.labels, tune_options=tune_options if args.tune else None,
+                                  source=str(args.catalog))
+    args.progress("write")
+    outdir = pathlib.Path(args.out)
+    from xsift.data.columns import provenance
+    written = write_nb_validation(result, outdir, provenance=provenance(
+        method="naive_bayes", preset=spec.preset.name, model_hash=None, inputs=[str(args.catalog)],
+        command="xsift nb validate"))
+    summary = result.as_dict()
+    write_manifest(outdir, command="nb validate", inputs=[str(args.catalog)], config=spec.preset.name,
+                   folds=args.folds, seed=args.seed, tune=args.tune, tune_options=tune_options if args.tune else None,
+                   properties=result.properties, counts=result.counts, macro_f1=summary["macro_f1"],
+                   ece=summary["ece"], outputs=sorted(pathlib.Path(p).name for p in written.values()),
+                   seconds=round(time.perf_counter() - t0, 3))
+    for title, per, macro in [("classes", summary["classes"], summary["macro_f1"])] + (
+            [("aggregated classes", summary["aggregated"]["classes"], summary["aggregated"]["macro_f1"])]
+            if "aggregated" in summary else []):
+        w = max(len(c) for c in per) + 2
+        print(f"{args.folds}-fold cross-validation by source, {title}:")
+        print(f"  {'class':<{w}}{'precision':>10}{'prior-corr.':>12}{'recall':>8}{'F1':>7}{'support':>9}")
+        for c, m in per.items():
+            pc = m.get("precision_prior_corrected", np.nan)
+            print(f"  {c:<{w}}{m['precision']:>10.3f}{pc:>12.3f}{m['recall']:>8.3f}{m['f1']:>7.3f}{m['support']:>9d}")
+        print(f"  macro F1 {macro:.3f}")
+    print(f"ECE (top class, {result.metrics['reliability']['n_bins']} bins) {summary['ece']:.3f}; wrote {outdir}")
     return 0
 
 
@@ -160,8 +247,11 @@ def _run_tracks(args) -> int:
     from xsift.methods.naive_bayes import NaiveBayesKDE
     from xsift.report.figures import plot_tracks
     from xsift.report.outputs import FORMAT_SUFFIX
-    model = NaiveBayesKDE.load(args.model, precision=args.precision)
-    df = _read(args.catalog)
+    from xsift.methods.nb_validation import restricted_model
+    from xsift.models import resolve_model
+    model = NaiveBayesKDE.load(resolve_model(args.model), precision=args.precision)
+    df = _matched(_read(args.catalog), model.spec_.preset, str(args.catalog))
+    model = restricted_model(model, _with_columns_of(df, model.spec_.preset, str(args.catalog))[0])
     col = args.name_column or model.spec_.source_column
     if not col or col not in df.columns:
         raise SchemaError(f"{args.catalog}: source-name column {col!r} not found; pass --name-column")
@@ -196,9 +286,9 @@ def add_cli_arguments(parser) -> None:
     """Declare ``nb fit | tune | classify | tracks`` and their options on ``parser``."""
     from xsift.cli import HelpFormatter, _common_options, add_format_option
     from xsift.cli.cluster_then_label import add_quiet_option
-    sub = parser.add_subparsers(dest="nb_command", metavar="fit|tune|classify|tracks", required=True,
-                                help="fit KDE likelihoods, tune category weights, classify a catalogue, "
-                                     "or draw probability tracks")
+    sub = parser.add_subparsers(dest="nb_command", metavar="fit|tune|validate|classify|tracks", required=True,
+                                help="fit KDE likelihoods, tune category weights, cross-validate, classify a "
+                                     "catalogue, or draw probability tracks")
 
     def subparser(name, help_text, common=("device", "precision")):
         """fit/tune also read a preset (--config); classify/tracks use the saved model's preset."""
@@ -217,8 +307,9 @@ def add_cli_arguments(parser) -> None:
                        help="comma-separated category weights in the preset's category order "
                             "(default: the preset's weights)")
         p.add_argument("--grid", type=int, default=2048, help="KDE grid nodes per (property, class) pair")
-        p.add_argument("--bandwidth", choices=["scott", "cv"], default="scott",
-                       help="KDE bandwidth: Scott's rule or held-out likelihood (optax)")
+        p.add_argument("--bandwidth", choices=["scott", "claxboi", "cv"], default=None,
+                       help="KDE bandwidth: Scott's rule, CLAXBOI's range / (5 n^(1/5)) or held-out likelihood "
+                            "(default: the preset's [naive_bayes] bandwidth, else scott)")
         p.add_argument("--seed", type=int, default=0, help="random seed (folds, DE, cv bandwidth)")
         if name == "tune":
             p.add_argument("--target", default=None, help="class whose F1 to maximise (default: preset's target)")
@@ -227,9 +318,24 @@ def add_cli_arguments(parser) -> None:
             p.add_argument("--maxiter", type=int, default=100, help="maximum DE generations")
         add_quiet_option(p)
         p.set_defaults(_nb=partial(_run_fit, tune=(name == "tune")))
+    p = subparser("validate", "stratified k-fold cross-validation by source (weight tuning nested in each "
+                              "training fold): per-class precision, recall, F1, prior-corrected precision, "
+                              "confusion matrices, reliability and ECE", ("device", "precision", "config"))
+    p.add_argument("catalog", help="labelled catalogue (Parquet, CSV, FITS, VOTable)")
+    p.add_argument("--labels", default=None, help="column holding the class labels (default: the preset's label)")
+    p.add_argument("--out", default="nb_validation", help="output directory")
+    p.add_argument("--folds", type=int, default=5, help="folds (by source, stratified by class)")
+    p.add_argument("--tune", default=None, metavar="CLASS",
+                   help="tune the weights of each training fold for this class's F1 (inner cross-validation)")
+    p.add_argument("--popsize", type=int, default=10, help="DE population = popsize x tuned parameters")
+    p.add_argument("--maxiter", type=int, default=60, help="maximum DE generations")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds and of the tuning")
+    add_quiet_option(p)
+    p.set_defaults(_nb=_run_validate)
     p = subparser("classify", "posterior class probabilities and outlier measure of every source")
     p.add_argument("catalog", help="catalogue to classify")
-    p.add_argument("--model", default="nb_model", help="model directory written by `xsift nb fit|tune`")
+    p.add_argument("--model", default="nb_model",
+                   help="model directory written by `xsift nb fit|tune`, or a shipped model's name (csc-mw)")
     p.add_argument("--out", default="nb_run", help="output directory")
     add_format_option(p, what="the output table")
     p.add_argument("--keep-columns", default=None, metavar="A,B",
@@ -243,7 +349,7 @@ def add_cli_arguments(parser) -> None:
     p.add_argument("name", help="source name")
     p.add_argument("--catalog", required=True, help="catalogue holding the source")
     p.add_argument("--name-column", default=None, help="column of source names (default: preset's source)")
-    p.add_argument("--model", default="nb_model", help="model directory")
+    p.add_argument("--model", default="nb_model", help="model directory or a shipped model's name (csc-mw)")
     p.add_argument("--out", default="nb_tracks", help="output directory")
     add_format_option(p, default="csv", what="the tracks table")
     p.set_defaults(_nb=_run_tracks)
