@@ -581,11 +581,13 @@ class ClusterThenLabel(ParamsMixin):
 
     def _noise_var(self, df: pd.DataFrame, feats: pd.DataFrame, transform=None, source: str = "catalogue"):
         """(n, d) measurement variances of the transformed features of every row of ``df`` (the preset's
-        error columns, propagated through the transform; 0 where no error is given; NaN where the value
-        is missing). Raises SchemaError naming ``source`` when an error column is absent."""
+        error columns, propagated through the transform; 0 where no error is given, and where the value is
+        missing: a value filled by ``missing="median"`` is exact, a marginalised one unused). Raises
+        SchemaError naming ``source`` when an error column is absent."""
         preset = getattr(self, "preset_", None) or resolve_preset(self.preset)
         sigma = feature_errors(df, preset, source=source)
-        return (transform or self.transform_).transform_errors(feats, sigma) ** 2
+        var = (transform or self.transform_).transform_errors(feats, sigma) ** 2
+        return np.where(np.isfinite(var), var, 0.0)
 
     def _clusters(self, X: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
         """(m,) most probable component of rows X (m, d), NaN where a feature is missing: complete rows
