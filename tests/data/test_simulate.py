@@ -257,3 +257,68 @@ def test_calibration_file_is_what_the_script_writes(tmp_path):
     spec.loader.exec_module(script)
     assert script.main(["--out", str(tmp_path / "cal.json")]) == 0
     assert json.loads((tmp_path / "cal.json").read_text()) == json.loads(simulate.CALIBRATION_PATH.read_text())
+
+
+# ----------------------------------------------------------------------------- measurement errors
+
+@pytest.fixture(scope="module")
+def sim_errors():
+    return simulate_catalog(20_000, seed=11, errors=True), simulate_catalog(20_000, seed=11)
+
+
+def test_errors_add_bounds_and_scatter_only_the_error_features(sim_errors):
+    noisy, exact = sim_errors
+    assert list(noisy.columns) == simulate.columns(errors=True)
+    assert set(noisy.columns) - set(exact.columns) == set(simulate.ERROR_COLUMNS)
+    changed = [c for c in exact.columns if not exact[c].equals(noisy[c])]
+    assert sorted(changed) == sorted(simulate.ERROR_FEATURES)            # everything else unchanged, truth kept
+    for f in simulate.ERROR_FEATURES:
+        lo, hi = noisy[f"{f}_lolim"].to_numpy(), noisy[f"{f}_hilim"].to_numpy()
+        value, true = noisy[f].to_numpy(), exact[f].to_numpy()
+        np.testing.assert_array_equal(np.isnan(lo), np.isnan(true))      # missing value, missing bounds
+        sigma = (hi - lo) / 2
+        ok = np.isfinite(sigma)
+        assert (sigma[ok] > 0).all()
+        np.testing.assert_allclose((lo + hi)[ok] / 2, value[ok], rtol=0, atol=1e-12)
+        # reported = truth + N(0, sigma) where no physical edge clips it: z-scores ~ N(0, 1)
+        edge = {"bb_kt": (1e-3, np.inf), "powlaw_gamma": (-10, 10)}.get(f, (-1, 1))
+        inner = ok & (true - 4 * sigma > edge[0]) & (true + 4 * sigma < edge[1])
+        z = (value[inner] - true[inner]) / sigma[inner]
+        assert inner.sum() > 5000 and abs(z.mean()) < 0.05 and 0.95 < z.std() < 1.05
+
+
+def test_error_widths_shrink_with_counts_as_calibrated(sim_errors):
+    """Brighter detections (higher broad-band rate, hence counts) have narrower bounds: the real
+    per-observation rows' slope of log10 width on log10 counts (~ -0.5, Poisson), recovered from the
+    simulated rates; widths within the real 1-99 % range."""
+    noisy, exact = sim_errors
+    cal = json.loads(simulate.ERROR_CALIBRATION_PATH.read_text())
+    rate = np.log10(noisy["var_mean_b"].to_numpy())
+    for f in simulate.ERROR_FEATURES:
+        e = cal["features"][f]
+        width = (noisy[f"{f}_hilim"] - noisy[f"{f}_lolim"]).to_numpy() / 2
+        if e["relative"]:
+            width = width / exact[f].to_numpy()          # relative to the true value
+        ok = np.isfinite(width) & np.isfinite(rate)
+        assert e["slope"] < -0.25
+        assert np.corrcoef(np.log10(width[ok]), rate[ok])[0, 1] < -0.3
+        assert width[ok].min() >= e["min"] * (1 - 1e-9) and width[ok].max() <= e["max"] * (1 + 1e-9)
+
+
+def test_error_calibration_file_is_what_the_script_writes(tmp_path):
+    shared_file("csc_raw", "observation_source_lmxb.csv")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "calibrate_simulator_errors",
+        simulate.CALIBRATION_PATH.parents[3] / "scripts" / "calibrate_simulator_errors.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main(["--out", str(tmp_path / "cal.json")]) == 0
+    assert json.loads((tmp_path / "cal.json").read_text()) == json.loads(simulate.ERROR_CALIBRATION_PATH.read_text())
+
+
+def test_cli_simulate_errors(tmp_path):
+    from xsift.cli import main
+    assert main(["simulate", "--detections", "3000", "--out", str(tmp_path / "s"), "--seed", "4", "--errors"]) == 0
+    pd.testing.assert_frame_equal(read_catalog(tmp_path / "s"), simulate_catalog(3000, seed=4, errors=True))
+    assert json.loads((tmp_path / "s" / "manifest.json").read_text())["errors"] is True
