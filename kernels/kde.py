@@ -414,15 +414,22 @@ def cv_grid_bandwidth(x, w, key, *, factors=(0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0
     w_test = w_test / jnp.maximum(jnp.sum(w_test, axis=-1, keepdims=True), jnp.finfo(dtype).tiny)
     scott = scott_bandwidth(x, w, dtype=dtype)
     safe = jnp.where(jnp.isfinite(scott) & (scott > 0), scott, 1.0)
-    points = jnp.where(jnp.isfinite(x), x, jnp.nan).T          # (n, m): column j for pair j
-    scores = []
-    for f in factors:
-        grid = fit_binned_kde(x, w_train, safe * f, n_grid=n_grid, dtype=dtype, kernel=kernel)
-        logf = _log_kde_chunk(grid, points, dtype).T
-        scores.append(jnp.sum(jnp.where(w_test > 0, w_test * jnp.nan_to_num(logf), 0.0), axis=-1))
-    best = jnp.argmax(jnp.stack(scores), axis=0)
-    chosen = safe * jnp.asarray(factors, dtype)[best]
+    factors = jnp.asarray(factors, dtype)
+    scores = _cv_scores(x, w_train, w_test, safe, factors, n_grid, kernel, dtype)
+    chosen = safe * factors[jnp.argmax(scores, axis=0)]
     return jnp.where(usable, chosen, scott).astype(dtype)
+
+
+@partial(jax.jit, static_argnames=("n_grid", "kernel", "dtype"))
+def _cv_scores(x, w_train, w_test, h, factors, n_grid, kernel, dtype):
+    """(len(factors), m) held-out weighted mean log-density of each candidate bandwidth ``factor * h``."""
+    points = jnp.where(jnp.isfinite(x), x, jnp.nan).T          # (n, m): column j for pair j
+
+    def score(f):
+        grid = fit_binned_kde(x, w_train, h * f, n_grid=n_grid, dtype=dtype, kernel=kernel)
+        logf = _log_kde_chunk(grid, points, dtype).T
+        return jnp.sum(jnp.where(w_test > 0, w_test * jnp.nan_to_num(logf), 0.0), axis=-1)
+    return jax.lax.map(score, factors)
 
 
 @scoped_x64

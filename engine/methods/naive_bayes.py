@@ -474,7 +474,7 @@ class NaiveBayesKDE(ParamsMixin):
         if df is None or not self.options()["error_weights"]:
             return None
         from xsift.data.features import derive_features, feature_errors
-        sigma = feature_errors(df, spec.preset, source=source).to_numpy(dtype=np.float64)
+        sigma = np.array(feature_errors(df, spec.preset, source=source).to_numpy(dtype=np.float64))
         logged = [j for j, f in enumerate(spec.preset.features) if "log10" in f.transform and f.error]
         if logged:
             raw = derive_features(df, spec.preset, source=source).to_numpy(dtype=np.float64)
@@ -528,7 +528,7 @@ class NaiveBayesKDE(ParamsMixin):
                                               opts["missing_alpha"], np.log(self.priors_),
                                               claxboi=opts["normalisation"] == "claxboi"))
 
-    def alternative_classes(self, X, *, source: str = "catalogue") -> pd.DataFrame:
+    def alternative_class_table(self, X, *, source: str = "catalogue") -> pd.DataFrame:
         """For every row and category t, the class predicted when t is left out (weight 0; CLAXBOI's
         ``alt``, what the paper's probability tracks show): columns ``alt_class_without_<category>``,
         one row per input row. The output table carries them when ``alternative_classes`` is on."""

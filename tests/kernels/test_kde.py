@@ -1,12 +1,14 @@
-"""xsift.kernels.kde against scipy.stats.gaussian_kde (same bandwidth) and the exact sum."""
+"""xsift.kernels.kde against scipy.stats.gaussian_kde (same bandwidth), scikit-learn's exponential
+KernelDensity, numpy.histogram, scipy quadrature and the exact sum."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.stats import gaussian_kde
 
-from xsift.kernels.kde import (evaluate_kde, evaluate_log_kde, exact_log_kde, fit_binned_kde,
-                         fit_cv_bandwidth, kde_error_bound, scott_bandwidth)
+from xsift.kernels.kde import (SHAPES, claxboi_bandwidth, cv_grid_bandwidth, evaluate_kde, evaluate_log_kde,
+                               exact_log_kde, fit_binned_kde, fit_cv_bandwidth, fit_histogram, kde_error_bound,
+                               mix_log_densities, scott_bandwidth)
 
 
 def _padded_pairs(seed=0):
@@ -139,3 +141,70 @@ def test_cv_bandwidth_takes_an_int_seed_as_its_key():
     by_key = np.asarray(fit_cv_bandwidth(s, w, jax.random.PRNGKey(3), n_steps=20))
     np.testing.assert_array_equal(by_int, by_key)
     assert by_int.dtype == np.float64
+
+
+def test_exponential_kernel_matches_sklearn_inside_and_beyond_the_grid():
+    from sklearn.neighbors import KernelDensity
+    samples, x, w = _padded_pairs(1)
+    h = np.array([0.3, 0.4, 0.5])
+    grid = fit_binned_kde(x, w, h, n_grid=4096, kernel="exponential")
+    assert np.asarray(grid.kernel).tolist() == [1, 1, 1]
+    for j, s in enumerate(samples):
+        q = np.concatenate([np.linspace(s.min() - 1, s.max() + 1, 50), [s.min() - 8 * h[j], s.max() + 9 * h[j]]])
+        ref = KernelDensity(kernel="exponential", bandwidth=h[j]).fit(s[:, None]).score_samples(q[:, None])
+        X = np.full((len(q), 3), np.nan)
+        X[:, j] = q
+        got = evaluate_log_kde(grid, X, [0, 1, 2])[:, j]
+        # binning error of a cusped kernel: relative O(delta / h), here delta / h < 0.02
+        np.testing.assert_allclose(got, ref, atol=0.02)
+        np.testing.assert_allclose(np.asarray(exact_log_kde(s[None], np.ones((1, len(s))), h[j:j + 1], q[None],
+                                                            kernel="exponential"))[0], ref, rtol=1e-10, atol=1e-10)
+
+
+def test_claxboi_bandwidth_is_range_over_5_n_to_the_fifth():
+    r, n = np.array([2.0, 10.0]), np.array([32, 1000])
+    np.testing.assert_allclose(np.asarray(claxboi_bandwidth(r, n)), r / (5 * n ** 0.2), rtol=1e-14)
+
+
+def test_histogram_equals_numpy_histogram_density_and_is_zero_outside():
+    rng = np.random.default_rng(2)
+    v = rng.integers(0, 4, 300).astype(float)          # a discrete property: 4 distinct values
+    lo, step, bins = 0.0, 3.0 / 99, 100
+    grid = fit_histogram(v[None], np.ones((1, 300)), [lo], [step], n_grid=128)
+    edges = lo + (np.arange(bins + 1) - 0.5) * step
+    ref, _ = np.histogram(v, edges, density=True)
+    centres = lo + np.arange(bins) * step
+    got = evaluate_kde(grid, np.r_[centres, 5.0, -1.0][:, None], [0])[:, 0]
+    np.testing.assert_allclose(got[:bins], ref, rtol=1e-12, atol=1e-300)
+    assert got[-2] < 1e-300 and got[-1] < 1e-300
+
+
+def test_prior_shape_mixing_integrates_to_one_and_floor_keeps_every_class():
+    """Trapezoid integral over the support (a quadrature oracle with its own error << 1e-4)."""
+    rng = np.random.default_rng(4)
+    b = np.abs(rng.normal(0, 3, 400))                 # |b| of a Galactic population, deg
+    grid = fit_binned_kde(b[None], np.ones((1, 400)), scott_bandwidth(b[None], np.ones((1, 400))), n_grid=2048)
+    shape = np.array([[SHAPES["isotropic"], SHAPES["uniform"]]])
+
+    def density(t, k, floor=0.0):
+        t = np.atleast_1d(np.asarray(t, float))[:, None]
+        ll = evaluate_log_kde(grid, t, [0])[:, :, None].repeat(2, axis=2)
+        return np.exp(np.asarray(mix_log_densities(ll, t, shape, np.array([[0.5, 0.3]]), floor,
+                                                   np.array([-np.log(90.0)]), np.array([0.0]), np.array([90.0]))))[:, 0, k]
+    t = np.linspace(-40.0, 90.0, 260_001)           # the KDE is ~0 below -40; both shapes end at 90
+    for k in (0, 1):
+        assert np.trapezoid(density(t, k), t) == pytest.approx(1.0, abs=1e-4)
+    # the isotropic half at 60 deg is (pi/180) cos(60 deg) / 2 (the KDE is ~0 there)
+    assert density(60.0, 0)[0] == pytest.approx(0.5 * np.pi / 180 * 0.5, rel=1e-6)
+    # a floor: every class keeps floor / range far from the training values
+    assert density(1e4, 0, floor=0.01)[0] == pytest.approx(0.01 / 90.0, rel=1e-9)
+    assert density(2.0, 1, floor=0.01)[0] == pytest.approx(0.99 * density(2.0, 1)[0] + 0.01 / 90.0, rel=1e-9)
+
+
+def test_cv_grid_bandwidth_is_seeded_and_narrow_for_separated_clumps():
+    rng = np.random.default_rng(5)
+    s = np.concatenate([rng.normal(-5, 0.2, 150), rng.normal(5, 0.2, 150)])[None]
+    w = np.ones_like(s)
+    h1 = np.asarray(cv_grid_bandwidth(s, w, 7, n_grid=256))
+    np.testing.assert_array_equal(h1, np.asarray(cv_grid_bandwidth(s, w, 7, n_grid=256)))
+    assert h1[0] <= 0.5 * float(scott_bandwidth(s, w)[0])
