@@ -419,7 +419,7 @@ for (let k = 0; k < classes.length; k++) {
   mean.push(m); lo.push(Math.max(0, m - s)); hi.push(Math.min(1, m + s));
 }
 bars.data = {cls: classes, mean: mean, lo: lo, hi: hi, color: colors};
-bar_fig.title.text = `${d.name[i]}: ${d.cls[i]} (${d.status[i]}), mean class probability ± std over ${d.n_det[i]} detection(s)`;
+bar_fig.title.text = `${d.name[i]}: ${d.cls[i]} (${d.status[i]}); mean P ± std over ${d.n_det[i]} detection(s)`;
 if (track_fig !== null) {
   const t = tracks[d.name[i]];
   const data = {step: t ? t.steps : []};
@@ -481,7 +481,7 @@ def build_page(data: ExplorerData, *, max_points: int = 50_000, seed: int = 0, t
     view = CDSView(filter=BooleanFilter(booleans=[True] * len(shown)), name="view")
 
     # sky: density of every source, points of the shown ones
-    sky = figure(title="Galactic sky (l increases to the left), coloured by class", width=900, height=470,
+    sky = figure(title="Galactic sky (l increases to the left), coloured by class", width=1000, height=470,
                  x_range=(180, -180), y_range=(-90, 90), x_axis_label="l [deg]", y_axis_label="b [deg]",
                  tools="pan,wheel_zoom,box_zoom,box_select,lasso_select,tap,reset,save", name="sky",
                  active_scroll="wheel_zoom")
@@ -495,10 +495,14 @@ def build_page(data: ExplorerData, *, max_points: int = 50_000, seed: int = 0, t
     sky.image(image=[density], x=-180, y=-90, dw=360, dh=180, color_mapper=mapper, alpha=0.6)
     color = factor_cmap("cls", cmap_colors, cmap_factors)
     points = sky.scatter("l", "b", source=source, view=view, size=4, color=color, alpha=0.8,
-                         legend_field="cls", name="sky_points", selection_line_color="black",
-                         nonselection_alpha=0.15)
-    sky.legend.location, sky.legend.click_policy = "bottom_left", "hide"
-    sky.legend.label_text_font_size = "8pt"
+                         name="sky_points", selection_line_color="black", nonselection_alpha=0.3)
+    # the legend from one renderer per class holding one point off the map (Bokeh draws no swatch for an
+    # empty renderer), so that a selection of sources does not fade its swatches
+    for c, col in zip(cmap_factors, cmap_colors):
+        sky.scatter(x=[1000.0], y=[1000.0], size=8, color=col, legend_label=c)
+    legend = sky.legend[0]
+    legend.label_text_font_size = "8pt"
+    sky.add_layout(legend, "right")
     tips = [("name", "@name"), ("class", "@cls"), ("P", "@prob{0.000}"), ("detections", "@n_det"),
             ("status", "@status")]
     sky.add_tools(HoverTool(renderers=[points], tooltips=tips))
@@ -551,15 +555,17 @@ def build_page(data: ExplorerData, *, max_points: int = 50_000, seed: int = 0, t
 
     # table
     fmt = NumberFormatter(format="0.000")
-    columns = [TableColumn(field="name", title="name", width=190),
-               TableColumn(field="ra", title="ra [deg]", formatter=NumberFormatter(format="0.00000")),
-               TableColumn(field="dec", title="dec [deg]", formatter=NumberFormatter(format="0.00000")),
-               TableColumn(field="l", title="l [deg]", formatter=NumberFormatter(format="0.000")),
-               TableColumn(field="b", title="b [deg]", formatter=NumberFormatter(format="0.000")),
-               TableColumn(field="cls", title="class"), TableColumn(field="prob", title="probability", formatter=fmt),
-               TableColumn(field="n_det", title="detections"), TableColumn(field="status", title="status")]
+    columns = [TableColumn(field="name", title="name", width=220),
+               TableColumn(field="ra", title="ra [deg]", formatter=NumberFormatter(format="0.00000"), width=100),
+               TableColumn(field="dec", title="dec [deg]", formatter=NumberFormatter(format="0.00000"), width=100),
+               TableColumn(field="l", title="l [deg]", formatter=NumberFormatter(format="0.000"), width=90),
+               TableColumn(field="b", title="b [deg]", formatter=NumberFormatter(format="0.000"), width=90),
+               TableColumn(field="cls", title="class", width=100),
+               TableColumn(field="prob", title="probability", formatter=fmt, width=90),
+               TableColumn(field="n_det", title="detections", width=80),
+               TableColumn(field="status", title="status", width=90)]
     if "outlier" in cols:
-        columns.append(TableColumn(field="outlier", title="outlier measure", formatter=fmt))
+        columns.append(TableColumn(field="outlier", title="outlier measure", formatter=fmt, width=110))
     table = DataTable(source=source, view=view, columns=columns, width=1170, height=300, index_position=None,
                       sortable=True, reorderable=False, name="table")
 
@@ -567,7 +573,7 @@ def build_page(data: ExplorerData, *, max_points: int = 50_000, seed: int = 0, t
     bars = ColumnDataSource({"cls": classes, "mean": [0.0] * len(classes), "lo": [0.0] * len(classes),
                              "hi": [0.0] * len(classes), "color": colors}, name="bars")
     bar_fig = figure(title="Click a source to see its class probabilities", x_range=FactorRange(*classes),
-                     y_range=(0, 1.05), width=585, height=320, y_axis_label="probability", tools="save",
+                     y_range=(0, 1.05), width=600, height=320, y_axis_label="probability", tools="save",
                      name="probabilities")
     bar_fig.vbar(x="cls", top="mean", width=0.7, color="color", source=bars)
     bar_fig.add_layout(Whisker(base="cls", upper="hi", lower="lo", source=bars))
