@@ -22,7 +22,14 @@ def _precision_cholesky(cov):
 
 def _m_step(stats, reg_covar, active):
     """Summed :class:`SuffStats` -> :class:`GMMParams` by scikit-learn's M-step (``nk + 10 eps``, covariances
-    from the raw moments plus ``reg_covar`` I); inactive components (active (K,) False) get weight 0."""
+    from the raw moments plus ``reg_covar`` I); inactive components (active (K,) False) get weight 0.
+
+    A component whose covariance from the raw moments is not positive definite (no Cholesky factor:
+    cancellation in ``sxx / nk - mu mu^T`` larger than ``reg_covar``, as on repeated points in float32,
+    where the sums carry ``eps * |mu|^2`` of rounding) gets the diagonal of it instead, each variance
+    floored at 0, plus ``reg_covar`` I: the component has collapsed onto (nearly) one point, whose
+    covariance is 0 up to that rounding. With ``reg_covar = 0`` such a component stays ill-defined (NaN,
+    refused by the fit as scikit-learn refuses it)."""
     nk_raw = stats.nk
     dtype = nk_raw.dtype
     d = stats.sx.shape[1]
@@ -35,7 +42,12 @@ def _m_step(stats, reg_covar, active):
                + nk_raw[:, None, None] * means[:, :, None] * means[:, None, :])
     cov = centred / nk[:, None, None]
     cov = 0.5 * (cov + jnp.swapaxes(cov, 1, 2))
-    cov = cov + jnp.asarray(reg_covar, dtype) * jnp.eye(d, dtype=dtype)
+    eye = jnp.eye(d, dtype=dtype)
+    cov = cov + jnp.asarray(reg_covar, dtype) * eye
+    # collapsed components whose rounding left no Cholesky factor: floored diagonal (docstring)
+    failed = jnp.any(jnp.isnan(jnp.linalg.cholesky(cov)), axis=(1, 2))
+    floored = jnp.maximum(jnp.diagonal(centred / nk[:, None, None], axis1=1, axis2=2), 0.0)
+    cov = jnp.where(failed[:, None, None], floored[:, :, None] * eye + jnp.asarray(reg_covar, dtype) * eye, cov)
     nk_active = jnp.where(active, nk, 0.0)
     weights = nk_active / jnp.sum(nk_active)
     return GMMParams(weights, means, cov, _precision_cholesky(cov))
