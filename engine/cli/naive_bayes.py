@@ -191,7 +191,7 @@ def _validate(args) -> int:
     df = _matched(_read(args.catalog), spec.preset, str(args.catalog))
     _with_columns_of(df, spec.preset, str(args.catalog))
     args.progress("folds")
-    tune_options = {"popsize": args.popsize, "maxiter": args.maxiter}
+    tune_options = {"popsize": args.popsize, "maxiter": args.maxiter, "tune_alpha": args.tune_alpha}
     result = validate_naive_bayes(df, spec.preset, n_folds=args.folds, tune=args.tune, seed=args.seed,
                                   label=args.labels, tune_options=tune_options if args.tune else None,
                                   source=str(args.catalog))
@@ -329,6 +329,8 @@ def add_cli_arguments(parser) -> None:
                    help="tune the weights of each training fold for this class's F1 (inner cross-validation)")
     p.add_argument("--popsize", type=int, default=10, help="DE population = popsize x tuned parameters")
     p.add_argument("--maxiter", type=int, default=60, help="maximum DE generations")
+    p.add_argument("--tune-alpha", action="store_true",
+                   help="also tune the missing-value exponent alpha (presets with missing_likelihood)")
     p.add_argument("--seed", type=int, default=0, help="seed of the folds and of the tuning")
     add_quiet_option(p)
     p.set_defaults(_nb=_run_validate)

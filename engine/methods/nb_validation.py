@@ -206,7 +206,7 @@ def validate_naive_bayes(table, preset, *, n_folds: int = 5, tune: str | None = 
     (nested: an inner ``n_folds``-fold cross-validation of the training folds, seed ``seed + fold``), or None.
     label: the label column (default: the preset's). model_params: NaiveBayesKDE parameters besides the
     preset. tune_options: keywords of :func:`xsift.methods.naive_bayes.tune_weights` (``popsize``,
-    ``maxiter``). progress: called with ``(fold, n_folds)`` before each fold. Returns :class:`NBValidation`.
+    ``maxiter``, ``tune_alpha``). progress: called with ``(fold, n_folds)`` before each fold. Returns :class:`NBValidation`.
 
     Raises SchemaError for an absent label column, XsiftError for an unknown tuning target or bad folds.
     """
@@ -242,9 +242,7 @@ def validate_naive_bayes(table, preset, *, n_folds: int = 5, tune: str | None = 
         if tune is not None:
             res = tune_weights(model, df.loc[train], y[train], target=tune, n_folds=int(n_folds),
                                seed=int(seed) + k, source=f"{source} (fold {k})", **(tune_options or {}))
-            model = model.with_weights(res.weights)
-            for name, value in getattr(res, "parameters", {}).items():   # tuned options besides the weights
-                model.set_params(**{name: value})
+            model.set_params(**res.params)          # the weights, and missing_alpha when it was tuned
             tuning.append({"fold": k, **res.as_dict()})
         model.fit(df.loc[train], y[train], source=f"{source} (fold {k})")
         proba[test] = model.predict_proba(df.loc[test])
