@@ -47,6 +47,14 @@ Confusion matrix (rows = true class, columns = predicted), recall, precision, F1
 the paper's prior-corrected precision: each true-class row of the confusion matrix is
 rescaled to the prior proportion of its class before computing precision.
 
+As CLAXBOI runs it
+------------------
+Missing-value likelihoods (with the exponent alpha, tunable), error weights, exponential kernels,
+CLAXBOI's bandwidth, histograms for discrete properties, a density floor, prior-shape mixing, tuning
+on a prior-proportioned subsample and the alternative class per left-out category are options of
+:class:`NaiveBayesKDE` and fields of the preset's ``[naive_bayes]`` table; their defaults are Eq. 1
+as above. The equations are in :mod:`xsift.kernels.nbayes` and :mod:`xsift.kernels.kde`.
+
 A fitted model is saved in the one model format of :mod:`xsift.methods.persistence`
 (kind ``"naive_bayes"``: ``model.npz`` + ``model.json``, one content hash). The command
 ``xsift nb fit|tune|classify|tracks`` is :mod:`xsift.cli.naive_bayes`.
@@ -207,11 +215,40 @@ class NaiveBayesKDE(ParamsMixin):
         number per category in the preset's order. Used when predicting, not when fitting, so
         ``set_params(weights=...)`` on a fitted model takes effect at once.
     n_grid: KDE grid nodes per (property, class) pair.
-    bandwidth: ``"scott"`` (Scott's rule) or ``"cv"`` (held-out likelihood, optax).
     precision: ``"float32"`` or ``"float64"`` (the reference): the precision of the kernels and of
         the probabilities returned.
     chunk_rows: rows per compiled KDE-evaluation block.
     seed: seed of the ``"cv"`` bandwidth's hold-out split.
+
+    The method as its authors' code CLAXBOI runs it (Tranin et al. 2022; equations in
+    :mod:`xsift.kernels.nbayes`). Each option is also a field of the preset's ``[naive_bayes]`` table;
+    None (the default) takes the preset's value, else :data:`xsift.config.naive_bayes.NB_OPTION_DEFAULTS`,
+    which are Eq. 1 as before (:meth:`options` gives what runs):
+
+    bandwidth: ``"scott"`` (Scott's rule), ``"claxboi"`` (``range / (5 n^(1/5))`` of the property's
+        training values over every class) or ``"cv"`` (held-out likelihood over a grid of factors of
+        Scott's rule, seeded).
+    kernel: ``"gaussian"`` or ``"exponential"`` (CLAXBOI's).
+    histogram_max_distinct: a (property, class) pair with fewer distinct training values is a plain
+        histogram of 100 bins over the property's training range (CLAXBOI: 10); 0 = never.
+    density_floor: fraction of a uniform density over the property's training range mixed into every
+        density (no class gets zero likelihood; CLAXBOI's is about 0.01).
+    prior_shapes: ``{property: {class: {"shape": "isotropic"|"uniform", "fraction": f}}}``: that
+        density is ``(1 - f) KDE + f shape`` (CLAXBOI: XRB ``|b|`` half KDE, half isotropic ``cos b``).
+    missing_likelihood: multiply by ``P(present | C)`` for each observed property and
+        ``P(missing | C)**missing_alpha`` for each missing one (training shares with the floor
+        ``missing_floor``: ``(share + floor) / (1 + 2 floor)``); every category then enters Eq. 1.
+    missing_alpha, missing_floor: of the missing-value terms (``tune_weights(tune_alpha=True)`` tunes alpha).
+    error_weights: each observed property's log-likelihood times ``(1/sigma) / mean(1/sigma)`` over the
+        source's observed properties of its category (sigma from the preset's ``error`` columns, on the
+        transformed axis; 1 for a property without one or with sigma unknown).
+    normalisation: ``"eq1"`` (``1 / sum alpha_t`` over the entering categories) or ``"claxboi"``
+        (their code's ``20 / (sum_t alpha_t (n_obs + alpha n_mis / 2))``, a per-source temperature).
+    tune_sample: ``"training"`` or ``"priors"``: :func:`tune_weights` scores F1 on a seeded subsample
+        of the out-of-fold rows proportioned like the priors (:func:`prior_proportioned_subsample`).
+    alternative_classes: the output table gets ``alt_class_without_<category>`` (the class predicted
+        with that category left out) and the tracks an ``alternative_class`` column;
+        :meth:`alternative_class_table` gives them whatever the option.
 
     Inputs ``X``: a pandas DataFrame, astropy Table, NumPy structured array or dict of columns holding
     the preset's input columns (read by the preset's formulas and transforms), or a plain 2-D NumPy
@@ -223,7 +260,9 @@ class NaiveBayesKDE(ParamsMixin):
     Fitted attributes: ``spec_`` (the preset), ``classes_`` (K class names, object array),
     ``priors_`` (K,), ``kde_`` (:class:`xsift.kernels.kde.KDEGrid` of NumPy arrays, pair
     ``p * K + k`` = property p, class k), ``n_train_`` (P, K) training values per pair,
-    ``membership_`` (T, P), ``bandwidth_rule_``, ``fit_report_`` (row counts, left-out labels),
+    ``membership_`` (T, P), ``bandwidth_rule_``, ``property_range_`` (P, 2) training min and max,
+    ``present_fraction_`` (P, K) share of each class's training rows where the property is present,
+    ``fit_report_`` (row counts, left-out labels, histogram pairs),
     ``temperature_`` (None, or the temperature the posterior is scaled by: :mod:`xsift.methods.calibration`).
     """
 
