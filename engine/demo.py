@@ -5,7 +5,7 @@ fit (transform, GMM, per-cluster class statistics) -> classify the unlabelled de
 master classes -> tables, figures, model directory -> 70/30 validation split by source -> the accuracy
 against the simulator's ground truth (a real accuracy: the truth of the unlabelled
 detections is known here and never seen by the classifier) -> manifest -> the explorer page
-(``explore.html``, :mod:`xsift.report.explore`).
+(``explore.html``, :mod:`xsift.report.explore`; skipped with the figures).
 """
 from __future__ import annotations
 
@@ -120,7 +120,8 @@ def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validat
                  validation=validation, outputs=written, timings=timings)
     write_manifest(out, **facts)
     log(f"tables, figures and manifest -> {out} ({timings['total_s']:.1f} s)")
-    from xsift.report.explore import write_explorer
-    page = write_explorer(out, seed=seed)
-    log(f"explorer page -> {page} (open it in a browser; `xsift explore {out}` rewrites it)")
+    if figures:   # the explorer page is the run's interactive figure
+        from xsift.report.explore import write_explorer
+        page = write_explorer(out, seed=seed)
+        log(f"explorer page -> {page} (open it in a browser; `xsift explore {out}` rewrites it)")
     return facts

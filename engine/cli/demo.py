@@ -13,7 +13,7 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed of the simulation and the fit")
     parser.add_argument("--k", type=int, default=6, help="number of GMM clusters")
     parser.add_argument("--no-validate", action="store_true", help="skip the 70/30 validation run")
-    parser.add_argument("--no-figures", action="store_true", help="skip the figures")
+    parser.add_argument("--no-figures", action="store_true", help="skip the figures and the explorer page")
     from xsift.cli.cluster_then_label import add_quiet_option
     add_quiet_option(parser)
 
