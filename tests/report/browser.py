@@ -49,8 +49,9 @@ def chromium_paths() -> tuple[str | None, str | None, str]:
     return browser, driver, ""
 
 
-def start_chromium(browser: str, driver: str, *, width: int = 1400, height: int = 2200):
-    """A headless Chrome WebDriver on ``browser`` through ``driver`` that records the browser console."""
+def start_chromium(browser: str, driver: str, *, width: int = 1400, height: int = 2200, downloads=None):
+    """A headless Chrome WebDriver on ``browser`` through ``driver`` that records the browser console
+    and saves downloads into the folder ``downloads`` (when given) without asking."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()
@@ -59,7 +60,13 @@ def start_chromium(browser: str, driver: str, *, width: int = 1400, height: int 
                 f"--window-size={width},{height}", "--allow-file-access-from-files"):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    if downloads is not None:
+        options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                                  "download.prompt_for_download": False})
+    chrome = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    if downloads is not None:   # headless Chrome saves downloads only when told where, through DevTools
+        chrome.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    return chrome
 
 
 def console_errors(driver) -> list[str]:

@@ -6,6 +6,7 @@ expected count comes from pandas/NumPy on those values (and astropy for the gala
 import json
 import pathlib
 import sys
+import time
 
 import numpy as np
 import pandas as pd
@@ -116,11 +117,16 @@ def test_explore_command_errors_in_one_line(ctl_run, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def downloads(tmp_path_factory):
+    return tmp_path_factory.mktemp("downloads")
+
+
+@pytest.fixture(scope="module")
+def browser(downloads):
     path, driver_path, why = chromium_paths()
     if path is None:
         pytest.skip(f"headless Chromium unavailable: {why}")
-    driver = start_chromium(path, driver_path)
+    driver = start_chromium(path, driver_path, downloads=downloads)
     yield driver
     driver.quit()
 
@@ -134,7 +140,7 @@ return view.grid.getDataLength();
 """
 
 
-def test_page_in_headless_chromium(ctl_run, browser, tmp_path):
+def test_page_in_headless_chromium(ctl_run, browser, downloads, tmp_path):
     """The page renders without console errors; the sky map and the table hold the sample of --max-points
     sources; the probability, status and name filters reduce the table to the rows pandas selects;
     clicking a source fills its class-probability plot."""
@@ -181,6 +187,23 @@ def test_page_in_headless_chromium(ctl_run, browser, tmp_path):
     bars = browser.execute_script("return Array.from(Bokeh.documents[0].get_model_by_name('bars').data.mean)")
     np.testing.assert_allclose(bars, shown[["p0", "p1", "p2"]].iloc[5].to_numpy(float), rtol=1e-6)
     assert browser.execute_script("return Bokeh.documents[0].get_model_by_name('confusion_classes') !== null")
+
+    # the download button: the selected sources passing the filters, or all passing ones without a selection
+    n = set_and_count("doc.get_model_by_name('sources').selected.indices = [];"
+                      "doc.get_model_by_name('search').value_input = '';"
+                      "doc.get_model_by_name('class_filter').active = [1];")
+    browser.execute_script("""
+        const walk = (v, out) => { out.push(v); for (const c of (v.child_views || [])) walk(c, out); return out; };
+        Object.values(Bokeh.index).flatMap((v) => walk(v, []))
+              .find((v) => v.model.name === 'download').button_el.click();""")
+    csv = downloads / "xsift_selection.csv"
+    end = time.monotonic() + 10
+    while not csv.exists() and time.monotonic() < end:
+        time.sleep(0.05)
+    rows = pd.read_csv(csv)
+    xb = shown[shown["cls"] == "XB"]
+    assert len(rows) == n and list(rows["name"]) == list(xb["name"])
+    np.testing.assert_allclose(rows["prob"], xb["prob"], rtol=1e-6)
     assert console_errors(browser) == []
 
 
