@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from xsift.cli.cluster_then_label import add_missing_option
+from xsift.errors import XsiftError
 
 
 def _log(message: str) -> None:
@@ -61,13 +62,28 @@ def add_fit_shards_arguments(parser) -> None:
                         help="keep the transformed features in worker memory during full-data EM "
                              "(auto: when they fit in a third of it) or re-read the shards each iteration")
     add_missing_option(parser)
+    _add_shards_errors_option(parser)
     _add_cluster_options(parser)
+
+
+def _add_shards_errors_option(parser) -> None:
+    parser.add_argument("--errors", action="store_true",
+                        help="not supported on shards: fit with `xsift fit CATALOG --errors`; classify-shards then "
+                             "uses the errors the model was saved with")
+
+
+def _refuse_errors(args, command: str) -> None:
+    if args.errors:
+        raise XsiftError(f"--errors is not supported by {command} (nor the other Dask commands); fit with `xsift fit "
+                         "CATALOG --errors` (a directory of shards is read whole), and classify-shards classifies "
+                         "with the errors that model was saved with")
 
 
 def run_fit_shards(args) -> int:
     from xsift.distributed import dask_client, fit_shards
     from xsift.config import load_preset
     from xsift.report import write_manifest
+    _refuse_errors(args, "fit-shards")
     preset = load_preset(args.config or "csc")
     persist = {"auto": None, "yes": True, "no": False}[args.persist]
     t0 = time.perf_counter()
@@ -107,12 +123,14 @@ def add_classify_shards_arguments(parser) -> None:
     parser.add_argument("--vote-partitions", type=int, default=None, metavar="N",
                         help="partitions of the shuffle on name for the vote (default: one per input shard)")
     add_missing_option(parser, classify=True)
+    _add_shards_errors_option(parser)
     _add_cluster_options(parser)
 
 
 def run_classify_shards(args) -> int:
     from xsift.distributed import classify_shards, dask_client
     from xsift.report import write_manifest
+    _refuse_errors(args, "classify-shards")
     t0 = time.perf_counter()
     with dask_client(args.scheduler, n_workers=args.workers, device=args.device) as client:
         summary = classify_shards(client, args.catalog, args.model, args.out, force=args.force,
