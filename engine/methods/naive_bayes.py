@@ -71,6 +71,7 @@ import pandas as pd
 
 from xsift.config import DEFAULT_NB_PRESET as DEFAULT_PRESET
 from xsift.config import NBSpec, load_nb_preset, spec_from_preset
+from xsift.data.schema import constant_to_rounding
 from xsift.errors import SchemaError, XsiftError
 from xsift.methods.base import Classification, NotFittedError
 from xsift.methods.calibration import apply_temperature, calibration_meta, temperature_from_meta, temperature_of
@@ -410,9 +411,9 @@ class NaiveBayesKDE(ParamsMixin):
                     raise XsiftError(f"{source}: property {name!r} has no observed training value for class {cls!r}: "
                                      "its histogram would be 0 everywhere; set density_floor > 0, drop the property "
                                      "or add training sources")
-                if not hist and (len(v) < 2 or np.ptp(v) == 0):
+                if not hist and (len(v) < 2 or constant_to_rounding(v.min(), v.max())):
                     raise XsiftError(f"{source}: property {name!r} has {len(v)} observed training value(s) for "
-                                     f"class {cls!r} (need at least 2 distinct): cannot fit its density; drop the "
+                                     f"class {cls!r} (need at least 2 distinct beyond rounding): cannot fit its density; drop the "
                                      "property from the preset, add training sources or let such pairs be "
                                      "histograms (histogram_max_distinct)")
                 values.append(v)
@@ -522,8 +523,34 @@ class NaiveBayesKDE(ParamsMixin):
                     sigma[:, j] = np.where(raw[:, j] > 0, sigma[:, j] / (raw[:, j] * np.log(10.0)), np.nan)
         return sigma
 
+    def _blocks(self, n: int):
+        """(rows per block, [slices]): the fixed-shape row blocks (:func:`xsift.kernels.blocks.padded_rows`)
+        in which the kernels after the density evaluation run, so tables of any length reuse a few
+        compiled programs."""
+        from xsift.kernels.blocks import padded_rows
+        rows = padded_rows(n, int(self.chunk_rows), 1024)
+        return rows, [slice(s, min(s + rows, n)) for s in range(0, max(n, 1), rows)]
+
+    @staticmethod
+    def _padded(a: np.ndarray, rows: int, fill):
+        """``a`` with rows appended (``fill``) up to ``rows``."""
+        if len(a) == rows:
+            return a
+        return np.concatenate([a, np.full((rows - len(a),) + a.shape[1:], fill, dtype=a.dtype)])
+
     def _terms(self, props: np.ndarray, sigma: np.ndarray | None = None):
-        """:class:`xsift.kernels.nbayes.CategoryTerms` of a property matrix (and its errors)."""
+        """:class:`xsift.kernels.nbayes.CategoryTerms` of a property matrix (and its errors), computed in
+        fixed-shape row blocks."""
+        from xsift.kernels.nbayes import CategoryTerms
+        rows, blocks = self._blocks(len(props))
+        parts = []
+        for sl in blocks:
+            sb = None if sigma is None else self._padded(sigma[sl], rows, np.nan)
+            t = self._terms_block(self._padded(props[sl], rows, np.nan), sb)
+            parts.append([a[:sl.stop - sl.start] for a in t])
+        return CategoryTerms(*(np.concatenate([p[i] for p in parts]) for i in range(len(CategoryTerms._fields))))
+
+    def _terms_block(self, props: np.ndarray, sigma: np.ndarray | None = None):
         from xsift.kernels.nbayes import CategoryTerms, category_terms, error_exponents
         opts = self.options()
         ll = self._log_likelihoods(props)
@@ -553,19 +580,34 @@ class NaiveBayesKDE(ParamsMixin):
         opts = self.options()
         terms = self._terms(props, sigma)
         weights = _category_weights(self.weights, self.spec_)
-        post, om = weighted_posterior_and_outlier(terms, weights, opts["missing_alpha"], np.log(self.priors_),
-                                                  claxboi=opts["normalisation"] == "claxboi")
-        post = np.asarray(post)
+        claxboi = opts["normalisation"] == "claxboi"
+        post, om = self._by_blocks(terms, lambda tb: weighted_posterior_and_outlier(
+            tb, weights, opts["missing_alpha"], np.log(self.priors_), claxboi=claxboi))
         post = apply_temperature(post, temperature_of(self)).astype(post.dtype, copy=False)
-        return post, np.asarray(om), np.asarray(terms.observed), terms
+        return post, om, np.asarray(terms.observed), terms
+
+    def _by_blocks(self, terms, fn):
+        """``fn`` (a kernel of CategoryTerms) over fixed-shape row blocks of ``terms``; its outputs
+        concatenated as NumPy arrays (a tuple, or one array)."""
+        from xsift.kernels.nbayes import CategoryTerms
+        n = len(terms.observed)
+        rows, blocks = self._blocks(n)
+        fills = (0.0, 0.0, False, 0.0, 0.0)
+        outs = []
+        for sl in blocks:
+            out = fn(CategoryTerms(*(self._padded(a[sl], rows, f) for a, f in zip(terms, fills))))
+            outs.append([np.asarray(o)[:sl.stop - sl.start] for o in (out if isinstance(out, tuple) else (out,))])
+        res = tuple(np.concatenate([o[i] for o in outs]) for i in range(len(outs[0])))
+        return res if len(res) > 1 else res[0]
 
     def _alternatives(self, terms) -> np.ndarray:
         """(n, T) class index predicted with each category left out."""
         from xsift.kernels.nbayes import alternative_classes
         opts = self.options()
-        return np.asarray(alternative_classes(terms, _category_weights(self.weights, self.spec_),
-                                              opts["missing_alpha"], np.log(self.priors_),
-                                              claxboi=opts["normalisation"] == "claxboi"))
+        weights = _category_weights(self.weights, self.spec_)
+        claxboi = opts["normalisation"] == "claxboi"
+        return self._by_blocks(terms, lambda tb: alternative_classes(tb, weights, opts["missing_alpha"],
+                                                                     np.log(self.priors_), claxboi=claxboi))
 
     def alternative_class_table(self, X, *, source: str = "catalogue") -> pd.DataFrame:
         """For every row and category t, the class predicted when t is left out (weight 0; CLAXBOI's
