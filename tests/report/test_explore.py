@@ -215,3 +215,38 @@ def test_write_explorer_is_self_contained(ctl_run, tmp_path):
     assert re.search(r"<script[^>]+src=", page) is None and re.search(r"<link[^>]+href=", page) is None
     assert "Bokeh" in page and "2CXO J" in page
     assert json.loads((run / "manifest.json").read_text())["model_hash"][:16] in page
+
+
+@pytest.mark.slow
+def test_naive_bayes_page_shows_the_tracks_of_nb_tracks(browser, tmp_path):
+    """A naive-Bayes run (`xsift nb fit` + `nb classify` on a simulated catalogue): the page has the
+    outlier-measure filter, and clicking a source draws the probability track that
+    NaiveBayesKDE.tracks computes for its first row (the rows `xsift nb tracks` prints)."""
+    from xsift.methods.naive_bayes import NaiveBayesKDE
+    from xsift.simulate import simulate_catalog
+    cat = write_table(simulate_catalog(1500, seed=5), tmp_path / "catalog.parquet")
+    assert main(["nb", "fit", str(cat), "--config", "nb_csc", "--out", str(tmp_path / "nbm"), "--quiet"]) == 0
+    assert main(["nb", "classify", str(cat), "--model", str(tmp_path / "nbm"), "--out", str(tmp_path / "run"),
+                 "--quiet"]) == 0
+    assert main(["explore", str(tmp_path / "run"), "--max-tracks", "50"]) == 0
+    data = load_run(tmp_path / "run", max_tracks=50)
+    browser.get((tmp_path / "run" / "explore.html").as_uri())
+    wait_for_bokeh(browser)
+    assert console_errors(browser) == []
+    assert browser.execute_script("return Bokeh.documents[0].get_model_by_name('outlier_filter') !== null")
+    name = browser.execute_script("return Bokeh.documents[0].get_model_by_name('sources').data.name[2]")
+    assert name in data.tracks
+    browser.execute_script("Bokeh.documents[0].get_model_by_name('sources').selected.indices = [2];")
+    WebDriverWait(browser, 10, poll_frequency=0.02).until(lambda d: d.execute_script(
+        "return Bokeh.documents[0].get_model_by_name('track').data.step.length > 0"))
+    got = browser.execute_script("""
+        const t = Bokeh.documents[0].get_model_by_name('track').data;
+        return [Array.from(t.step), Array.from(t.c0), Array.from(t.c2)];""")
+    model = NaiveBayesKDE.load(tmp_path / "nbm")
+    catalog = pd.read_parquet(cat)
+    track = model.tracks(catalog[catalog["name"] == name].iloc[:1])
+    assert got[0] == list(track["name"])
+    classes = list(model.classes_)
+    np.testing.assert_allclose(got[1], track[classes[0]], atol=1e-4)
+    np.testing.assert_allclose(got[2], track[classes[2]], atol=1e-4)
+    assert console_errors(browser) == []
