@@ -151,6 +151,8 @@ REGISTRY: dict[str, ColumnInfo] = {
 PATTERNS: list[tuple[re.Pattern, Callable[[re.Match], ColumnInfo]]] = [
     (re.compile(r"p_cluster_(\d+)"),
      lambda m: ColumnInfo(_NUM, f"probability of Gaussian-mixture component {m[1]}", "stat.probability")),
+    (re.compile(r"alt_class_without_(.+)"),
+     lambda m: ColumnInfo(None, f"class predicted with the {m[1]} category left out (naive Bayes)", "src.class")),
     (re.compile(r"(?:flux_aper90|flux_aper|flux_powlaw|flux_bb)_([bhmsuw])", re.I),
      lambda m: ColumnInfo(_FLUX, f"energy flux, {_BANDS[m[1].lower()]} band", "phot.flux;em.X-ray")),
     (re.compile(r"(?:flux_aper90|flux_aper)_(?:lolim|hilim)_([bhmsuw])", re.I),
