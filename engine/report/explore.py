@@ -127,8 +127,10 @@ def _galactic(ra: np.ndarray, dec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _classes_from_model(run_dir: pathlib.Path, manifest: dict) -> list | None:
     """The class names saved with the run's model (``model/model.json`` or the manifest's ``model``)."""
     candidates = [run_dir / "model" / "model.json"]
-    if isinstance(manifest.get("model"), str):
-        candidates += [_resolve(manifest["model"], run_dir) / "model.json"]
+    inputs = manifest.get("inputs") if isinstance(manifest.get("inputs"), dict) else {}
+    for recorded in (manifest.get("model"), inputs.get("model")):   # nb classify's, classify's
+        if isinstance(recorded, str):
+            candidates.append(_resolve(recorded, run_dir) / "model.json")
     for path in candidates:
         if path.is_file():
             saved = json.loads(path.read_text())
@@ -238,8 +240,11 @@ def _naive_bayes(run_dir: pathlib.Path, manifest: dict, max_tracks: int) -> Expl
 
 def _catalog(manifest: dict, run_dir: pathlib.Path) -> pathlib.Path | None:
     inputs = manifest.get("inputs")
-    name = inputs[0] if isinstance(inputs, list) and inputs else (inputs or {}).get("catalog") \
-        if isinstance(inputs, (list, dict)) else None
+    name = None
+    if isinstance(inputs, list) and inputs:
+        name = inputs[0]
+    elif isinstance(inputs, dict):
+        name = inputs.get("catalog")
     if not name:
         return None
     path = _resolve(str(name), run_dir)
@@ -293,17 +298,18 @@ def _tracks(table: pd.DataFrame, manifest: dict, run_dir: pathlib.Path, name_col
 
 
 def _validation(run_dir: pathlib.Path) -> dict | None:
-    """The confusion matrices and reliability table of ``run_dir/validation`` (or ``run_dir``)."""
+    """The confusion matrices and reliability table of ``run_dir/validation`` (or ``run_dir``), in any
+    table format (``xsift validate`` and ``xsift demo`` write CSV, ``xsift run --calibrate`` its --format)."""
     for folder in (run_dir / "validation", run_dir):
         confusion = {}
         for stem, title in (("confusion_classes", "classes"), ("confusion_aggregated", "aggregated classes")):
-            path = folder / f"{stem}.csv"
-            if path.is_file():
-                confusion[title] = pd.read_csv(path).set_index("true_class")
-        reliability = folder / "reliability.csv"
-        if confusion or reliability.is_file():
+            path = _find_table(folder, stem)
+            if path is not None:
+                confusion[title] = _read(path).set_index("true_class")
+        reliability = _find_table(folder, "reliability")
+        if confusion or reliability is not None:
             return {"confusion": confusion,
-                    "reliability": pd.read_csv(reliability) if reliability.is_file() else None,
+                    "reliability": _read(reliability) if reliability is not None else None,
                     "facts": json.loads((folder / "validation.json").read_text())
                     if (folder / "validation.json").is_file() else {}}
     return None
