@@ -53,6 +53,10 @@ def test_preset_fields_set_options_and_constructor_parameters_win():
     assert opts["missing_likelihood"] and opts["kernel"] == "exponential" and opts["bandwidth"] == "scott"
     assert opts["prior_shapes"] == {"p0": {"C": {"shape": "uniform", "fraction": 0.25}}}
     assert NaiveBayesKDE(preset, kernel="gaussian", missing_likelihood=False).options()["kernel"] == "gaussian"
+    from xsift.config import Preset
+    loaded = Preset.from_dict(preset)
+    assert Preset.from_dict(loaded.to_dict()) == loaded and loaded.to_dict()["naive_bayes"] == preset["naive_bayes"]
+    assert "naive_bayes" not in Preset.from_dict(PRESET).to_dict()
     with pytest.raises(XsiftError, match=r"\[naive_bayes\] kernel: expected one of 'gaussian', 'exponential'"):
         NaiveBayesKDE({**PRESET, "naive_bayes": {"kernel": "box"}}).options()
     with pytest.raises(XsiftError, match=r"prior_shapes p9: unknown property"):
