@@ -38,7 +38,7 @@ def run_cli(args) -> int:
     from xsift.config import load_preset
     from xsift.data.io import write_table
     from xsift.kernels.gmm import CHOOSE_K_THRESHOLD, bic_sweep, choose_k
-    from xsift.methods.model_selection import bic_table, catalog_features, parse_k_range
+    from xsift.methods.model_selection import bic_table, catalog_features, check_free_parameters, parse_k_range
     from xsift.report import write_manifest
 
     t0 = time.perf_counter()
@@ -59,6 +59,7 @@ def run_cli(args) -> int:
     if len(X) < max(ks):
         raise XsiftError(f"{args.catalog}: {len(X)} usable rows but --k goes up to {max(ks)}; "
                          "need at least as many rows as components")
+    check_free_parameters(len(X), X.shape[1], ks, source=str(args.catalog))
     dtype = getattr(args, "precision", None) or "float64"
     print(f"xsift bic: {len(ks)} values of K x {args.repeats} repeats on {X.shape[0]} x {X.shape[1]} ({dtype})",
           flush=True)

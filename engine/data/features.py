@@ -18,7 +18,10 @@ Transforms:
 * ``ln_offset`` (Eq. 2 of Perez-Diaz et al. 2024): natural log after adding one tenth of the
   feature's smallest non-zero training value, ``X_log = ln(X + X*_min / 10)``;
 * ``minmax`` (Eq. 1): min-max scaling to [0, 1] of the training range (after the log where
-  both apply); features without a transform are used as they are (as the published code does);
+  both apply); features without a transform are used as they are (as the published code does).
+  A training range of 0, or equal up to rounding (at most ``xsift.data.schema.ROUNDING_SPAN`` = 1e-6
+  of the values' magnitude), is not stretched: the feature is shifted to ~0 and stays constant, so its
+  rounding noise is not scaled up into a spread the mixture would cluster on;
 * ``log10`` (Tranin et al. 2022): base-10 log, a non-positive value becoming missing; it has
   no fitted parameter and is applied by :func:`feature_values`.
 
@@ -40,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from xsift.config import FORMULAS, Preset, load_preset
+from xsift.data.schema import constant_to_rounding
 from xsift.errors import SchemaError, XsiftError
 
 __all__ = ["FORMULA_FUNCTIONS", "FeatureTransform", "complete_rows", "derive_features", "feature_names",
@@ -295,7 +299,8 @@ class FeatureTransform:
             col = self._log_column(j, columns[j])
             if name in self.minmax:
                 span = self.maxima[j] - self.minima[j]
-                col = (col - self.minima[j]) / (span if span > 0 else 1.0)
+                # a range equal up to rounding is not stretched: the feature stays constant (module docstring)
+                col = (col - self.minima[j]) / (1.0 if constant_to_rounding(self.minima[j], self.maxima[j]) else span)
             out[j] = col
         return out.T
 

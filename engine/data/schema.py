@@ -60,6 +60,18 @@ from xsift.errors import SchemaError
 # a declination this far past +/-90 deg is rounding (a position written with a few more digits than
 # it holds) and is clamped; further is refused
 DEC_TOLERANCE_DEG = 1e-9
+# values whose range is at most this fraction of their magnitude are equal up to rounding (float32
+# data read as float64 included): a feature or property constant to this precision carries no
+# information, and stretching its rounding noise (min-max scaling, a KDE bandwidth) would invent some
+ROUNDING_SPAN = 1e-6
+
+
+def constant_to_rounding(lo, hi) -> np.ndarray:
+    """True where the range [lo, hi] (arrays or scalars) is 0 or at most ROUNDING_SPAN of its magnitude."""
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    return ~(hi - lo > ROUNDING_SPAN * np.maximum(np.abs(lo), np.abs(hi)))
+
+
 # a number this large (in magnitude) is missing: its square overflows float64 (1.8e308), so no
 # distance, variance or density computed from it is finite
 MAGNITUDE_LIMIT = 1e150

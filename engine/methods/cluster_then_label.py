@@ -477,6 +477,8 @@ class ClusterThenLabel(ParamsMixin):
             if ok.sum() < n_components:
                 raise XsiftError(f"{source}: {int(ok.sum())} complete detections, fewer than the "
                                  f"{n_components} clusters asked for")
+            from xsift.methods.model_selection import check_free_parameters
+            check_free_parameters(len(X), X.shape[1], n_components, source=source)
             if noise is None:
                 res = fit_gmm(X, n_components, seed=int(self.seed), dtype=dtype)
             else:

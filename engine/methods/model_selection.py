@@ -20,6 +20,30 @@ import pandas as pd
 from xsift.errors import XsiftError
 
 
+def check_free_parameters(n_rows: int, n_features: int, ks, *, source: str = "catalogue",
+                          option: str = "--k") -> None:
+    """Refuse mixtures with more free parameters than rows: raise :class:`XsiftError` unless every K of
+    ``ks`` (an int or a sequence) has at most ``n_rows`` free parameters (``K d(d+1)/2 + K d + K - 1``,
+    :func:`xsift.kernels.gmm.n_parameters`, for ``d = n_features``), naming ``source``, the K values
+    refused and the largest K the rows determine. A mixture with more parameters than rows has a
+    likelihood that grows without bound (held back only by ``reg_covar``) and a BIC that means nothing;
+    the floor is the textbook one: at least one row per free parameter."""
+    from xsift.kernels.gmm import n_parameters
+    ks = [int(ks)] if np.ndim(ks) == 0 else [int(k) for k in ks]
+    over = [k for k in ks if n_parameters(k, n_features) > n_rows]
+    if not over:
+        return
+    most = 0
+    while n_parameters(most + 1, n_features) <= n_rows:
+        most += 1
+    k = over[0]
+    fix = (f"use {option} {most} or less, or give more rows" if most else
+           f"even one component needs {n_parameters(1, n_features)}; give more rows")
+    raise XsiftError(f"{source}: K={k}{' (and ' + str(len(over) - 1) + ' larger K)' if len(over) > 1 else ''} "
+                     f"full-covariance components on {n_features} features have {n_parameters(k, n_features)} "
+                     f"free parameters, more than the {n_rows} usable rows; {fix}")
+
+
 def parse_k_range(text: str) -> list[int]:
     """'2..20' -> [2, ..., 20]; '2..20:2' -> every second; '3,6,9' -> those values."""
     text = text.strip()
