@@ -39,13 +39,14 @@ MUWCLASS_F1 = {"AGN": 0.95, "YSO": 0.93, "LM-STAR": 0.84, "HMXB": 0.72, "HM-STAR
                "LMXB": 0.22}
 XRAY_CATEGORIES = ("Location", "Hardness", "Variability")
 
-# the naive-Bayes variants, cumulative: name -> NaiveBayesKDE parameters (besides the preset)
-BASE = {"histogram_max_distinct": 10, "density_floor": 0.01}
+# the naive-Bayes variants, cumulative: row name -> NaiveBayesKDE parameters over the preset's [naive_bayes]
+# options (the preset's options are the "+ missing-value likelihoods" row; every row has its priors, its
+# histograms for (property, class) pairs with fewer than 3 distinct values and its 1 % density floor)
 VARIANTS = {
-    "X-ray only": {**BASE},
-    "+ multiwavelength": {**BASE},
-    "+ missing-value likelihoods": {**BASE, "missing_likelihood": True},
-    "+ error weights": {**BASE, "missing_likelihood": True, "error_weights": True},
+    "X-ray only": {"missing_likelihood": False},
+    "+ multiwavelength": {"missing_likelihood": False},
+    "+ missing-value likelihoods": {},
+    "+ error weights": {"error_weights": True},
 }
 
 
@@ -94,6 +95,8 @@ def run_sample(path, preset, *, target, seed, popsize, maxiter, folds=5, tune_va
             + (f"  | XRB {agg_f1['XRB']:.2f}" if agg_f1 and "XRB" in agg_f1 else "") + f"  ({seconds:.0f} s)")
 
     variants = dict(VARIANTS)
+    if not full.error_columns:          # no error column: the error-weight row would repeat the one above
+        variants.pop("+ error weights")
     result = None
     for name, params in variants.items():
         t = time.perf_counter()
@@ -102,10 +105,10 @@ def run_sample(path, preset, *, target, seed, popsize, maxiter, folds=5, tune_va
         record(name, result, result.y, time.perf_counter() - t)
     if tune_variant:
         t = time.perf_counter()
-        tuned = validate_naive_bayes(df, full, n_folds=folds, seed=seed, model_params=variants["+ error weights"],
-                                     tune=target, tune_options={"popsize": popsize, "maxiter": maxiter},
-                                     source=str(path))
-        record(f"+ tuning ({target} F1)", tuned, tuned.y, time.perf_counter() - t)
+        tuned = validate_naive_bayes(df, full, n_folds=folds, seed=seed, model_params=list(variants.values())[-1],
+                                     tune=target, tune_options={"popsize": popsize, "maxiter": maxiter,
+                                                                "tune_alpha": True}, source=str(path))
+        record(f"+ tuning (weights, alpha; {target} F1)", tuned, tuned.y, time.perf_counter() - t)
     # scikit-learn on the same properties, rows and folds (validate_naive_bayes keeps the labelled rows in
     # table order; its folds are reused)
     from xsift.methods.naive_bayes import class_targets
