@@ -11,7 +11,6 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from selenium.webdriver.support.ui import WebDriverWait
 
 from xsift.cli import main
 from xsift.data.io import write_table
@@ -123,6 +122,7 @@ def downloads(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(downloads):
+    pytest.importorskip("selenium", reason="selenium, of the test extra, is not installed (pip install -e '.[test]')")
     path, driver_path, why = chromium_paths()
     if path is None:
         pytest.skip(f"headless Chromium unavailable: {why}")
@@ -144,6 +144,7 @@ def test_page_in_headless_chromium(ctl_run, browser, downloads, tmp_path):
     """The page renders without console errors; the sky map and the table hold the sample of --max-points
     sources; the probability, status and name filters reduce the table to the rows pandas selects;
     clicking a source fills its class-probability plot."""
+    from selenium.webdriver.support.ui import WebDriverWait
     run, unique, ambiguous = ctl_run
     assert main(["explore", str(run), "--out", str(tmp_path / "page.html"), "--max-points", "200",
                  "--seed", "4"]) == 0
@@ -222,6 +223,7 @@ def test_naive_bayes_page_shows_the_tracks_of_nb_tracks(browser, tmp_path):
     """A naive-Bayes run (`xsift nb fit` + `nb classify` on a simulated catalogue): the page has the
     outlier-measure filter, and clicking a source draws the probability track that
     NaiveBayesKDE.tracks computes for its first row (the rows `xsift nb tracks` prints)."""
+    from selenium.webdriver.support.ui import WebDriverWait
     from xsift.methods.naive_bayes import NaiveBayesKDE
     from xsift.simulate import simulate_catalog
     cat = write_table(simulate_catalog(1500, seed=5), tmp_path / "catalog.parquet")
