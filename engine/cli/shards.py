@@ -168,6 +168,8 @@ def add_vote_shards_arguments(parser) -> None:
     parser.add_argument("--vote-partitions", type=int, default=None, metavar="N",
                         help="partitions of the shuffle on name (default: one per classified shard)")
     _add_cluster_options(parser)
+    from xsift.cli.explore import add_samp_option
+    add_samp_option(parser)
 
 
 def run_vote_shards(args) -> int:
@@ -176,4 +178,8 @@ def run_vote_shards(args) -> int:
         vote = _vote(client, args.run, args.vote_partitions)
     print(f"{args.run}: {vote['sources']:,} sources voted ({vote['uniquely_classified']:,} uniquely, "
           f"{vote['ambiguous']:,} ambiguous, kappa {vote['cohen_kappa_hard_soft']:.3f})")
+    import pathlib
+    from xsift.cli.explore import send_tables
+    from xsift.distributed.rundir import AMBIGUOUS_DIR, UNIQUE_DIR
+    send_tables(args, [pathlib.Path(args.run) / UNIQUE_DIR, pathlib.Path(args.run) / AMBIGUOUS_DIR])
     return 0
