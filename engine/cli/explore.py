@@ -60,7 +60,9 @@ def run_cli(args) -> int:
     print(f"explorer page -> {path} ({size:.1f} MB; open it in a browser, it works offline)")
     if getattr(args, "samp", False):
         run = pathlib.Path(args.run_dir)
-        tables = [p for stem in ("detection_level", "uniquely_classified", "ambiguous", "nb_classification")
-                  for p in sorted(run.glob(f"{stem}.*")) if p.suffix in (".parquet", ".csv", ".fits", ".vot")]
+        stems = ("detection_level", "uniquely_classified", "ambiguous", "nb_classification")
+        tables = [p for stem in stems for p in sorted(run.glob(f"{stem}.*"))
+                  if p.suffix in (".parquet", ".csv", ".fits", ".vot")]
+        tables += [run / stem for stem in stems if (run / stem).is_dir()]   # a sharded run's Parquet folders
         send_tables(args, tables)
     return 0

@@ -83,10 +83,15 @@ class ExplorerData:
 
 
 def _find_table(run_dir: pathlib.Path, stem: str) -> pathlib.Path | None:
+    """``run_dir/<stem><suffix>`` of an in-memory run, or the folder of Parquet parts ``run_dir/<stem>/`` of
+    a sharded one (``xsift vote-shards``); None when neither is there."""
     for suffix in _SUFFIXES:
         path = run_dir / f"{stem}{suffix}"
         if path.is_file():
             return path
+    folder = run_dir / stem
+    if folder.is_dir() and any(folder.glob("*.parquet")):
+        return folder
     return None
 
 
@@ -318,9 +323,9 @@ def _validation(run_dir: pathlib.Path) -> dict | None:
 def load_run(run_dir: str | os.PathLike, *, max_tracks: int = 500) -> ExplorerData:
     """What the page of ``run_dir`` shows (:class:`ExplorerData`).
 
-    ``run_dir``: written by ``xsift run``, ``xsift classify``, ``xsift demo`` (cluster-then-label: the
-    ``uniquely_classified`` and ``ambiguous`` tables) or ``xsift nb classify`` (``nb_classification``), in
-    any table format. ``max_tracks``: naive Bayes only, the number of sources whose probability track is
+    ``run_dir``: written by ``xsift run``, ``xsift classify``, ``xsift demo``, ``xsift vote-shards``
+    (cluster-then-label: the ``uniquely_classified`` and ``ambiguous`` tables, or their folders of Parquet
+    parts) or ``xsift nb classify`` (``nb_classification``), in any table format. ``max_tracks``: naive Bayes only, the number of sources whose probability track is
     computed and inlined (the first ones in table order; needs the run's model and catalogue, found
     through its manifest). Raises :class:`XsiftError` naming the directory when it holds no run tables."""
     run_dir = pathlib.Path(run_dir)

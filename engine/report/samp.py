@@ -25,8 +25,9 @@ MTYPE = "table.load.votable"
 
 
 def votable_copy(path: str | os.PathLike) -> pathlib.Path:
-    """``path`` itself when it is a VOTable (``.vot``/``.xml``), else a VOTable copy of it written
-    atomically as ``<folder>/samp/<stem>.vot`` (:func:`xsift.data.io.write_table`) and returned."""
+    """``path`` itself when it is a VOTable (``.vot``/``.xml``), else a VOTable copy of it (a table file, or
+    a folder of Parquet parts read as one table) written atomically as ``<folder>/samp/<stem>.vot``
+    (:func:`xsift.data.io.write_table`) and returned."""
     path = pathlib.Path(path)
     if path.suffix.lower() in (".vot", ".xml", ".votable"):
         return path

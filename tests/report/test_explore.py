@@ -85,6 +85,17 @@ def test_load_run_reads_sources_classes_and_galactic_coordinates(ctl_run):
     assert abs(lat[0]) < 0.05 and abs(lon[0]) < 0.1 and lat[1] > 89.95
 
 
+def test_sharded_run_folders_read_as_the_in_memory_tables(ctl_run, tmp_path):
+    """A vote-shards run holds uniquely_classified/ and ambiguous/ as folders of Parquet parts."""
+    run, unique, ambiguous = ctl_run
+    for stem, table in (("uniquely_classified", unique), ("ambiguous", ambiguous)):
+        for k, part in enumerate((table.iloc[:17], table.iloc[17:])):
+            write_table(part.reset_index(drop=True), tmp_path / stem / f"part-{k:05d}.parquet", classes=CLASSES)
+    sharded, in_memory = load_run(tmp_path).sources, load_run(run).sources
+    pd.testing.assert_frame_equal(sharded.sort_values("name").reset_index(drop=True),
+                                  in_memory.sort_values("name").reset_index(drop=True))
+
+
 def test_naive_bayes_rows_grouped_into_sources(tmp_path):
     """nb_classification rows sharing a name become one source: mean and std (ddof 0) of each class
     probability, class of the highest mean, ambiguous when its rows' predicted classes differ."""

@@ -70,6 +70,18 @@ def test_broadcast_delivers_votable_and_a_parquet_copy(hub, tmp_path, monkeypatc
     np.testing.assert_allclose(np.asarray(back["AGN"]), Table.read(parquet)["AGN"])
 
 
+def test_votable_copy_of_a_parquet_folder(tmp_path):
+    """A sharded run's folder of Parquet parts becomes one VOTable holding every part's rows."""
+    from xsift.report.samp import votable_copy
+    rng = np.random.default_rng(3)
+    _, a = _catalogue_table(tmp_path / "run" / "ambiguous" / "part-00000.parquet", rng)
+    _, b = _catalogue_table(tmp_path / "run" / "ambiguous" / "part-00001.parquet", rng)
+    vot = votable_copy(tmp_path / "run" / "ambiguous")
+    assert vot == tmp_path / "run" / "samp" / "ambiguous.vot"
+    back = Table.read(vot, format="votable")
+    np.testing.assert_allclose(np.sort(np.asarray(back["ra"])), np.sort(np.concatenate([a["ra"], b["ra"]])))
+
+
 def test_no_hub_is_one_line_not_an_error(tmp_path, monkeypatch):
     monkeypatch.setenv("SAMP_HUB", f"std-lockurl:{(tmp_path / 'absent.lock').as_uri()}")
     monkeypatch.setenv("HOME", str(tmp_path))
