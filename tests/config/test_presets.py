@@ -19,7 +19,7 @@ PAPER_FEATURES = ["hard_hm", "hard_hs", "hard_ms", "powlaw_gamma", "bb_kt", "var
 # Eq. 2 (log after + a tenth of the smallest non-zero value) and Eq. 1 (min-max) of the paper
 PAPER_LOG = ["bb_kt", "var_ratio_b", "var_ratio_h", "var_ratio_s", "var_newq_b"]
 PAPER_MINMAX = ["powlaw_gamma", "bb_kt", "var_ratio_b", "var_ratio_h", "var_ratio_s", "var_newq_b"]
-SHIPPED = ["csc", "erass1", "nb_csc", "nb_muwclass", "nb_xmm", "xmm"]
+SHIPPED = ["csc", "erass1", "nb_csc", "nb_csc_mw", "nb_muwclass", "nb_xmm", "nb_xmm4", "xmm"]
 
 
 def _text(name: str) -> str:
