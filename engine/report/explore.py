@@ -100,6 +100,15 @@ def _read(path: pathlib.Path) -> pd.DataFrame:
     return read_catalog(path)
 
 
+def _require(table: pd.DataFrame, path, columns) -> None:
+    """Raise SchemaError naming ``path`` and the first of ``columns`` that ``table`` lacks."""
+    from xsift.errors import SchemaError
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise SchemaError(f"{path}: column {missing[0]!r} not found (expected the columns xsift writes: "
+                          f"{', '.join(map(str, columns))}); is it an xsift run table?")
+
+
 def _probabilities(table: pd.DataFrame, classes: list, path) -> tuple[np.ndarray, np.ndarray]:
     """(means, stds) (n, C) of a master-class table; the published 'mean±std' text columns are parsed."""
     means = np.zeros((len(table), len(classes)))
@@ -160,6 +169,7 @@ def _cluster_then_label(run_dir: pathlib.Path, manifest: dict) -> ExplorerData:
     amb_path = _find_table(run_dir, "ambiguous")
     frames, parts = [], []
     unique = _read(unique_path)
+    _require(unique, unique_path, ["name", "ra", "dec", "detection_count", "master_class"])
     ambiguous = _read(amb_path) if amb_path is not None else unique.iloc[:0]
     classes = _classes_from_model(run_dir, manifest)
     if classes is None:   # the probability columns sit between detection_count and the first *_std column
@@ -170,10 +180,13 @@ def _cluster_then_label(run_dir: pathlib.Path, manifest: dict) -> ExplorerData:
                                          (ambiguous, amb_path, "ambiguous", "hard_master_class")):
         if not len(table):
             continue
+        _require(table, path, ["name", "ra", "dec", "detection_count", cls_col, *classes])
         means, stds = _probabilities(table, classes, path)
         cls = table[cls_col].astype(str).to_numpy()
-        index = {c: k for k, c in enumerate(classes)}
-        prob = np.array([means[i, index[c]] if c in index else np.nan for i, c in enumerate(cls)])
+        k = pd.Series(cls).map({c: k for k, c in enumerate(classes)}).to_numpy(dtype=float)
+        known = np.isfinite(k)
+        prob = np.full(len(cls), np.nan)
+        prob[known] = means[np.flatnonzero(known), k[known].astype(int)]
         frame = pd.DataFrame({"name": table["name"].astype(str).to_numpy(), "ra": table["ra"].to_numpy(float),
                               "dec": table["dec"].to_numpy(float), "cls": cls, "prob": prob,
                               "n_det": table["detection_count"].to_numpy(int), "status": status})
@@ -196,8 +209,7 @@ def _cluster_then_label(run_dir: pathlib.Path, manifest: dict) -> ExplorerData:
 def _naive_bayes(run_dir: pathlib.Path, manifest: dict, max_tracks: int) -> ExplorerData:
     path = _find_table(run_dir, "nb_classification")
     table = _read(path)
-    if "predicted_class" not in table:
-        raise XsiftError(f"{path}: no predicted_class column; is it a table of `xsift nb classify`?")
+    _require(table, path, ["predicted_class", "outlier_measure"])
     classes = _classes_from_model(run_dir, manifest)
     if classes is None:   # the probability columns come before predicted_class
         classes = [c for c in table.columns[:list(table.columns).index("predicted_class")]

@@ -124,6 +124,11 @@ def test_explore_command_errors_in_one_line(ctl_run, tmp_path, capsys):
     assert main(["explore", str(ctl_run[0]), "--out", str(tmp_path / "p.html"), "--max-points", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--max-points 0: must be at least 1" in err[0]
+    broken = tmp_path / "broken"
+    write_table(ctl_run[1].drop(columns="detection_count"), broken / "uniquely_classified.parquet")
+    assert main(["explore", str(broken)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "uniquely_classified.parquet: column 'detection_count' not found" in err[0]
 
 
 @pytest.fixture(scope="module")
