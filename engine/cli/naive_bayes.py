@@ -155,11 +155,25 @@ def _classify(args) -> int:
     args.progress("classify")
     result = model.classify(df, source=str(args.catalog), keep_columns=_column_list(args.keep_columns))
     out, facts = result.detections, result.report["classify"]
+    columns = _identity(model)
+    aggregation = dict(model.spec_.preset.classes.aggregation)
+    if aggregation:     # the preset's aggregated classes: summed posteriors of their members
+        from xsift.data.columns import ColumnInfo
+        from xsift.methods.nb_validation import aggregate_probabilities, aggregation_of
+        names, index = aggregation_of(list(model.classes_), aggregation)
+        summed = aggregate_probabilities(out[list(model.classes_)].to_numpy(dtype=np.float64), index, len(names))
+        best = np.argmax(summed, axis=1)
+        out["aggregated_class"] = pd.array(np.asarray(names, dtype=object)[best], dtype="str")
+        out["aggregated_probability"] = summed[np.arange(len(out)), best]
+        columns.update(aggregated_class=ColumnInfo(None, "most probable aggregated class (" + "; ".join(
+                           f"{g} = {' + '.join(m)}" for g, m in aggregation.items()) + ")", "src.class"),
+                       aggregated_probability=ColumnInfo("", "summed posterior of the aggregated class's members",
+                                                         "stat.probability"))
     args.progress("write")
     outdir = pathlib.Path(args.out)
     outdir.mkdir(parents=True, exist_ok=True)
     table = write_table(out, outdir / f"nb_classification{FORMAT_SUFFIX[args.format]}", args.format,
-                        classes=model.classes_, columns=_identity(model),
+                        classes=model.classes_, columns=columns,
                         provenance=_provenance(model, args.catalog, "nb classify"))
     classes = list(model.classes_)
     pred = np.asarray(pd.Categorical(out["predicted_class"], categories=classes).codes)

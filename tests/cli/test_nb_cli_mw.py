@@ -55,6 +55,11 @@ def test_nb_validate_metrics_match_sklearn_and_absent_columns_are_listed(tmp_pat
                  "reliability.png", "reliability.csv", "manifest.json"):
         assert (out / name).stat().st_size > 0, name
     assert 0 <= metrics["ece"] <= 1
+    # nb fit on the same table: fitted with the 14 properties it has, listed in the manifest
+    assert main(["nb", "fit", str(table), "--config", "nb_csc_mw", "--out", str(tmp_path / "model"), "--quiet"]) == 0
+    assert "using 14 of 18 properties" in capsys.readouterr().out
+    fitted = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert set(fitted["properties"]["properties_absent"]) == {"log_fx_fj", "g_j", "j_h", "h_k"}
 
 
 def test_classify_a_raw_csc_table_with_the_shipped_model(tmp_path, capsys):
@@ -84,6 +89,12 @@ def test_classify_a_raw_csc_table_with_the_shipped_model(tmp_path, capsys):
     np.testing.assert_allclose(got[classes].to_numpy(), oracle, rtol=0, atol=1e-10)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["properties"]["properties_used"] == facts["properties_used"]
+    # aggregated classes: the largest of the summed member posteriors
+    groups = {"AGN": ["AGN"], "Star": ["YSO", "LM-STAR", "HM-STAR"], "XRB": ["HMXB", "LMXB"], "CV": ["CV"],
+              "NS": ["NS"]}
+    summed = pd.DataFrame({g: got[m].sum(axis=1) for g, m in groups.items()})
+    assert (got["aggregated_class"] == summed.idxmax(axis=1)).all()
+    np.testing.assert_allclose(got["aggregated_probability"], summed.max(axis=1), rtol=0, atol=1e-12)
 
 
 def test_the_shipped_model_is_package_data():

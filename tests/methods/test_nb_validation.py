@@ -156,3 +156,11 @@ def test_multiwavelength_presets_read_the_real_tables():
     fx = row["Fcsc_s"] + row["Fcsc_m"] + row["Fcsc_h"]
     v = feature_values(df[df["Gmag"].notna()].iloc[:1], p)[0][0, p.feature_names.index("log_fx_fg")]
     assert v == pytest.approx(np.log10(fx / (2.50e-9 * 4052.97 * 10 ** (-0.4 * row["Gmag"]))), rel=1e-12)
+
+
+def test_naive_bayes_aggregation_must_name_classes_once():
+    for groups, bad in (({"AB": ["A", "Z"]}, "'Z'"), ({"AB": ["A", "B"], "BC": ["B", "C"]}, "'B'")):
+        with pytest.raises(XsiftError, match=rf"\[classes.aggregation\] .*{bad}"):
+            Preset.from_dict({**SMALL, "classes": {**SMALL["classes"], "aggregation": groups}})
+    no_groups = {**SMALL, "classes": {k: v for k, v in SMALL["classes"].items() if k != "aggregation"}}
+    assert "aggregation" not in Preset.from_dict(no_groups).to_dict()["classes"]   # stored form unchanged
