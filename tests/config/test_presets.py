@@ -86,7 +86,7 @@ def test_csc_preset_is_the_papers_table_1_and_transform():
     assert (p.feature("var_newq_b").formula, p.feature("var_newq_b").columns) == \
         ("midrange_ratio", ("var_max_b", "var_min_b", "var_mean_b"))
     assert p.columns.to_dict() == {"source": "name", "detection": "obsid", "ra": "ra", "dec": "dec",
-                                   "label": "main_type"}
+                                   "label": "main_type", "interval": "obi"}
     assert p.classes.order == ("QSO", "AGN", "Seyfert_1", "Seyfert_2", "HMXB", "LMXB", "XB", "YSO", "TTau*",
                                "Orion_V*")
     assert dict(p.classes.aggregation) == {"AGN": ("QSO", "AGN"), "Seyfert": ("Seyfert_1", "Seyfert_2"),
