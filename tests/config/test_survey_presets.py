@@ -113,7 +113,7 @@ def test_xmm_run_on_the_4xmm_sample(tmp_path):
     expected = {row[header.index("name")] for i, row in enumerate(rows) if i % 4 == 0 and _complete(header, row)}
     out = tmp_path / "run"
     assert main(["run", str(hidden), "--config", "xmm", "--k", "4", "--out", str(out), "--no-figures",
-                 "--format", "csv"]) == 0
+                 "--format", "csv", "--missing", "drop"]) == 0
     det = pd.read_csv(out / "detection_level.csv")
     assert set(det["name"]) == expected and len(det) == len(expected) > 50
     probs = det[["AGN", "Star", "CV", "XRB"]].to_numpy()
@@ -308,7 +308,7 @@ def test_classify_finds_the_label_column_in_another_case(tmp_path):
     from xsift.methods.cluster_then_label import ClusterThenLabel
     sample = shared_file("xmm", "4xmm_dr13_training_sample.csv")
     header, rows = _hand_sample(sample)
-    model = ClusterThenLabel(preset="xmm", n_components=3).fit(read_catalog(sample), source=str(sample))
+    model = ClusterThenLabel(preset="xmm", n_components=3, missing="drop").fit(read_catalog(sample), source=str(sample))
     j = header.index("Class")
     path = tmp_path / "upper.csv"
     with open(path, "w", newline="") as fh:

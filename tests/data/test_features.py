@@ -156,6 +156,8 @@ def test_feature_errors_from_bounds_and_symmetric_columns():
     from xsift.data.features import feature_errors
     from xsift.errors import SchemaError
     d = load_preset("csc").to_dict()
+    for spec in d["features"].values():           # only the two errors declared below
+        spec.pop("error", None)
     d["features"]["hard_hm"]["error"] = ["hard_hm_lolim", "hard_hm_hilim"]
     d["features"]["hard_hs"]["error"] = ["hard_hs_err"]
     preset = Preset.from_dict(d)
