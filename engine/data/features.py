@@ -328,9 +328,9 @@ class FeatureTransform:
                 shifted = values[j] + self.offsets[j]
                 with np.errstate(divide="ignore", invalid="ignore"):
                     scale = np.where(shifted > 0, 1.0 / shifted, np.nan)
-            if name in self.minmax:
+            if name in self.minmax:          # the divisor transform uses (1 for a range equal up to rounding)
                 span = self.maxima[j] - self.minima[j]
-                scale = scale / (span if span > 0 else 1.0)
+                scale = scale / (1.0 if constant_to_rounding(self.minima[j], self.maxima[j]) else span)
             e = np.where(np.isfinite(errors[j]), np.abs(errors[j]), 0.0)
             out[j] = np.where(np.isfinite(values[j]), e * np.abs(scale), np.nan)
         return out.T
