@@ -864,7 +864,12 @@ class ClusterThenLabel(ParamsMixin):
         ok_t = np.isfinite(X).all(axis=1)
         rows = np.flatnonzero(ok)[ok_t]
         X = X[ok_t]
-        log_resp = cluster_log_resp(self.gmm_, X, self._dtype())
+        if self.errors and len(X):      # the noise-convolved mixture, as the fit and classify assign clusters
+            from xsift.kernels.xd import xd_e_step
+            noise = self._noise_var(df.iloc[rows], feats.iloc[rows], source=source)
+            log_resp = np.asarray(xd_e_step(_gmm_in(self.gmm_, self._dtype()), X, noise)[0], np.float64)
+        else:
+            log_resp = cluster_log_resp(self.gmm_, X, self._dtype())
         labels, _ = reference_labels(df, preset)
         out = {"name": df[cols["name"]].to_numpy()[rows], "obsid": df[cols["obsid"]].to_numpy()[rows],
                **{c: df[c].to_numpy()[rows] for c in _interval(df, cols)},

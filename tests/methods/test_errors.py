@@ -132,6 +132,7 @@ def test_class_covariances_are_deconvolved(catalogue):
     from xsift.methods.cluster_then_label import reference_labels
     labels = reference_labels(df, PRESET)[0][ok]
     cluster = np.argmax(xd_e_step(model.gmm_, X, S)[0], axis=1)
+    np.testing.assert_array_equal(model.cluster_table(df)["cluster"].to_numpy(), cluster)   # the same clusters
     k, c = np.argwhere(model.class_mask_ & (model.class_counts_ > 30))[0]
     sel = (cluster == k) & (labels == c)
     np.testing.assert_allclose(model.class_means_[k, c], X[sel].mean(axis=0), rtol=1e-12)
