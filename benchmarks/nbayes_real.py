@@ -15,7 +15,8 @@ Samples (``../shared/data``):
   classes (AGN, Star, XRB, CV).
 
 The scikit-learn classifiers take the preset's property matrix (all properties, NaN = missing; both handle
-missing values natively), fixed seeds, default hyper-parameters. Folds: :func:`xsift.methods.nb_validation.source_folds`.
+missing values natively), fixed seeds, default hyper-parameters. Folds:
+:func:`xsift.methods.nb_validation.source_folds`.
 
     nice python benchmarks/nbayes_real.py [--seed 0] [--popsize 8] [--maxiter 40] [--only csc|xmm]
 """
@@ -27,7 +28,6 @@ import pathlib
 import time
 
 import numpy as np
-import pandas as pd
 
 from xsift.data.io import read_catalog
 from xsift.methods.nb_validation import (aggregate_probabilities, aggregation_of, preset_for_columns,
@@ -68,7 +68,7 @@ def f1_scores(y, pred, K):
 def run_sample(path, preset, *, target, seed, popsize, maxiter, folds=5, tune_variant=True):
     """{row name: (per-class F1 (K,), macro F1, aggregated per-class F1 or None, seconds)} and the classes."""
     from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
-    from xsift.config import load_preset, spec_from_preset
+    from xsift.config import spec_from_preset
     from xsift.data.features import feature_values
     df = read_catalog(path)
     full, facts = preset_for_columns(preset, df.columns)

@@ -206,7 +206,8 @@ def validate_naive_bayes(table, preset, *, n_folds: int = 5, tune: str | None = 
     (nested: an inner ``n_folds``-fold cross-validation of the training folds, seed ``seed + fold``), or None.
     label: the label column (default: the preset's). model_params: NaiveBayesKDE parameters besides the
     preset. tune_options: keywords of :func:`xsift.methods.naive_bayes.tune_weights` (``popsize``,
-    ``maxiter``, ``tune_alpha``). progress: called with ``(fold, n_folds)`` before each fold. Returns :class:`NBValidation`.
+    ``maxiter``, ``tune_alpha``). progress: called with ``(fold, n_folds)`` before each fold.
+    Returns :class:`NBValidation`.
 
     Raises SchemaError for an absent label column, XsiftError for an unknown tuning target or bad folds.
     """
