@@ -62,6 +62,10 @@ COMMANDS: dict[str, str] = {
 
 COMMON_OPTIONS = ("device", "precision", "config")
 
+# what Ctrl-C prints, after "xsift COMMAND: "
+INTERRUPTED = ("interrupted; outputs written so far are complete (writes are atomic), rerun the same command "
+               "to finish")
+
 # commands whose --out names a file (every other command's --out is a directory)
 OUT_IS_FILE = frozenset({"crossmatch", "explore"})
 # commands writing into a run directory, and the option holding it: locked for the whole command
@@ -202,7 +206,9 @@ def _quiet_stdout() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the ``xsift`` command ``argv`` (default: ``sys.argv[1:]``) and return its exit status: 0,
     2 for an :class:`~xsift.errors.XsiftError` (printed as one line, no traceback), 130 on Ctrl-C,
-    141 when stdout's reader closed the pipe early (as a shell reports SIGPIPE)."""
+    141 when stdout's reader closed the pipe early (as a shell reports SIGPIPE). Run as the program
+    (``argv`` None: the ``xsift`` script, ``python -m xsift.cli``), Ctrl-C ends the process at once with
+    status 130 (:func:`_exit_now`) rather than returning."""
     from xsift.errors import XsiftError
     from xsift.cli.memory import keep_freed_memory
     parser = build_parser()
@@ -210,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 2
+    if argv is None:
+        _catch_swallowed_interrupts(args.command)
     try:
         if getattr(args, "out", None) is not None:
             check_output_path(args.out, is_file=args.command in OUT_IS_FILE)
@@ -232,9 +240,35 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xsift {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"xsift {args.command}: interrupted; outputs written so far are complete "
-              "(writes are atomic), rerun the same command to finish", file=sys.stderr)
+        print(f"xsift {args.command}: {INTERRUPTED}", file=sys.stderr)
+        if argv is None:
+            _exit_now(130)
         return 130
+
+
+def _catch_swallowed_interrupts(command: str) -> None:
+    """Make a Ctrl-C that lands in code whose exceptions Python ignores (a garbage-collector callback,
+    such as Dask's, or a ``__del__``) end the program, as :func:`main` ends it, instead of being
+    printed as 'Exception ignored' and lost while the command carries on (``sys.unraisablehook``)."""
+    def hook(unraisable):
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            print(f"xsift {command}: {INTERRUPTED}", file=sys.stderr)
+            _exit_now(130)
+        sys.__unraisablehook__(unraisable)
+    sys.unraisablehook = hook
+
+
+def _exit_now(status: int) -> None:
+    """End the program at once with ``status`` after flushing its streams: after Ctrl-C stopped JAX
+    mid-computation, the interpreter's normal shutdown tears down XLA's threads while they still run
+    and dies of SIGSEGV (exit 139) instead of 130. Every output is complete by then (writes are atomic;
+    an interrupted write has removed its temporary file), so nothing is left to clean up."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,8 @@ sized from the affinity mask when JAX starts) stay on that core too: the workers
 the parallelism, and one worker's runtime threads never compete with another
 worker's. JAX offers no switch for its CPU thread pools; task affinity is the
 mechanism its maintainers point to. Workers of a cluster started elsewhere
-(``--scheduler``) are never pinned by xsift.
+(``--scheduler``) are never pinned by xsift. It also makes the worker ignore SIGINT
+(:func:`ignore_interrupts`): Ctrl-C is the command's to handle.
 """
 from __future__ import annotations
 
@@ -28,7 +29,18 @@ def pin_process(core: int) -> None:
             pass
 
 
+def ignore_interrupts() -> None:
+    """Ignore SIGINT in this (worker) process: Ctrl-C at a terminal reaches every process of the
+    command's group, and the command itself stops the run and closes the cluster; a worker taking
+    it as well printed its own KeyboardInterrupt traceback."""
+    import signal
+    import threading
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def dask_setup(worker) -> None:
+    ignore_interrupts()
     cores = [int(c) for c in os.environ.get(CORES_ENV, "").split(",") if c.strip()]
     if not cores:
         return
