@@ -109,8 +109,8 @@ def _fit(args, tune: bool) -> int:
     if tune:
         args.progress("tune")
         result = tune_weights(model, df, df[label], target=args.target, n_folds=args.folds, seed=args.seed,
-                              popsize=args.popsize, maxiter=args.maxiter, source=source)
-        model.set_params(weights=result.weights)
+                              popsize=args.popsize, maxiter=args.maxiter, tune_alpha=args.tune_alpha, source=source)
+        model.set_params(**result.params)       # the weights, and missing_alpha when tuned
         summary = result.as_dict()
         print(f"tuned weights {summary['weights']}: cross-validated F1({result.target}) "
               f"{result.f1_equal_weights:.3f} (equal) -> {result.f1_tuned:.3f}")
@@ -330,6 +330,8 @@ def add_cli_arguments(parser) -> None:
             p.add_argument("--folds", type=int, default=5, help="stratified cross-validation folds")
             p.add_argument("--popsize", type=int, default=15, help="DE population = popsize x categories")
             p.add_argument("--maxiter", type=int, default=100, help="maximum DE generations")
+            p.add_argument("--tune-alpha", action="store_true",
+                           help="also tune the missing-value exponent alpha (presets with missing_likelihood)")
         add_quiet_option(p)
         p.set_defaults(_nb=partial(_run_fit, tune=(name == "tune")))
     p = subparser("validate", "stratified k-fold cross-validation by source (weight tuning nested in each "
