@@ -366,6 +366,8 @@ def restricted_model(model, preset):
     new.preset = spec.preset
     new.weights = {c: weights[c] for c in spec.category_names}
     new.spec_ = spec
+    if isinstance(getattr(model, "prior_shapes", None), dict):     # a constructor parameter naming properties
+        new.prior_shapes = {k: v for k, v in model.prior_shapes.items() if k in spec.property_names}
     new.membership_ = np.asarray(spec.membership(), dtype=np.float64)
     g = model.kde_
     new.kde_ = KDEGrid(*(a[pairs] if isinstance(a, np.ndarray) and a.ndim >= 1 and a.shape[0] == P * K else a

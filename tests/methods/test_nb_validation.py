@@ -109,9 +109,11 @@ def test_validation_matches_hand_fitted_folds_and_sklearn_metrics():
 
 def test_restricted_model_equals_a_model_fitted_on_the_reduced_preset():
     df = small_table(120, seed=5)
-    full = NaiveBayesKDE(SMALL, n_grid=256).fit(df)
+    options = {"n_grid": 256, "missing_likelihood": True, "missing_alpha": 0.4, "error_weights": True,
+               "density_floor": 0.01}      # the method's per-property terms: missing values, error weights
+    full = NaiveBayesKDE(SMALL, prior_shapes={"x3": {"A": {"shape": "uniform"}}}, **options).fit(df)
     reduced, _ = preset_for_columns(SMALL, [c for c in df.columns if c != "m2"])
-    oracle = NaiveBayesKDE(reduced, weights={"One": 1.0, "Two": 2.0}, n_grid=256).fit(df)
+    oracle = NaiveBayesKDE(reduced, weights={"One": 1.0, "Two": 2.0}, **options).fit(df)
     cut = restricted_model(full, reduced)
     table = df.drop(columns=["m2"])
     np.testing.assert_allclose(cut.predict_proba(table), oracle.predict_proba(table), rtol=0, atol=1e-12)
