@@ -6,6 +6,10 @@ the SAMP hand-off every table-writing command offers.
     xsift explore run/                              # run/explore.html
     xsift explore run/ --out page.html --max-points 20000 --samp
 
+With ``--samp`` the page's sources are also written as ``samp/<page stem>_sources.vot`` beside the page,
+the page gets a "Send selection (SAMP)" button (SAMP Web Profile, :mod:`xsift.report.explore`), and the
+run's tables are broadcast to a running hub.
+
 Argument parsing and printing only: the page is :func:`xsift.report.explore.write_explorer`, the
 hand-off :func:`xsift.report.samp.broadcast_tables`. :func:`add_samp_option` and :func:`send_tables`
 are what the other command modules call to offer ``--samp``.
@@ -19,12 +23,13 @@ CLI_HELP = "write one self-contained HTML page (sky map, feature diagrams, filte
 CLI_COMMON = ()
 
 
-def add_samp_option(parser) -> None:
-    """``--samp``: broadcast the tables written to a running SAMP hub (TOPCAT, Aladin)."""
+def add_samp_option(parser, extra: str = "") -> None:
+    """``--samp``: broadcast the tables written to a running SAMP hub (TOPCAT, Aladin); ``extra``: a
+    sentence added to the option's help."""
     parser.add_argument("--samp", action="store_true",
                         help="send the tables written to a running SAMP hub (TOPCAT, Aladin) as VOTables "
                              "(table.load.votable); found through SAMP_HUB or ~/.samp; no hub: a one-line "
-                             "message, not an error")
+                             "message, not an error" + (f"; {extra}" if extra else ""))
 
 
 def send_tables(args, paths) -> None:
@@ -49,15 +54,20 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--max-tracks", type=int, default=500, metavar="N",
                         help="naive Bayes: sources whose probability track is inlined (needs the run's model "
                              "and catalogue)")
-    add_samp_option(parser)
+    add_samp_option(parser, "also writes the page's sources as samp/<page stem>_sources.vot beside the page "
+                            "and gives the page a 'Send selection (SAMP)' button (SAMP Web Profile)")
 
 
 def run_cli(args) -> int:
     from xsift.report.explore import write_explorer
+    samp = getattr(args, "samp", False)
     path = write_explorer(args.run_dir, args.out, max_points=args.max_points, seed=args.seed,
-                          max_tracks=args.max_tracks)
+                          max_tracks=args.max_tracks, samp=samp)
     size = path.stat().st_size / 1e6
     print(f"explorer page -> {path} ({size:.1f} MB; open it in a browser, it works offline)")
+    if samp:
+        print(f"its sources for SAMP -> {path.parent / 'samp' / (path.stem + '_sources.vot')} (the page's "
+              "'Send selection (SAMP)' button loads it in TOPCAT/Aladin and selects the rows chosen)")
     if getattr(args, "samp", False):
         run = pathlib.Path(args.run_dir)
         stems = ("detection_level", "uniquely_classified", "ambiguous", "nb_classification")

@@ -27,6 +27,20 @@ What the page shows (:func:`write_explorer`):
   (``validation/`` as ``xsift demo`` writes it, or the files of ``xsift validate``);
 - the manifest's key facts (command, inputs, model hash, counts, versions).
 
+SAMP (``xsift explore --samp``, ``write_explorer(..., samp=True)``): the page's sources (the rows of its
+table, in the same order) are also written as a VOTable beside the page (``samp/<page stem>_sources.vot``,
+:func:`write_sources_votable`), and the page gets a "Send selection (SAMP)" button. From the page opened
+from disk it talks to the SAMP hub through the SAMP Web Profile (SAMP 1.3, Sect. 5: XML-RPC over HTTP to
+``http://localhost:21012/``, :data:`SAMP_WEB_HUB`; the hub answers CORS): it registers as "xsift explorer"
+(``samp.webhub.register``; the hub asks the user to accept, TOPCAT and Aladin with a dialog), loads the
+VOTable into every client subscribed to ``table.load.votable`` that has not yet got it
+(``samp.webhub.callAndWait``, so that the table is loaded before its selection arrives), then sends
+``table.select.rowList`` (``samp.webhub.notifyAll``) with the 0-based rows of the selected sources that
+pass the filters (all those passing them when none is selected), the VOTable's ``url`` and a
+``table-id`` fixed by its content; it unregisters when the page is closed. No hub answering is a
+one-line message under the button. The XML-RPC client is the page's own few lines of JavaScript
+(:data:`_SAMP_JS`), nothing fetched.
+
 Sources, not detections, are the points. A cluster-then-label run's sources are the rows of its
 ``uniquely_classified`` (class: the master class, Pérez-Díaz et al. 2024, Sect. 3.4) and ``ambiguous``
 (class: the hard master class) tables, with the per-class mean probabilities and standard deviations
@@ -52,7 +66,10 @@ import pandas as pd
 
 from xsift.errors import XsiftError
 
-__all__ = ["ExplorerData", "load_run", "build_page", "write_explorer"]
+__all__ = ["ExplorerData", "load_run", "build_page", "write_explorer", "write_sources_votable", "SAMP_WEB_HUB"]
+
+#: the SAMP Web Profile hub address (SAMP 1.3, Sect. 5.2: port 21012 on the local host)
+SAMP_WEB_HUB = "http://localhost:21012/"
 
 # the suffixes of the run tables this module reads (xsift.report.outputs.FORMAT_SUFFIX)
 _SUFFIXES = (".parquet", ".csv", ".fits", ".vot")
@@ -478,6 +495,87 @@ renderer.glyph[axis] = {field: select.value};
 """
 
 
+_SAMP_JS = r"""
+const cfg = button.tags[0];
+const esc = (s) => String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+const say = (text) => { status.text = esc(text); };
+const d = source.data;
+const keep = view.filter.booleans;
+const all = [...Array(d.name.length).keys()];
+const rows = (source.selected.indices.length ? [...source.selected.indices].sort((a, b) => a - b) : all)
+             .filter((i) => keep[i]);
+const enc = (v) => Array.isArray(v) ? `<value><array><data>${v.map(enc).join("")}</data></array></value>`
+  : (v !== null && typeof v === "object")
+    ? `<value><struct>${Object.entries(v).map(([k, x]) => `<member><name>${esc(k)}</name>${enc(x)}</member>`).join("")}</struct></value>`
+    : `<value><string>${esc(v)}</string></value>`;
+const dec = (value) => {
+  const t = value.firstElementChild;
+  if (!t) return value.textContent;
+  if (t.tagName === "struct") {
+    const o = {};
+    for (const m of t.children) o[m.getElementsByTagName("name")[0].textContent] = dec(m.getElementsByTagName("value")[0]);
+    return o;
+  }
+  if (t.tagName === "array") return Array.from(t.firstElementChild ? t.firstElementChild.children : []).map(dec);
+  return t.textContent;
+};
+class HubFault extends Error {}
+const rpc = async (method, ...params) => {
+  const body = `<?xml version="1.0"?><methodCall><methodName>${method}</methodName><params>` +
+               params.map((p) => `<param>${enc(p)}</param>`).join("") + "</params></methodCall>";
+  const response = await fetch(cfg.hub, {method: "POST", headers: {"Content-Type": "text/xml"}, body: body});
+  const doc = new DOMParser().parseFromString(await response.text(), "text/xml");
+  const fault = doc.getElementsByTagName("fault")[0];
+  if (fault) throw new HubFault(dec(fault.getElementsByTagName("value")[0]).faultString || "fault");
+  const value = doc.querySelector("params > param > value");
+  return value ? dec(value) : "";
+};
+const state = (window.xsiftSamp = window.xsiftSamp || {key: null, hub: null, loaded: new Set()});
+const table = {"url": cfg.url, "table-id": cfg.table_id, "name": cfg.name};
+const send = async () => {
+  if (state.key === null || state.hub !== cfg.hub) {
+    say(`asking the SAMP hub at ${cfg.hub} to register "xsift explorer" (accept it in the hub's dialog)`);
+    const reg = await rpc("samp.webhub.register", {"samp.name": "xsift explorer"});
+    state.key = reg["samp.private-key"]; state.hub = cfg.hub; state.loaded = new Set();
+    await rpc("samp.webhub.declareMetadata", state.key, {"samp.name": "xsift explorer",
+      "samp.description.text": "xsift explorer page: classified X-ray sources"});
+    if (!state.hooked) {
+      state.hooked = true;
+      window.addEventListener("pagehide", () => {
+        if (state.key === null) return;
+        const body = `<?xml version="1.0"?><methodCall><methodName>samp.webhub.unregister</methodName><params>` +
+                     `<param>${enc(state.key)}</param></params></methodCall>`;
+        fetch(state.hub, {method: "POST", headers: {"Content-Type": "text/xml"}, body: body, keepalive: true}).catch(() => {});
+      });
+    }
+  }
+  const clients = Object.keys(await rpc("samp.webhub.getSubscribedClients", state.key, "table.load.votable"));
+  for (const id of clients.filter((c) => !state.loaded.has(c))) {
+    say(`loading ${cfg.name} into SAMP client ${id}`);
+    const r = await rpc("samp.webhub.callAndWait", state.key, id, {"samp.mtype": "table.load.votable", "samp.params": table}, "120");
+    if (r["samp.status"] === "samp.error") throw new HubFault(`${id} could not load ${cfg.url}: ${(r["samp.error"] || {})["samp.errortxt"] || "no reason given"}`);
+    state.loaded.add(id);
+  }
+  const sent = await rpc("samp.webhub.notifyAll", state.key, {"samp.mtype": "table.select.rowList",
+    "samp.params": {"table-id": cfg.table_id, "url": cfg.url, "row-list": rows.map(String)}});
+  say(`sent ${rows.length.toLocaleString("en")} selected row(s) of ${cfg.name} to ${sent.length} SAMP client(s)` +
+      (clients.length ? "" : " (no client listens for tables: start TOPCAT or Aladin)"));
+};
+(async () => {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try { await send(); return; } catch (e) {
+      const stale = state.key !== null;
+      state.key = null;
+      if (e instanceof HubFault && stale && attempt === 0 && /private-key/i.test(e.message)) continue;  // hub restarted
+      say(e instanceof HubFault ? `SAMP hub: ${e.message}`
+          : `no SAMP hub answers at ${cfg.hub}: start TOPCAT or Aladin (they run one) and click again`);
+      return;
+    }
+  }
+})();
+"""
+
+
 def _sample(n: int, max_points: int, seed: int) -> np.ndarray:
     """Row indices shown: all of ``n``, or a sorted uniform random sample of ``max_points`` without
     replacement from ``numpy.random.default_rng(seed)``."""
@@ -486,14 +584,64 @@ def _sample(n: int, max_points: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=max_points, replace=False))
 
 
-def build_page(data: ExplorerData, *, max_points: int = 50_000, seed: int = 0, title: str | None = None) -> str:
+def page_sources(data: ExplorerData, *, max_points: int = 50_000, seed: int = 0) -> pd.DataFrame:
+    """The sources the page of ``data`` shows, in its order: all of ``data.sources``, or their sample of
+    ``max_points`` (:func:`build_page`). Raises XsiftError for a ``max_points`` below 1."""
+    if max_points < 1:
+        raise XsiftError(f"--max-points {max_points}: must be at least 1")
+    return data.sources.iloc[_sample(len(data.sources), max_points, seed)]
+
+
+def write_sources_votable(data: ExplorerData, path: str | os.PathLike, *, max_points: int = 50_000,
+                          seed: int = 0) -> tuple[pathlib.Path, str]:
+    """Write the page's sources (:func:`page_sources`: the rows of its table, in the same order, so that
+    row ``i`` of the file is row ``i`` of the page) as a VOTable at ``path`` atomically
+    (:func:`xsift.data.io.write_table`) and return (path, SAMP table-id).
+
+    Columns: name, ra, dec [deg], l, b [deg, galactic], class, probability, detection_count, status,
+    outlier_measure (naive Bayes), the feature columns, then per class its mean probability ``<class>`` and
+    standard deviation over detections ``<class>_std``. The table-id is ``xsift-explore:`` and the first
+    16 hexadecimal digits of the file's SHA-256, the same for the same rows."""
+    import hashlib
+    from xsift.data.columns import ColumnInfo
+    from xsift.data.io import write_table
+    shown = page_sources(data, max_points=max_points, seed=seed)
+    classes = [str(c) for c in data.classes]
+    out = pd.DataFrame({"name": shown["name"].astype(str).to_numpy(), "ra": shown["ra"].to_numpy(float),
+                        "dec": shown["dec"].to_numpy(float), "l": shown["l"].to_numpy(float),
+                        "b": shown["b"].to_numpy(float), "class": shown["cls"].astype(str).to_numpy(),
+                        "probability": shown["prob"].to_numpy(float),
+                        "detection_count": shown["n_det"].to_numpy(np.int64),
+                        "status": shown["status"].astype(str).to_numpy()})
+    if "outlier" in shown:
+        out["outlier_measure"] = shown["outlier"].to_numpy(float)
+    for c in data.features:
+        out[c] = shown[c].to_numpy(float)
+    for k, c in enumerate(classes):
+        out[c] = shown[f"p{k}"].to_numpy(float)
+    for k, c in enumerate(classes):
+        out[f"{c}_std"] = shown[f"s{k}"].to_numpy(float)
+    info = {"l": ColumnInfo("deg", "galactic longitude, wrapped to [-180, 180)", "pos.galactic.lon"),
+            "b": ColumnInfo("deg", "galactic latitude", "pos.galactic.lat"),
+            "class": ColumnInfo(None, "predicted class of the source (master class, or class of the highest "
+                                      "mean probability)", "src.class"),
+            "probability": ColumnInfo("", "mean probability of the predicted class over the source's detections",
+                                      "stat.probability"),
+            "status": ColumnInfo(None, "unique: uniquely classified; ambiguous: its detections disagree", "meta.code")}
+    path = write_table(out, path, "votable", classes=classes, columns=info)
+    return path, "xsift-explore:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def build_page(data: ExplorerData, *, max_points: int = 50_000, seed: int = 0, title: str | None = None,
+               samp: dict | None = None) -> str:
     """The explorer page of ``data`` as one self-contained HTML document (text).
 
     ``max_points``: the most sources drawn as points and listed in the table (a seeded uniform random
-    sample beyond it, see the module docstring); ``seed``: the sample's seed. Raises XsiftError for a
-    ``max_points`` below 1."""
-    if max_points < 1:
-        raise XsiftError(f"--max-points {max_points}: must be at least 1")
+    sample beyond it, see the module docstring); ``seed``: the sample's seed; ``samp``: None, or the
+    VOTable of the page's sources (:func:`write_sources_votable`) as {"url": its ``file://`` URL,
+    "table_id": its SAMP table-id, "name": the name shown in TOPCAT}: the page then has the "Send
+    selection (SAMP)" button (module docstring), whose configuration is the button's ``tags[0]`` (those
+    three keys and "hub": :data:`SAMP_WEB_HUB`). Raises XsiftError for a ``max_points`` below 1."""
     from bokeh.embed import file_html
     from bokeh.layouts import column, row
     from bokeh.models import (BooleanFilter, Button, CDSView, CheckboxGroup, ColumnDataSource, CustomJS, DataTable,
@@ -510,8 +658,7 @@ def build_page(data: ExplorerData, *, max_points: int = 50_000, seed: int = 0, t
     present = [c for c in pd.unique(s["cls"].astype(str)) if c not in classes]
     cmap_factors, cmap_colors = classes + present, colors + ["#7f7f7f"] * len(present)
     n_all = len(s)
-    rows = _sample(n_all, max_points, seed)
-    shown = s.iloc[rows]
+    shown = page_sources(data, max_points=max_points, seed=seed)
     cols = {"name": shown["name"].astype(str).tolist(), "cls": shown["cls"].astype(str).tolist(),
             "status": shown["status"].astype(str).tolist(), "n_det": shown["n_det"].to_numpy(np.int32)}
     numeric = ["ra", "dec", "l", "b", "prob"] + (["outlier"] if "outlier" in shown else []) + list(data.features)
@@ -595,10 +742,21 @@ def build_page(data: ExplorerData, *, max_points: int = 50_000, seed: int = 0, t
     download = Button(label="Download rows (CSV)", name="download", width=220)
     download.js_on_event("button_click", CustomJS(args=dict(source=source, view=view, columns=csv_columns,
                                                             filename="xsift_selection.csv"), code=_DOWNLOAD_JS))
+    if samp is not None:
+        samp_status = Div(text="", width=240, name="samp_status")
+        send = Button(label="Send selection (SAMP)", name="samp_send", width=220,
+                      tags=[{"hub": SAMP_WEB_HUB, "url": samp["url"], "table_id": samp["table_id"],
+                             "name": samp["name"]}])
+        send.js_on_event("button_click", CustomJS(args=dict(button=send, status=samp_status, source=source,
+                                                            view=view), code=_SAMP_JS))
+        samp_parts = [send, samp_status]
+    else:
+        samp_parts = [Div(text="(<code>xsift explore --samp</code> adds a button that sends them to TOPCAT or "
+                               "Aladin through SAMP)", width=240)]
     filters = column(Div(text="<b>Filters</b>"), count, Div(text="class"), class_box, prob, status, search,
                      *([outlier] if outlier is not None else []),
                      Div(text="the selected sources that pass the filters (all of them when none is selected), "
-                              "to load in TOPCAT:", width=240), download, width=260)
+                              "to load in TOPCAT:", width=240), download, *samp_parts, width=260)
 
     # table
     fmt = NumberFormatter(format="0.000")
@@ -698,15 +856,24 @@ def _validation_plots(validation) -> list:
 
 
 def write_explorer(run_dir: str | os.PathLike, out: str | os.PathLike | None = None, *, max_points: int = 50_000,
-                   seed: int = 0, max_tracks: int = 500) -> pathlib.Path:
+                   seed: int = 0, max_tracks: int = 500, samp: bool = False) -> pathlib.Path:
     """Write the explorer page of ``run_dir`` to ``out`` (default ``run_dir/explore.html``) atomically and
-    return its path. ``max_points``, ``seed``: :func:`build_page`; ``max_tracks``: :func:`load_run`.
+    return its path. ``max_points``, ``seed``: :func:`build_page`; ``max_tracks``: :func:`load_run`;
+    ``samp``: also write the page's sources as ``<out folder>/samp/<out stem>_sources.vot``
+    (:func:`write_sources_votable`) and give the page its "Send selection (SAMP)" button.
     Raises :class:`XsiftError` for a directory without run tables."""
     run_dir = pathlib.Path(run_dir)
     data = load_run(run_dir, max_tracks=max_tracks)
-    page = build_page(data, max_points=max_points, seed=seed, title=f"xsift explorer: {run_dir.resolve().name}")
-    from xsift.data.io import atomic_write
     out = pathlib.Path(out) if out is not None else run_dir / "explore.html"
+    table = None
+    if samp:
+        vot, table_id = write_sources_votable(data, out.parent / "samp" / f"{out.stem}_sources.vot",
+                                              max_points=max_points, seed=seed)
+        table = {"url": vot.resolve().as_uri(), "table_id": table_id,
+                 "name": f"xsift {run_dir.resolve().name} sources"}
+    page = build_page(data, max_points=max_points, seed=seed, title=f"xsift explorer: {run_dir.resolve().name}",
+                      samp=table)
+    from xsift.data.io import atomic_write
     with atomic_write(out) as tmp:
         tmp.write_text(page, encoding="utf-8")
     return out
