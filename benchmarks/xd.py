@@ -15,9 +15,17 @@ observed (astroML's XDGMM has no missing-feature projection), float64, no covari
 
 After n2 iterations the three log-likelihoods are printed so that equal work is visible.
 
+``--classify N`` (default 1,000,000; 0 skips it) then times the marginalised classify stage of
+cluster-then-label (cluster assignment and class probabilities, ``ClusterThenLabel._clusters`` and
+``_class_probabilities``: :mod:`xsift.kernels.marginal` for the incomplete rows) on N transformed detections
+drawn from a 200k simulated catalogue's complete rows, 20 % of them then missing one band (the simulator's
+soft, hard or broad light-curve features), against the complete-row stage on the same N rows before
+removal; best of --timing-repeats after a warm-up.
+
     python benchmarks/xd.py                                  # N = 10k and 100k (astroML at 100k: minutes)
     python benchmarks/xd.py --sizes 10000 --iterations 2
     python benchmarks/xd.py --sizes 10000 100000 --astroml-max 10000
+    python benchmarks/xd.py --sizes --classify 1000000      # the classify stage only
 """
 from __future__ import annotations
 
@@ -122,9 +130,41 @@ def time_xsift(X, noise_var, start, n_iter, repeats):
     return (t2 - t1) / n_iter, after.lower_bound * X.shape[0]
 
 
+def classify_stage(n, repeats, seed=0):
+    """(seconds with 20 % missing, seconds complete) of the classify stage on n rows (module docstring)."""
+    from xsift.data.features import derive_features
+    from xsift.methods.cluster_then_label import ClusterThenLabel
+    from xsift.simulate import simulate_catalog
+    df = simulate_catalog(200_000, seed=seed)
+    model = ClusterThenLabel(n_components=K, seed=seed).fit(df)
+    X = model.transform_.transform(derive_features(df, model.preset_))
+    rng = np.random.default_rng(seed)
+    X = X[np.isfinite(X).all(axis=1)]
+    X = X[rng.integers(0, len(X), n)]
+    names = model.feature_names_
+    bands = [["hard_hs", "hard_ms", "var_prob_s", "var_ratio_s"], ["hard_hm", "hard_hs", "var_prob_h", "var_ratio_h"],
+             ["var_prob_b", "var_ratio_b", "var_newq_b"]]
+    Xm = X.copy()
+    hit = rng.random(n) < 0.2
+    which = rng.integers(0, len(bands), n)
+    for b, cols in enumerate(bands):
+        Xm[np.ix_(hit & (which == b), [names.index(c) for c in cols])] = np.nan
+
+    def best(A):
+        times = []
+        for _ in range(repeats + 1):                                    # the first call compiles
+            t = time.perf_counter()
+            model._class_probabilities(A, model._clusters(A))
+            times.append(time.perf_counter() - t)
+        return min(times[1:])
+    return best(Xm), best(X)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
+    ap.add_argument("--classify", type=int, default=1_000_000,
+                    help="detections of the classify-stage timing (0: skip it)")
     ap.add_argument("--iterations", type=int, default=3, help="iterations timed for every peer (n2)")
     ap.add_argument("--timing-repeats", type=int, default=3)
     ap.add_argument("--astroml-max", type=int, default=None,
@@ -148,6 +188,11 @@ def main(argv=None):
             t_a, ll_a = float("nan"), float("nan")
         print(f"{n:>8} {t_x:>13.4f} {t_a:>15.3f} {t_n:>13.3f} {t_a / t_x:>14.1f} {t_n / t_x:>12.1f}   "
               f"{ll_x:.10g} / {ll_a:.10g} / {ll_n:.10g}", flush=True)
+    if args.classify:
+        t_m, t_c = classify_stage(args.classify, args.timing_repeats)
+        n = args.classify
+        print(f"\nclassify stage, {n:,} detections: 20 % missing {t_m:.3f} s ({n / t_m:,.0f} detections/s), "
+              f"complete {t_c:.3f} s ({n / t_c:,.0f} detections/s), ratio {t_m / t_c:.2f}", flush=True)
 
 
 if __name__ == "__main__":
