@@ -230,12 +230,25 @@ def main(argv: list[str] | None = None) -> int:
                 run_dir = pathlib.Path(getattr(args, RUN_DIR_OPTION[args.command]))
                 if args.command == "classify-shards" or run_dir.is_dir():
                     stack.enter_context(lock_run_dir(run_dir, command=f"xsift {args.command}"))
+            elif getattr(args, "out", None) is not None and args.command not in OUT_IS_FILE:
+                # a directory of outputs is kept whole or not at all (xsift.report.outputs.all_or_nothing)
+                from xsift.report.outputs import all_or_nothing
+                stack.enter_context(all_or_nothing(args.out))
             status = int(args._run(args) or 0)
         sys.stdout.flush()
         return status
     except BrokenPipeError:
         _quiet_stdout()
         return 141
+    except OSError as exc:
+        from xsift.report.outputs import DISK_FULL_ERRNOS
+        if exc.errno not in DISK_FULL_ERRNOS:
+            raise
+        where = getattr(args, "out", None) or getattr(args, RUN_DIR_OPTION.get(args.command, ""), None) or "."
+        print(f"xsift {args.command}: error: {where}: {os.strerror(exc.errno)} while writing the outputs; "
+              "nothing of this command's output was kept (a resumable run directory keeps its finished shards); "
+              "free some space or choose another --out", file=sys.stderr)
+        return 2
     except XsiftError as exc:
         print(f"xsift {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -11,12 +11,92 @@ component probabilities: :meth:`xsift.ClusterThenLabel.cluster_table`), ``detect
 """
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import pathlib
+import shutil
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["FORMAT_SUFFIX", "table_path", "write_tables", "run_figures", "confusion_frame", "write_validation"]
+__all__ = ["FORMAT_SUFFIX", "table_path", "write_tables", "run_figures", "confusion_frame", "write_validation",
+           "all_or_nothing", "DISK_FULL_ERRNOS"]
+
+# the errors of a write that found no room: disk full, quota exceeded, file-size limit (RLIMIT_FSIZE)
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+_PREVIOUS = ".xsift-previous-"
+
+
+def _files_under(out: pathlib.Path) -> dict[str, tuple[int, int]]:
+    """relative path -> (inode, mtime in ns) of every file under ``out`` (nothing if it is absent), but
+    those of a kept previous version (:func:`all_or_nothing`)."""
+    found = {}
+    if out.is_dir():
+        for root, dirs, files in os.walk(out):
+            dirs[:] = [d for d in dirs if not d.startswith(_PREVIOUS)]
+            for name in files:
+                path = pathlib.Path(root) / name
+                try:
+                    st = path.stat()
+                except OSError:
+                    continue
+                found[str(path.relative_to(out))] = (st.st_ino, st.st_mtime_ns)
+    return found
+
+
+@contextlib.contextmanager
+def all_or_nothing(out: str | os.PathLike) -> Iterator[pathlib.Path]:
+    """A command's writes into the directory ``out``: kept whole, or undone when the command fails.
+
+    Each file is written atomically (:func:`xsift.data.io.atomic_write`); this makes the directory so:
+    the files already under ``out`` are hard-linked into a hidden ``.xsift-previous-<pid>`` directory
+    first, and if the block raises anything (an error, a full disk, Ctrl-C), every file it created or
+    replaced is removed, the previous versions are put back, the directories it created are removed
+    (``out`` itself if it made it), and the exception goes on. So a run directory never holds some
+    tables without the manifest written last (a disk that filled up while ``xsift run`` wrote left its
+    model and one table), nor a previous run's manifest beside new tables. The resumable run
+    directories of the shard commands keep their own ledger (:mod:`xsift.distributed.rundir`) and do
+    not use this."""
+    out = pathlib.Path(out)
+    existed = out.is_dir()
+    before = _files_under(out)
+    dirs_before = {str(pathlib.Path(r).relative_to(out)) for r, _, _ in os.walk(out)} if existed else set()
+    previous = out / f"{_PREVIOUS}{os.getpid()}"
+    kept = {}
+    for rel in before:
+        try:
+            (previous / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.link(out / rel, previous / rel)
+            kept[rel] = previous / rel
+        except OSError:         # no hard links here (or no room for the link): that file is not restorable
+            pass
+    try:
+        yield out
+    except BaseException:
+        if not existed:
+            shutil.rmtree(out, ignore_errors=True)
+            raise
+        for rel, ident in _files_under(out).items():
+            if before.get(rel) != ident:
+                with contextlib.suppress(OSError):
+                    (out / rel).unlink()
+        for rel, link in kept.items():
+            with contextlib.suppress(OSError):
+                if not (out / rel).exists():
+                    (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                    os.replace(link, out / rel)
+        shutil.rmtree(previous, ignore_errors=True)
+        for root, _, _ in sorted(os.walk(out), key=lambda w: -len(w[0])):
+            rel = str(pathlib.Path(root).relative_to(out))
+            if rel not in dirs_before:
+                with contextlib.suppress(OSError):
+                    pathlib.Path(root).rmdir()
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
 
 # output table format -> file suffix
 FORMAT_SUFFIX = {"parquet": ".parquet", "csv": ".csv", "fits": ".fits", "votable": ".vot"}
