@@ -63,18 +63,19 @@ def _with_columns_of(df, preset, source: str):
     return reduced, facts
 
 
-def _weights_option(text: str | None, categories: list[str]):
-    """``--weights a,b,c`` as T numbers in the preset's category order (None: the preset's weights)."""
+def _weights_option(text: str | None, categories: list[str], option: str = "--weights", what: str = "category"):
+    """``--weights a,b,c`` as T numbers in the preset's category order (None: the preset's weights); with
+    ``option``/``what``, the same for another per-name list (``--priors``, one per class)."""
     from xsift.errors import XsiftError
     if not text:
         return None
     try:
         w = [float(v) for v in text.split(",")]
     except ValueError:
-        raise XsiftError(f"--weights {text!r}: expected comma-separated numbers, one per category "
+        raise XsiftError(f"{option} {text!r}: expected comma-separated numbers, one per {what} "
                          f"{categories}") from None
     if len(w) != len(categories) or min(w) < 0:
-        raise XsiftError(f"--weights: expected {len(categories)} non-negative numbers for categories "
+        raise XsiftError(f"{option}: expected {len(categories)} non-negative numbers, one per {what} of "
                          f"{categories}, got {w}")
     return w
 
@@ -208,6 +209,7 @@ def _validate(args) -> int:
     tune_options = {"popsize": args.popsize, "maxiter": args.maxiter, "tune_alpha": args.tune_alpha}
     result = validate_naive_bayes(df, spec.preset, n_folds=args.folds, tune=args.tune, seed=args.seed,
                                   label=args.labels, tune_options=tune_options if args.tune else None,
+                                  priors=_weights_option(args.priors, spec.classes, "--priors", "class"),
                                   source=str(args.catalog))
     args.progress("write")
     outdir = pathlib.Path(args.out)
@@ -347,6 +349,9 @@ def add_cli_arguments(parser) -> None:
     p.add_argument("--maxiter", type=int, default=60, help="maximum DE generations")
     p.add_argument("--tune-alpha", action="store_true",
                    help="also tune the missing-value exponent alpha (presets with missing_likelihood)")
+    p.add_argument("--priors", default=None, metavar="P1,P2,...",
+                   help="population class proportions for the prior-corrected precision, in the preset's class "
+                        "order (default: the preset's priors)")
     p.add_argument("--seed", type=int, default=0, help="seed of the folds and of the tuning")
     add_quiet_option(p)
     p.set_defaults(_nb=_run_validate)

@@ -195,8 +195,8 @@ def _metrics(y, proba, classes, priors, n_bins) -> dict:
 
 def validate_naive_bayes(table, preset, *, n_folds: int = 5, tune: str | None = None, seed: int = 0,
                          label: str | None = None, model_params: dict | None = None,
-                         tune_options: dict | None = None, n_bins: int = N_BINS, source: str = "catalogue",
-                         progress=None) -> NBValidation:
+                         tune_options: dict | None = None, priors=None, n_bins: int = N_BINS,
+                         source: str = "catalogue", progress=None) -> NBValidation:
     """Stratified k-fold cross-validation by source of :class:`xsift.methods.naive_bayes.NaiveBayesKDE`.
 
     table: labelled catalogue (DataFrame or anything :func:`xsift.methods.estimator.as_frame` takes);
@@ -206,7 +206,9 @@ def validate_naive_bayes(table, preset, *, n_folds: int = 5, tune: str | None = 
     (nested: an inner ``n_folds``-fold cross-validation of the training folds, seed ``seed + fold``), or None.
     label: the label column (default: the preset's). model_params: NaiveBayesKDE parameters besides the
     preset. tune_options: keywords of :func:`xsift.methods.naive_bayes.tune_weights` (``popsize``,
-    ``maxiter``, ``tune_alpha``). progress: called with ``(fold, n_folds)`` before each fold.
+    ``maxiter``, ``tune_alpha``). priors: the population's class proportions for the prior-corrected
+    precision, one per class (default: the preset's priors; with ``priors = "training"``, the sample's
+    proportions, where it equals the precision). progress: called with ``(fold, n_folds)`` before each fold.
     Returns :class:`NBValidation`.
 
     Raises SchemaError for an absent label column, XsiftError for an unknown tuning target or bad folds.
@@ -247,8 +249,13 @@ def validate_naive_bayes(table, preset, *, n_folds: int = 5, tune: str | None = 
             tuning.append({"fold": k, **res.as_dict()})
         model.fit(df.loc[train], y[train], source=f"{source} (fold {k})")
         proba[test] = model.predict_proba(df.loc[test])
-    metrics = _metrics(y, proba, classes, spec.priors if spec.priors != "training" else
-                       np.bincount(y, minlength=len(classes)) / len(y), n_bins)
+    if priors is None:
+        priors = spec.priors if spec.priors != "training" else np.bincount(y, minlength=len(classes)) / len(y)
+    priors = np.asarray(priors, dtype=np.float64).reshape(-1)
+    if priors.shape != (len(classes),) or not np.all(np.isfinite(priors)) or (priors < 0).any() or priors.sum() <= 0:
+        raise XsiftError(f"priors {priors.tolist()}: expected {len(classes)} non-negative numbers, one per class "
+                         f"{', '.join(classes)}")
+    metrics = _metrics(y, proba, classes, priors / priors.sum(), n_bins)
     agg_names, metrics_agg = None, None
     if spec.preset.classes.aggregation:
         agg_names, index = aggregation_of(classes, dict(spec.preset.classes.aggregation))

@@ -83,7 +83,8 @@ def test_aggregation_sums_member_probabilities():
 def test_validation_matches_hand_fitted_folds_and_sklearn_metrics():
     from sklearn.metrics import f1_score, precision_score, recall_score
     df = small_table()
-    res = validate_naive_bayes(df, SMALL, n_folds=2, seed=4, model_params={"n_grid": 256})
+    population = [0.7, 0.2, 0.1]
+    res = validate_naive_bayes(df, SMALL, n_folds=2, seed=4, model_params={"n_grid": 256}, priors=population)
     spec = spec_from_preset(Preset.from_dict(SMALL))
     y = df["cls"].map({"a": 0, "b": 1, "c": 2}).to_numpy()
     np.testing.assert_array_equal(res.y, y)
@@ -99,6 +100,10 @@ def test_validation_matches_hand_fitted_folds_and_sklearn_metrics():
     np.testing.assert_allclose([per[c]["precision"] for c in "ABC"], precision_score(y, pred, average=None),
                                atol=1e-12)
     assert res.metrics["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"), abs=1e-12)
+    # prior-corrected precision (Tranin et al. 2022, Table 2) = precision with sample weights prior_c / n_c
+    weight = np.asarray(population)[y] / np.bincount(y)[y]
+    np.testing.assert_allclose([per[c]["precision_prior_corrected"] for c in "ABC"],
+                               precision_score(y, pred, average=None, sample_weight=weight), atol=1e-12)
     # aggregated classes: AB = A + B, C alone; predictions = largest summed probability
     ya = np.where(y == 2, 1, 0)
     pa = np.argmax(np.c_[res.proba[:, 0] + res.proba[:, 1], res.proba[:, 2]], axis=1)
