@@ -32,7 +32,7 @@ table, in the same order) are also written as a VOTable beside the page (``samp/
 :func:`write_sources_votable`), and the page gets a "Send selection (SAMP)" button. From the page opened
 from disk it talks to the SAMP hub through the SAMP Web Profile (SAMP 1.3, Sect. 5: XML-RPC over HTTP to
 ``http://localhost:21012/``, :data:`SAMP_WEB_HUB`; the hub answers CORS): it registers as "xsift explorer"
-(``samp.webhub.register``; the hub asks the user to accept, TOPCAT and Aladin with a dialog), loads the
+(``samp.webhub.register``; the hub asks the user to accept, TOPCAT's with a dialog), loads the
 VOTable into every client subscribed to ``table.load.votable`` that has not yet got it
 (``samp.webhub.callAndWait``, so that the table is loaded before its selection arrives), then sends
 ``table.select.rowList`` (``samp.webhub.notifyAll``) with the 0-based rows of the selected sources that
@@ -66,7 +66,8 @@ import pandas as pd
 
 from xsift.errors import XsiftError
 
-__all__ = ["ExplorerData", "load_run", "build_page", "write_explorer", "write_sources_votable", "SAMP_WEB_HUB"]
+__all__ = ["ExplorerData", "load_run", "page_sources", "build_page", "write_explorer", "write_sources_votable",
+           "SAMP_WEB_HUB"]
 
 #: the SAMP Web Profile hub address (SAMP 1.3, Sect. 5.2: port 21012 on the local host)
 SAMP_WEB_HUB = "http://localhost:21012/"
