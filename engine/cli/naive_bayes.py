@@ -52,7 +52,7 @@ def _matched(df, preset, source: str):
 def _with_columns_of(df, preset, source: str):
     """(the preset reduced to the properties ``df`` has, facts); prints what was left out."""
     from xsift.methods.nb_validation import describe_absent, preset_for_columns
-    reduced, facts = preset_for_columns(preset, df.columns)
+    reduced, facts = preset_for_columns(preset, df.columns, source=source)
     lines = describe_absent(facts)
     if lines:
         print(f"{source}: using {len(facts['properties_used'])} of "

@@ -46,14 +46,15 @@ __all__ = ["preset_for_columns", "source_folds", "aggregate_probabilities", "val
 
 # --------------------------------------------------------------------------- absent columns
 
-def preset_for_columns(preset, columns) -> tuple[object, dict]:
+def preset_for_columns(preset, columns, *, source: str = "catalogue") -> tuple[object, dict]:
     """The naive-Bayes preset reduced to the properties whose catalogue columns are all in ``columns``.
 
     preset: a preset name, TOML path, dict or :class:`xsift.config.Preset` (naive Bayes); columns: the
     table's column names. Returns ``(preset, facts)``: the reduced :class:`~xsift.config.Preset` (the
     preset itself when nothing is absent) and ``{"properties_used": [...], "properties_absent":
     {property: [absent columns]}, "errors_absent": {property: [absent error columns]},
-    "categories_dropped": [...]}``. Raises :class:`SchemaError` when no property is left.
+    "categories_dropped": [...]}``. Raises :class:`SchemaError` naming ``source`` (the table) and the
+    missing columns when no property is left.
     """
     from xsift.config import Preset, load_preset
     p = load_preset(preset)
@@ -66,8 +67,8 @@ def preset_for_columns(preset, columns) -> tuple[object, dict]:
     facts = {"properties_used": used, "properties_absent": absent, "errors_absent": errors,
              "categories_dropped": []}
     if not used:
-        raise SchemaError(f"{p.source or p.name}: the table has none of the columns of the preset's properties "
-                          f"({', '.join(p.feature_columns)})")
+        raise SchemaError(f"{source}: missing columns {', '.join(map(repr, p.feature_columns))}: the table has "
+                          f"none of the columns of the properties of preset {p.name!r}")
     if not absent and not errors:
         return p, facts
     d = p.to_dict()
@@ -218,7 +219,7 @@ def validate_naive_bayes(table, preset, *, n_folds: int = 5, tune: str | None = 
     from xsift.methods.naive_bayes import NaiveBayesKDE, class_targets, tune_weights
     t0 = time.perf_counter()
     df = as_frame(table, source=source)
-    reduced, facts = preset_for_columns(preset, df.columns)
+    reduced, facts = preset_for_columns(preset, df.columns, source=source)
     spec = spec_from_preset(reduced)
     col = label or spec.label_column
     if not col or col not in df.columns:

@@ -52,8 +52,8 @@ def test_preset_for_columns_drops_properties_categories_and_errors():
     assert facts["categories_dropped"] == ["Three"]
     assert reduced.feature_names == ["x1", "x2"] and [c.name for c in reduced.categories] == ["One", "Two"]
     assert reduced.feature("x2").error == () and reduced.classes == full.classes
-    with pytest.raises(SchemaError, match="none of the columns"):
-        preset_for_columns(full, ["src", "cls"])
+    with pytest.raises(SchemaError, match="my.csv: missing columns 'x1', 'x2', 'm1', 'm2'"):
+        preset_for_columns(full, ["src", "cls"], source="my.csv")
 
 
 def test_source_folds_keep_sources_whole_and_spread_each_class():
