@@ -40,12 +40,12 @@ MUWCLASS_F1 = {"AGN": 0.95, "YSO": 0.93, "LM-STAR": 0.84, "HMXB": 0.72, "HM-STAR
 XRAY_CATEGORIES = ("Location", "Hardness", "Variability")
 
 # the naive-Bayes variants, cumulative: row name -> NaiveBayesKDE parameters over the preset's [naive_bayes]
-# options (the preset's options are the "+ missing-value likelihoods" row; every row has its priors, its
+# options (nb_csc_mw's options are the "+ error weights" row, nb_xmm4's the row above; every row has its priors, its
 # histograms for (property, class) pairs with fewer than 3 distinct values and its 1 % density floor)
 VARIANTS = {
-    "X-ray only": {"missing_likelihood": False},
-    "+ multiwavelength": {"missing_likelihood": False},
-    "+ missing-value likelihoods": {},
+    "X-ray only": {"missing_likelihood": False, "error_weights": False},
+    "+ multiwavelength": {"missing_likelihood": False, "error_weights": False},
+    "+ missing-value likelihoods": {"error_weights": False},
     "+ error weights": {"error_weights": True},
 }
 
