@@ -52,7 +52,10 @@ def crossmatch(catalog: pd.DataFrame, reference: pd.DataFrame, *, radius_arcsec:
     """
     from astropy.coordinates import SkyCoord
     import astropy.units as u
-    for name, table, cols in (("catalogue", catalog, (ra, dec)),
+    catalog_name = (catalog.attrs.get("xsift_read") or {}).get("source", "catalogue")
+    if len(catalog) == 0:
+        raise SchemaError(f"{catalog_name}: the table is empty; expected at least one detection")
+    for name, table, cols in ((catalog_name, catalog, (ra, dec)),
                               (reference_name, reference, (ref_ra, ref_dec, type_column))):
         missing = [c for c in cols if c not in table.columns]
         if missing:
@@ -61,13 +64,16 @@ def crossmatch(catalog: pd.DataFrame, reference: pd.DataFrame, *, radius_arcsec:
                                                       if type_column in missing else ""))
     if len(reference) == 0:
         raise SchemaError(f"{reference_name}: the reference table is empty")
+    from xsift.data.schema import checked_declinations
     rra = reference[ref_ra].to_numpy(dtype=np.float64, na_value=np.nan)
-    rdec = reference[ref_dec].to_numpy(dtype=np.float64, na_value=np.nan)
+    rdec = checked_declinations(reference[ref_dec].to_numpy(dtype=np.float64, na_value=np.nan), column=ref_dec,
+                                source=reference_name)
     good_ref = np.isfinite(rra) & np.isfinite(rdec)
     if not good_ref.any():
         raise SchemaError(f"{reference_name}: no reference row has a finite ({ref_ra}, {ref_dec}) position")
     cra = catalog[ra].to_numpy(dtype=np.float64, na_value=np.nan)
-    cdec = catalog[dec].to_numpy(dtype=np.float64, na_value=np.nan)
+    cdec = checked_declinations(catalog[dec].to_numpy(dtype=np.float64, na_value=np.nan), column=dec,
+                                source=catalog_name)
     good_cat = np.isfinite(cra) & np.isfinite(cdec)
     t0 = time.perf_counter()
     out = catalog.copy()

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from xsift.config import FORMULAS, Preset, load_preset
-from xsift.data.schema import constant_to_rounding
+from xsift.data.schema import checked_declinations, constant_to_rounding
 from xsift.errors import SchemaError, XsiftError
 
 __all__ = ["FORMULA_FUNCTIONS", "FeatureTransform", "complete_rows", "derive_features", "feature_names",
@@ -128,6 +128,8 @@ def derive_features(df: pd.DataFrame, preset: str | Preset = "csc", *, source: s
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         for feature in preset.features:
             args = [_as_float(df, c, feature.name, source) for c in feature.columns]
+            if feature.formula == "abs_galactic_latitude":     # sky coordinates need a declination in [-90, 90]
+                args[1] = checked_declinations(args[1], column=feature.columns[1], source=source)
             values = np.asarray(FORMULA_FUNCTIONS[feature.formula](*args), dtype=np.float64)
             out[feature.name] = np.where(np.isfinite(values), values, np.nan)
     return pd.DataFrame(out, index=df.index, copy=False)     # fresh arrays: no consolidating copy
@@ -195,7 +197,10 @@ def _as_float(df: pd.DataFrame, column: str, feature: str, source: str) -> np.nd
     try:
         return df[column].to_numpy(dtype=np.float64, na_value=np.nan)
     except (TypeError, ValueError):
-        raise SchemaError(f"{source}: column {column!r} (feature {feature!r}) holds non-numeric values; "
+        bad = pd.to_numeric(df[column], errors="coerce").isna().to_numpy() & df[column].notna().to_numpy()
+        i = int(np.flatnonzero(bad)[0]) if bad.any() else None
+        where = f" (row {i} holds {df[column].iloc[i]!r}; {int(bad.sum())} such value(s))" if i is not None else ""
+        raise SchemaError(f"{source}: column {column!r} (feature {feature!r}) holds non-numeric values{where}; "
                           "expected numbers") from None
 
 

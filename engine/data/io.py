@@ -206,6 +206,10 @@ def _read_one(path: pathlib.Path, columns: list[str] | None) -> tuple[pd.DataFra
                 df = pd.read_csv(path, skipinitialspace=True, na_values=list(_EXTRA_MISSING_TEXTS),
                                  compression="infer")
             df.columns = [str(h) for h in header]
+            if len(header) == 1:        # one column named 'a;b;c': a file split on another delimiter
+                from xsift.data.schema import delimiter_hint
+                if delimiter_hint(header):
+                    raise XsiftError(f"{path}: missing columns: {delimiter_hint(header).removeprefix('; ')}")
         else:
             df = _read_astropy(path, fmt)
     except XsiftError:

@@ -196,7 +196,7 @@ def check_catalog(df: pd.DataFrame, *, required: list[str], numeric: list[str] =
     feature_list = list(dict.fromkeys(features))
     found_features = [c for c in feature_list if c in df.columns]
     if missing:
-        delimiter = _delimiter_hint(df.columns)
+        delimiter = delimiter_hint(df.columns)
         if delimiter:        # the real cause: name it alone rather than every column as missing
             raise SchemaError(f"{source}: missing column{'s' if len(missing) > 1 else ''} "
                               f"{', '.join(repr(c) for c in missing[:3])}{', ...' if len(missing) > 3 else ''}"
@@ -350,7 +350,7 @@ def _near_name(wanted: str, names: list[str]) -> str | None:
     return lower[near[0]] if near else None
 
 
-def _delimiter_hint(columns) -> str:
+def delimiter_hint(columns) -> str:
     """A hint when the table has one column whose name holds a delimiter (a file split on the wrong one)."""
     names = [str(c) for c in columns]
     if len(names) > 2:
@@ -361,6 +361,21 @@ def _delimiter_hint(columns) -> str:
                     f"{names[0][:60]!r}...: it looks like a "
                     f"{said}-separated file; save it comma-separated (or as Parquet/FITS/VOTable)")
     return ""
+
+
+def checked_declinations(dec, *, column: str = "dec", source: str = "catalogue") -> np.ndarray:
+    """Declinations (n,) in degrees with values past +/-90 by at most DEC_TOLERANCE_DEG (rounding) clamped to
+    +/-90; raises :class:`SchemaError` naming ``source``, ``column`` and the first row further past (the
+    check every step that computes sky coordinates makes: the schema check, a galactic-latitude feature,
+    the crossmatch). NaN stays NaN."""
+    dec = np.asarray(dec, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        beyond = np.abs(dec) > 90.0 + DEC_TOLERANCE_DEG
+        if beyond.any():
+            i = int(np.flatnonzero(beyond)[0])
+            raise SchemaError(f"{source}: column {column!r} row {i} holds {float(dec[i])!r}, outside [-90, 90] "
+                              f"({int(beyond.sum())} such value(s)); expected a declination in degrees")
+        return np.clip(dec, -90.0, 90.0) if (np.abs(dec) > 90.0).any() else dec
 
 
 def _check_positions(df: pd.DataFrame, positions: tuple[str, str], report: CheckReport,
@@ -374,15 +389,10 @@ def _check_positions(df: pd.DataFrame, positions: tuple[str, str], report: Check
         if n:
             report.missing_positions[col] = n
     dec = df[dec_col].to_numpy(dtype=np.float64, na_value=np.nan)
-    beyond = np.abs(dec) > 90.0 + DEC_TOLERANCE_DEG
-    if beyond.any():
-        i = int(np.flatnonzero(beyond)[0])
-        raise SchemaError(f"{source}: column {dec_col!r} row {i} holds {float(dec[i])!r}, outside [-90, 90] "
-                          f"({int(beyond.sum())} such value(s)); expected a declination in degrees")
     clamp = np.abs(dec) > 90.0
     if clamp.any():
         report.dec_clamped = int(clamp.sum())
-        df[dec_col] = np.clip(dec, -90.0, 90.0)
+        df[dec_col] = checked_declinations(dec, column=dec_col, source=source)
     ra = df[ra_col].to_numpy(dtype=np.float64, na_value=np.nan)
     wrap = (ra < 0) | (ra >= 360)
     if wrap.any():
