@@ -372,33 +372,83 @@ def marginal_classify_rows(X, observed, cluster, means, covariances, mask, *, sq
 # class distances with each row's measurement errors: (Sigma_c + S_i) on observed features
 # ----------------------------------------------------------------------------
 
-@partial(jax.jit, static_argnames=("squared",))
-def _error_classify_program(means, covariances, mask, rcond, Xb, Sb, Ob, gb, *, squared):
-    """Xb, Sb (B, c, d) chunks of values and noise variances, Ob (B, c, d) observed, gb (B,) their
-    clusters; means (K, L, d), covariances (K, L, d, d), mask (K, L) -> probs (B, L, c), predicted (B, c)."""
+# condition bound below which a row's error-convolved class matrices are solved by Cholesky (its forward
+# error ~ kappa * eps, 1e-10 relative in float64, as small as the eigen-decomposition's); above it, or where the
+# Cholesky factorisation fails (a singular matrix), the eigen-decomposition with np.linalg.pinv's cut-off
+ERROR_CHOLESKY_KAPPA = 1e6
+
+
+def _convolved(X, S, O, mean, cov):
+    """Chunk rows X, S (c, d), O (c, d) bool; one cluster's class means (L, d), covariances (L, d, d) ->
+    A = M (Sigma_c + S_i) M (c, L, d, d), r = M (x - mu_c) (c, L, d), the observed mask m (c, d)."""
+    m = O.astype(X.dtype)
+    mm = m[:, :, None] * m[:, None, :]
+    eye = jnp.eye(X.shape[1], dtype=X.dtype)
+    A = mm[:, None] * (cov[None] + (S[:, :, None] * eye)[:, None])
+    r = m[:, None, :] * (X[:, None, :] - mean[None])
+    return A, r, m
+
+
+@jax.jit
+def _error_cholesky_program(means, covariances, Xb, Sb, Ob, gb):
+    """-> distances (B, c, L) by Cholesky of M (Sigma_c + S_i) M + fill (I - M), and solved (B, c, L) bool:
+    False where the factorisation failed or the Frobenius condition bound ||T||_F ||T^-1||_F exceeds
+    ERROR_CHOLESKY_KAPPA (those go to the eigen-decomposition)."""
     def one(args):
         X, S, O, k = args
-        m = O.astype(X.dtype)                                                 # (c, d)
-        mm = m[:, :, None] * m[:, None, :]                                    # (c, d, d)
-        eye = jnp.eye(X.shape[1], dtype=X.dtype)
-        # M (Sigma_kc + S_i) M: the observed sub-block, zero rows and columns elsewhere
-        A = mm[:, None] * (covariances[k][None] + (S[:, :, None] * eye)[:, None])      # (c, L, d, d)
+        A, r, m = _convolved(X, S, O, means[k], covariances[k])
+        d = X.shape[1]
+        eye = jnp.eye(d, dtype=X.dtype)
+        n_obs = jnp.maximum(jnp.sum(m, axis=1), 1.0)
+        # the unobserved block filled with the observed diagonal's mean: T stays as well conditioned as A_oo
+        fill = jnp.trace(A, axis1=-2, axis2=-1) / n_obs[:, None]                         # (c, L)
+        T = A + fill[:, :, None, None] * ((1.0 - m)[:, None, :, None] * eye)
+        Lc = jnp.linalg.cholesky(T)
+        W = lax.linalg.triangular_solve(Lc, jnp.broadcast_to(eye, T.shape), left_side=True, lower=True)
+        y = jnp.einsum("clij,clj->cli", W, r)
+        dist = jnp.sum(y * y, axis=-1)
+        kappa = jnp.sqrt(jnp.sum(T * T, axis=(-2, -1))) * jnp.sum(W * W, axis=(-2, -1))
+        solved = jnp.isfinite(dist) & (kappa < ERROR_CHOLESKY_KAPPA)
+        return jnp.where(solved, dist, 0.0), solved
+    return lax.map(one, (Xb, Sb, Ob, gb))
+
+
+@jax.jit
+def _error_eigh_program(means, covariances, rcond, Xb, Sb, Ob, gb):
+    """-> distances (B, c, L) with the pseudo-inverse of M (Sigma_c + S_i) M by its eigen-decomposition and
+    np.linalg.pinv's cut-off on the singular values |lambda| of the symmetric matrix."""
+    def one(args):
+        X, S, O, k = args
+        A, r, _ = _convolved(X, S, O, means[k], covariances[k])
         lam, V = jnp.linalg.eigh(A)
-        # np.linalg.pinv's cut-off on the singular values |lambda| of the symmetric matrix
         keep = jnp.abs(lam) > rcond * jnp.max(jnp.abs(lam), axis=-1, keepdims=True)
         inv = jnp.where(keep, 1.0 / jnp.where(keep, lam, 1.0), 0.0)
-        r = m[:, None, :] * (X[:, None, :] - means[k][None])                 # (c, L, d)
         y = jnp.einsum("clji,clj->cli", V, r)
-        dist = jnp.sum(y * y * inv, axis=-1)
-        dist = dist if squared else jnp.sqrt(jnp.maximum(dist, 0.0))
-        usable = jnp.broadcast_to(mask[k][None, :], dist.shape)
-        logp = log_softmin(dist, usable)
-        probs = jnp.where(usable, jnp.exp(jnp.where(usable, logp, 0.0)), 0.0)
-        ok = jnp.any(mask[k]) & jnp.any(m > 0, axis=1)
-        probs = jnp.where(ok[:, None], probs, jnp.nan)
-        pred = jnp.where(ok, jnp.argmax(probs, axis=1), -1)
-        return probs.T, pred
+        return jnp.sum(y * y * inv, axis=-1)
     return lax.map(one, (Xb, Sb, Ob, gb))
+
+
+@partial(jax.jit, static_argnames=("squared",))
+def _softmin_program(dist, usable, any_obs, *, squared):
+    """dist (n, L) squared distances, usable (n, L), any_obs (n,) -> probs (n, L), predicted (n,)."""
+    dist = dist if squared else jnp.sqrt(jnp.maximum(dist, 0.0))
+    logp = log_softmin(dist, usable)
+    probs = jnp.where(usable, jnp.exp(jnp.where(usable, logp, 0.0)), 0.0)
+    ok = jnp.any(usable, axis=1) & any_obs
+    probs = jnp.where(ok[:, None], probs, jnp.nan)
+    return probs, jnp.where(ok, jnp.argmax(probs, axis=1), -1)
+
+
+def _error_distances(program, args, rows, cluster, K, stacked, d, chunk_size):
+    """Run an error-distance chunk program over ``rows`` (cluster-pure chunks) -> its outputs per row."""
+    blocks, gb, slot = _group_chunks(cluster[rows], K, stacked[rows], chunk_size)
+    outs = [program(*args, jnp.asarray(b[..., :d]), jnp.asarray(b[..., d:2 * d]), jnp.asarray(b[..., 2 * d:] > 0.5),
+                    jnp.asarray(g)) for b, g in zip(blocks, gb)]
+    outs = jax.device_get(outs)
+    if isinstance(outs[0], tuple):
+        return tuple(np.concatenate([o[i].reshape((-1,) + o[i].shape[2:]) for o in outs])[slot]
+                     for i in range(len(outs[0])))
+    return np.concatenate([o.reshape((-1,) + o.shape[2:]) for o in outs])[slot]
 
 
 @scoped_x64
@@ -421,8 +471,10 @@ def error_classify_rows(X, observed, noise_var, cluster, means, covariances, mas
     Rows whose noise is 0 on every observed feature take :func:`marginal_classify_rows` (so with every
     ``S_i = 0`` the result is exactly the marginalised one); the others go through one chunk program on
     cluster-pure chunks of ``chunk_size`` rows (``_CHUNKS_PER_CALL`` chunks per call, the last padded):
-    per row and class one symmetric eigen-decomposition of the masked ``d x d`` matrix
-    ``M (Sigma_kc + S_i) M`` and the pseudo-inverse with np.linalg.pinv's cut-off (eigenvalues whose
+    per row and class a Cholesky factorisation of the masked ``d x d`` matrix ``M (Sigma_kc + S_i) M``
+    (the unobserved block filled with a multiple of the identity); the rows where a usable class's matrix
+    is singular or its condition bound exceeds ``ERROR_CHOLESKY_KAPPA`` then go through one symmetric
+    eigen-decomposition per class and the pseudo-inverse with np.linalg.pinv's cut-off (eigenvalues whose
     magnitude exceeds ``rcond`` times the largest are inverted; for a symmetric matrix these are its
     singular values). No Python loop over rows; one compilation per (chunk shape, K, L, dtype).
 
@@ -467,13 +519,17 @@ def error_classify_rows(X, observed, noise_var, cluster, means, covariances, mas
     if noisy.any():
         rows = np.flatnonzero(noisy)
         stacked = np.concatenate([X[rows], noise[rows], observed[rows].astype(np.float64)], axis=1).astype(dt)
-        blocks, gb, slot = _group_chunks(cluster[rows], K, stacked, chunk_size)
-        args = (jnp.asarray(np.nan_to_num(np.asarray(means, np.float64)), dt), jnp.asarray(cov, dt),
-                jnp.asarray(mask, bool), jnp.asarray(rcond, dt))
-        outs = [_error_classify_program(*args, jnp.asarray(b[..., :d]), jnp.asarray(b[..., d:2 * d]),
-                                        jnp.asarray(b[..., 2 * d:] > 0.5), jnp.asarray(g), squared=bool(squared))
-                for b, g in zip(blocks, gb)]
-        outs = jax.device_get(outs)
-        probs[rows] = np.concatenate([np.moveaxis(p, 1, 0).reshape(L, -1) for p, _ in outs], axis=1)[:, slot].T
-        pred[rows] = np.concatenate([k.reshape(-1) for _, k in outs])[slot].astype(np.int64)
+        dmeans = jnp.asarray(np.nan_to_num(np.asarray(means, np.float64)), dt)
+        dcov = jnp.asarray(cov, dt)
+        local = np.arange(len(rows))
+        dist, solved = _error_distances(_error_cholesky_program, (dmeans, dcov), local, cluster[rows], K,
+                                        stacked, d, chunk_size)
+        usable = np.asarray(mask, bool)[cluster[rows]]
+        hard = np.flatnonzero(~(solved | ~usable).all(axis=1))          # a usable class Cholesky did not solve
+        if len(hard):
+            dist[hard] = _error_distances(_error_eigh_program, (dmeans, dcov, jnp.asarray(rcond, dt)), hard,
+                                          cluster[rows], K, stacked, d, chunk_size)
+        p, k = jax.device_get(_softmin_program(jnp.asarray(dist, dt), jnp.asarray(usable),
+                                               jnp.asarray(observed[rows].any(axis=1)), squared=bool(squared)))
+        probs[rows], pred[rows] = p, np.asarray(k, np.int64)
     return probs, pred, used

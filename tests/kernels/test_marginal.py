@@ -7,7 +7,8 @@ from scipy.special import logsumexp
 
 from xsift.kernels.gmm import GMMParams, e_step, predict
 from xsift.kernels.mahalanobis import classify_rows
-from xsift.kernels.marginal import (_error_classify_program, _marginal_e_step_program, error_classify_rows,
+from xsift.kernels.marginal import (_error_cholesky_program, _error_eigh_program, _marginal_e_step_program,
+                                    error_classify_rows,
                                     marginal_classify_rows, marginal_e_step,
                                     marginal_predict, marginal_predict_proba, missing_patterns,
                                     observed_pseudo_inverse)
@@ -256,9 +257,10 @@ def test_error_convolved_compiles_once_and_refuses_bad_noise(rows, classes, nois
     means, cov, mask = classes
     cluster = np.random.default_rng(8).integers(0, K, N)
     error_classify_rows(X, None, noise, cluster, means, cov, mask, chunk_size=64)
-    size = _error_classify_program._cache_size()
+    sizes = _error_cholesky_program._cache_size(), _error_eigh_program._cache_size()
+    assert sizes[1] > 0                     # the singular class matrices went through the eigen-decomposition
     error_classify_rows(X[:N // 3], None, noise[:N // 3] * 2, cluster[:N // 3], means, cov, mask, chunk_size=64)
-    assert _error_classify_program._cache_size() == size
+    assert (_error_cholesky_program._cache_size(), _error_eigh_program._cache_size()) == sizes
     bad = noise.copy()
     bad[7, 2] = -1.0
     with pytest.raises(ValueError, match=r"noise_var is negative or not finite at observed entries in 1 rows \(first: \[7\]\)"):
