@@ -139,7 +139,7 @@ def local_cluster(n_workers: int | None = None, *, memory_limit: str | int = "au
         env[CORES_ENV] = ",".join(map(str, cores))
     return LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                         memory_limit=memory_limit, dashboard_address=None,
-                        silence_logs=logging.ERROR, env=env, preload=["xsift.distributed.worker_setup"])
+                        silence_logs=logging.CRITICAL, env=env, preload=["xsift.distributed.worker_setup"])
 
 
 @contextlib.contextmanager
