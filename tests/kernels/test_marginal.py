@@ -256,10 +256,10 @@ def test_error_convolved_compiles_once_and_refuses_bad_noise(rows, classes, nois
     X, observed = rows
     means, cov, mask = classes
     cluster = np.random.default_rng(8).integers(0, K, N)
-    error_classify_rows(X, None, noise, cluster, means, cov, mask, chunk_size=64)
+    error_classify_rows(X, None, noise, cluster, means, cov, mask)           # the default chunk shape
     sizes = _error_cholesky_program._cache_size(), _error_eigh_program._cache_size()
     assert sizes[1] > 0                     # the singular class matrices went through the eigen-decomposition
-    error_classify_rows(X[:N // 3], None, noise[:N // 3] * 2, cluster[:N // 3], means, cov, mask, chunk_size=64)
+    error_classify_rows(X[:N // 3], None, noise[:N // 3] * 2, cluster[:N // 3], means, cov, mask)
     assert (_error_cholesky_program._cache_size(), _error_eigh_program._cache_size()) == sizes
     bad = noise.copy()
     bad[7, 2] = -1.0
