@@ -37,8 +37,8 @@ def test_a_vote_that_lost_sources_is_refused_and_the_previous_vote_kept(tmp_path
 
     original = vote._vote_partition
 
-    def losing_partition(part, index, out_root, classes, aggregation):
-        counts = original(part, index, out_root, classes, aggregation)
+    def losing_partition(part, index, out_root, classes, aggregation, *args, **kwargs):
+        counts = original(part, index, out_root, classes, aggregation, *args, **kwargs)
         import pathlib
         (pathlib.Path(out_root) / "ambiguous" / f"part-{index:05d}.parquet").unlink(missing_ok=True)
         return counts
