@@ -22,8 +22,11 @@ not a no-op). The Dask commands (``*-shards``) add ``--scheduler`` and ``--worke
 What every command shares is checked in :func:`main` before any work: ``--out`` must be a
 directory (a file for ``crossmatch``) that this process can write in (:func:`check_output_path`),
 and the run directory of ``classify-shards`` / ``vote-shards`` is locked for the whole command
-(:func:`xsift.distributed.rundir.lock_run_dir`; a second command into it refuses). Output piped into
-a reader that stops early (``xsift presets | head -1``) ends the command quietly.
+(:func:`xsift.distributed.rundir.lock_run_dir`; a second command into it refuses); every other output
+directory is kept whole or not at all (:func:`xsift.report.outputs.all_or_nothing`: a failure, a full
+disk or Ctrl-C undoes what the command wrote there), and a full disk is one line, not a traceback.
+Output piped into a reader that stops early (``xsift presets | head -1``) ends the command quietly;
+Ctrl-C ends it with status 130.
 
 Process-wide settings belong to :func:`main` alone: ``--device`` selects JAX's platform for the
 process and :func:`xsift.cli.memory.keep_freed_memory` tunes glibc's allocator for it. Errors a
