@@ -65,9 +65,16 @@ COMMANDS: dict[str, str] = {
 
 COMMON_OPTIONS = ("device", "precision", "config")
 
-# what Ctrl-C prints, after "xsift COMMAND: "
-INTERRUPTED = ("interrupted; outputs written so far are complete (writes are atomic), rerun the same command "
-               "to finish")
+# what Ctrl-C prints, after "xsift COMMAND: ": a resumable run directory keeps its finished shards, any other
+# output directory is put back as it was (xsift.report.outputs.all_or_nothing)
+INTERRUPTED = ("interrupted; nothing of this command's output was kept (its output directory is as it was), "
+               "rerun the same command")
+INTERRUPTED_RESUMABLE = ("interrupted; the shards finished so far are kept (writes are atomic), rerun the same "
+                         "command to finish")
+
+
+def _interrupted(command: str) -> str:
+    return INTERRUPTED_RESUMABLE if command in RUN_DIR_OPTION else INTERRUPTED
 
 # commands whose --out names a file (every other command's --out is a directory)
 OUT_IS_FILE = frozenset({"crossmatch", "explore"})
@@ -256,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"xsift {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"xsift {args.command}: {INTERRUPTED}", file=sys.stderr)
+        print(f"xsift {args.command}: {_interrupted(args.command)}", file=sys.stderr)
         if argv is None:
             _exit_now(130)
         return 130
@@ -268,7 +275,7 @@ def _catch_swallowed_interrupts(command: str) -> None:
     printed as 'Exception ignored' and lost while the command carries on (``sys.unraisablehook``)."""
     def hook(unraisable):
         if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
-            print(f"xsift {command}: {INTERRUPTED}", file=sys.stderr)
+            print(f"xsift {command}: {_interrupted(command)}", file=sys.stderr)
             _exit_now(130)
         sys.__unraisablehook__(unraisable)
     sys.unraisablehook = hook
