@@ -341,6 +341,29 @@ def check_shard_features(files: Sequence, features: Sequence[str], *, absent_ok:
                                    source=source)
 
 
+def check_shard_names(files: Sequence, column: str, *, source: str = "catalogue") -> None:
+    """Raise :class:`SchemaError` naming the first Parquet shard whose ``column`` (the source name) holds
+    nulls, from the null counts of its footer's statistics (no data read; a shard without statistics is
+    left to the per-table check). ``fit-shards`` checks this up front: its sample would otherwise name
+    only a row of the sample."""
+    import pyarrow.parquet as pq
+    for f in files:
+        try:
+            meta = pq.ParquetFile(f).metadata
+            names = [meta.schema.column(j).name for j in range(meta.num_columns)]
+            j = next((k for k, n in enumerate(names) if n.lower() == column.lower()), None)
+            if j is None:
+                continue
+            stats = [meta.row_group(g).column(j).statistics for g in range(meta.num_row_groups)]
+            nulls = sum(st.null_count for st in stats if st is not None and st.has_null_count)
+        except Exception:       # an unreadable shard is named by the step that reads it
+            continue
+        if nulls:
+            raise SchemaError(f"{f}: column {column!r} (the source name) is null in {nulls} row(s); expected a "
+                              "name for every detection, since detections are voted per source name (drop those "
+                              "rows or give each a name)")
+
+
 def _near_name(wanted: str, names: list[str]) -> str | None:
     """The table's name closest to ``wanted``, compared in lower case (``Hard_HS`` for ``hard_hm``)."""
     lower = {}

@@ -45,8 +45,9 @@ def fit_shards(client, catalog: str | os.PathLike, out_dir: str | os.PathLike, *
     # a shard lacking a feature column is refused up front, as a one-file table lacking it (the fit needs
     # every feature; xsift.data.schema's rule for catalogues of several files)
     from xsift.data.features import raw_feature_columns
-    from xsift.data.schema import check_shard_features
+    from xsift.data.schema import check_shard_features, check_shard_names
     check_shard_features(cat.files, raw_feature_columns(preset), source=str(catalog))
+    check_shard_names(cat.files, preset.columns.source or "name", source=str(catalog))
     t0 = time.perf_counter()
     sample = cat.sample(client, fit_sample, seed=seed, columns=catalog_columns(preset, cat.files))
     t_sample = time.perf_counter() - t0
