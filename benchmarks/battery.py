@@ -390,7 +390,7 @@ def cases(base: dict, work: pathlib.Path):
     for label, d, expect, names in [
             ("a shard without a feature column, --missing drop", missing_col, "error", ["part-1.parquet", "hard_hm"]),
             ("an unreadable shard", unreadable, "error", ["part-1.parquet"]),
-            ("a null source name in one shard", nullname, "error", ["nullname", "'name'"])]:
+            ("a null source name in one shard", nullname, "error", ["part-2.parquet", "'name'"])]:
         extra = ["--missing", "drop"] if "drop" in label else []
         yield f"classify-shards: {label}", ["classify-shards", str(d), "--model", m, "--out",
                                             str(work / f"cs-{d.name}"), "--workers", "1", *extra], expect, names, {}
