@@ -24,11 +24,17 @@ How it is computed
     identity), so its inverse is ``T_ik^{-1}`` on the observed block and ``I`` elsewhere; dropping that
     identity gives ``T+_ik = R_i^T T_ik^{-1} R_i`` (d x d) and ``log det T~ = log det T_ik``. Every row
     then has the same shapes whatever its missing pattern, and one jitted program serves all rows.
-    The masked matrices of a chunk (rows x components of them) are factored by LAPACK's batched
-    Cholesky, ``T~ = L L^T``, and inverted as ``W = L^{-1}`` by one batched triangular solve (an
-    unrolled Gauss-Jordan sweep vectorised over the batch ran about as fast on CPU and was ~50x less
-    accurate: 5e-14 vs 1e-15 relative in float64, 3e-5 vs 3e-7 in float32, on 12 x 12 matrices; a
-    Cholesky unrolled into scalar operations over the batch was 2x slower and took ~10 s to compile).
+    For d <= :data:`~xsift.kernels.smallmat.SMALL_D_MAX` the masked matrices of a chunk (rows x
+    components of them) are held batch-last, one (K, rows) array per matrix entry, and factored
+    ``T~ = L L^T`` by the Cholesky of :mod:`xsift.kernels.smallmat`, unrolled over d at trace time:
+    every step is one elementwise operation over the whole batch, where LAPACK's batched Cholesky
+    (``jnp.linalg.cholesky``) pays ~0.8 us of per-matrix call overhead on a 12 x 12 matrix; XLA spreads
+    those elementwise steps over the CPU cores, the LAPACK loop runs on one. ``z = L^{-1} r`` by forward
+    substitution gives the Mahalanobis term ``|z|^2``, ``u = L^{-T} z`` by back substitution, the
+    log-determinant is the sum of the logs of the pivots, and ``W = L^{-1}`` is the triangular inverse.
+    The e-step alone (:func:`xd_e_step`) stops after the forward substitution. For larger d the
+    batch is factored by LAPACK's batched Cholesky and ``W`` by one batched triangular solve (an
+    unrolled Gauss-Jordan sweep was ~50x less accurate: 5e-14 vs 1e-15 relative in float64).
 
     Only ``u_ik = T+_ik r_ik`` (``r_ik = M_i (w_i - m_k)``) and ``T+_ik`` are needed per row: with
     ``b_ik = m_k + V_k u_ik`` and ``B_ik = V_k - V_k T+_ik V_k`` the sums over rows the M-step needs are
@@ -71,6 +77,8 @@ from jax import lax
 
 from xsift.kernels import scoped_x64
 from xsift.kernels.gmm import EMState, GMMParams, GMMResult, em_start, fit_gmm
+from xsift.kernels.smallmat import (SMALL_D_MAX, back_entries, cholesky_entries, forward_entries,
+                                     lower_inverse_entries)
 
 __all__ = ["XDStats", "xd_statistics", "xd_update", "xd_start", "fit_xd", "xd_e_step",
            "xd_score_samples", "xd_chunk_rows"]
@@ -79,6 +87,10 @@ _LOG_2PI = math.log(2.0 * math.pi)
 # bytes of one chunk's largest work array (rows x K x d x d values): the batch of masked matrices
 # being factored
 XD_CHUNK_BYTES = 2 << 20
+# bytes of one (K, c) entry array of the batch-last small-d path: each elementwise step streams a few
+# of them, so they stay small; sizes that are multiples of 4 KiB are avoided (cache-set conflicts
+# between entry arrays made those chunk shapes ~2x slower)
+XD_SMALL_ENTRY_BYTES = 14 << 10
 
 
 class XDStats(NamedTuple):
@@ -126,6 +138,44 @@ def _row_terms(means, covs, X, noise, obs):
     return u, W, logn
 
 
+def _small_terms(means, covs, X, noise, obs, *, solve):
+    """The batch-last form of :func:`_row_terms` for small d (:data:`xsift.kernels.smallmat.SMALL_D_MAX`).
+
+    Every matrix entry is one (K, c) array over components and rows (:mod:`xsift.kernels.smallmat`):
+    the masked ``T~ = M (V_k + S_i) M + (I - M)`` entry by entry, its Cholesky factor unrolled over d,
+    ``z = L^{-1} r`` by forward substitution (Mahalanobis term ``|z|^2``), the log-determinant from the
+    pivots. With ``solve``: also ``u = L^{-T} z`` (back substitution) and ``W = L^{-1}``. Returns
+    (u list of d (K, c) or None, W nested list or None, log N (K, c)).
+    """
+    dtype = means.dtype
+    d = means.shape[1]
+    m = obs.astype(dtype).T                                              # (d, c)
+    x = jnp.where(obs, X, 0.0).astype(dtype).T
+    s = jnp.where(obs, noise, 0.0).astype(dtype).T
+    A = [[None] * d for _ in range(d)]
+    for i in range(d):
+        A[i][i] = m[i][None] * (covs[:, i, i][:, None] + s[i][None]) + (1.0 - m[i])[None]
+        for j in range(i):
+            A[i][j] = (m[i] * m[j])[None] * covs[:, i, j][:, None]
+    L, inv, logdet = cholesky_entries(A)
+    r = [m[i][None] * (x[i][None] - means[:, i][:, None]) for i in range(d)]
+    z = forward_entries(L, inv, r)
+    maha = z[0] * z[0]
+    for i in range(1, d):
+        maha = maha + z[i] * z[i]
+    logn = -0.5 * (jnp.sum(m, axis=0)[None] * _LOG_2PI + maha + logdet)
+    if not solve:
+        return None, None, logn
+    return back_entries(L, inv, z), lower_inverse_entries(L, inv), logn
+
+
+def _log_normals(means, covs, X, noise, obs):
+    """log N(w_i | R_i m_k, T_ik) (c, K) of a chunk (see :func:`_row_terms`)."""
+    if means.shape[1] <= SMALL_D_MAX:
+        return _small_terms(means, covs, X, noise, obs, solve=False)[2].T
+    return _row_terms(means, covs, X, noise, obs)[2]
+
+
 def _log_weights(weights):
     return jnp.where(weights > 0, jnp.log(jnp.where(weights > 0, weights, 1.0)), -jnp.inf)
 
@@ -140,7 +190,15 @@ def _responsibilities(weights, logn):
 
 
 def _chunk_stats(weights, means, covs, X, noise, obs, valid):
-    """One chunk (c rows) -> :class:`XDStats`; rows with valid False contribute nothing."""
+    """One chunk (c rows) -> :class:`XDStats`; rows with valid False contribute nothing. d <= SMALL_D_MAX:
+    :func:`_small_chunk_stats`; else :func:`_lapack_chunk_stats`."""
+    if X.shape[1] <= SMALL_D_MAX:
+        return _small_chunk_stats(weights, means, covs, X, noise, obs, valid)
+    return _lapack_chunk_stats(weights, means, covs, X, noise, obs, valid)
+
+
+def _lapack_chunk_stats(weights, means, covs, X, noise, obs, valid):
+    """:func:`_chunk_stats` with LAPACK's batched Cholesky and triangular solve (:func:`_row_terms`)."""
     dtype = means.dtype
     c, d = X.shape
     K = means.shape[0]
@@ -156,6 +214,32 @@ def _chunk_stats(weights, means, covs, X, noise, obs, valid):
     Z = jnp.transpose(jnp.sqrt(q)[:, :, None, None] * W, (1, 0, 2, 3)).reshape(K, c * d, d)
     unobserved = jnp.einsum("ck,ci->ki", q, 1.0 - obs.astype(dtype))
     sT = jnp.einsum("kni,knj->kij", Z, Z) - unobserved[:, :, None] * jnp.eye(d, dtype=dtype)
+    loglik = jnp.sum(jnp.where(valid, log_norm, 0.0))
+    return XDStats(nk, su, suu, sT, loglik, jnp.sum(valid).astype(dtype))
+
+
+def _small_chunk_stats(weights, means, covs, X, noise, obs, valid):
+    """:func:`_chunk_stats` for small d, batch-last (:func:`_small_terms`): the same statistics, with
+    ``sT = sum_i q W^T W`` accumulated entry by entry (``(W^T W)_ij = sum_{a >= i} W_ai W_aj``, i >= j)."""
+    dtype = means.dtype
+    d = X.shape[1]
+    u, W, logn = _small_terms(means, covs, X, noise, obs, solve=True)
+    log_q, log_norm = _responsibilities(weights, logn.T)
+    q = jnp.where(valid[:, None], jnp.exp(log_q), 0.0).T                 # (K, c)
+    nk = jnp.sum(q, axis=1)
+    U = jnp.stack(u, axis=1)                                             # (K, d, c)
+    su = jnp.einsum("kc,kic->ki", q, U)
+    suu = jnp.einsum("kic,kjc->kij", q[:, None] * U, U)
+    entry = {}
+    for i in range(d):
+        for j in range(i + 1):
+            t = W[i][i] * W[i][j]
+            for a in range(i + 1, d):
+                t = t + W[a][i] * W[a][j]
+            entry[i, j] = jnp.sum(q * t, axis=1)                         # (K,)
+    sT = jnp.stack([jnp.stack([entry[max(i, j), min(i, j)] for j in range(d)], axis=1) for i in range(d)], axis=1)
+    unobserved = jnp.einsum("kc,ci->ki", q, 1.0 - obs.astype(dtype))
+    sT = sT - unobserved[:, :, None] * jnp.eye(d, dtype=dtype)
     loglik = jnp.sum(jnp.where(valid, log_norm, 0.0))
     return XDStats(nk, su, suu, sT, loglik, jnp.sum(valid).astype(dtype))
 
@@ -342,16 +426,31 @@ def _check_inputs(X, noise_var, observed, n_components=None):
 
 
 def xd_chunk_rows(n_components, n_features, itemsize) -> int:
-    """Rows per chunk by default: XD_CHUNK_BYTES over one row's K d^2 factored values, in [64, 8192]."""
-    per_row = max(1, int(n_components)) * int(n_features) ** 2 * int(itemsize)
+    """Rows per chunk by default, in [64, 8192]: for d <= SMALL_D_MAX (the batch-last path)
+    XD_SMALL_ENTRY_BYTES over one row's K entries; above, XD_CHUNK_BYTES over one row's K d^2 factored
+    values."""
+    K = max(1, int(n_components))
+    if int(n_features) <= SMALL_D_MAX:
+        return int(min(8192, max(64, XD_SMALL_ENTRY_BYTES // (K * int(itemsize)))))
+    per_row = K * int(n_features) ** 2 * int(itemsize)
     return int(min(8192, max(64, XD_CHUNK_BYTES // per_row)))
+
+
+def _off_page_multiple(c, K, itemsize):
+    """c rounded up (by 8s) until a (K, c) entry array is not within 1/8 of a multiple of 4 KiB."""
+    while True:
+        rem = (K * c * itemsize) % 4096
+        if 512 <= rem <= 4096 - 512:
+            return c
+        c += 8
 
 
 def _chunk_layout(n, chunk_size, K, d, itemsize):
     if chunk_size is None:
         bound = xd_chunk_rows(K, d, itemsize)
         nc = -(-n // bound)
-        return max(8, -(-(-(-n // nc)) // 8) * 8)          # fewest chunks, balanced, multiple of 8
+        c = max(8, -(-(-(-n // nc)) // 8) * 8)             # fewest chunks, balanced, multiple of 8
+        return _off_page_multiple(c, K, itemsize) if d <= SMALL_D_MAX and nc > 1 else c
     c = int(chunk_size)
     if c < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -412,8 +511,9 @@ def fit_xd(X, noise_var, observed=None, n_components=None, *, init="kmeans", see
     covariances or precisions_cholesky) to start from. max_iter EM iterations at most; stops when the
     mean log-likelihood per row changes by less than ``tol``; ``reg_covar`` is added to the diagonal
     of every V_k after each M-step (0 = none, as astroML's ``XDGMM``). dtype: float64 (default unless
-    X is float32) or float32. Rows run in chunks of ``chunk_size`` (default :func:`xd_chunk_rows`,
-    ~2 MiB of factored matrices); one compilation per (chunk shape, K, dtype).
+    X is float32) or float32. Rows run in chunks of ``chunk_size`` (default :func:`xd_chunk_rows`);
+    one compilation per (chunk shape, K, dtype) (a few seconds at d = 12: the factorisation is
+    unrolled, see the module docstring).
 
     Returns a :class:`~xsift.kernels.gmm.GMMResult` of host arrays: weights (K,), means (K, d), the
     deconvolved covariances V_k (K, d, d), precisions_cholesky (K, d, d), lower_bound (mean
@@ -453,8 +553,7 @@ def fit_xd(X, noise_var, observed=None, n_components=None, *, init="kmeans", see
 @jax.jit
 def _e_step_program(params, Xc, Sc, Oc):
     def one(chunk):
-        logn = _row_terms(params.means, params.covariances, *chunk)[2]
-        return _responsibilities(params.weights, logn)
+        return _responsibilities(params.weights, _log_normals(params.means, params.covariances, *chunk))
     return lax.map(one, (Xc, Sc, Oc))
 
 
