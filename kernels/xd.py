@@ -138,20 +138,25 @@ def _row_terms(means, covs, X, noise, obs):
     return u, W, logn
 
 
-def _small_terms(means, covs, X, noise, obs, *, solve):
+def _batch_last(X, noise, obs, dtype):
+    """Chunk rows X, noise (..., c, d), obs (..., c, d) bool -> m, x, s (..., d, c): the observed mask as
+    0/1, X and the variances with 0 where not observed, rows last."""
+    def t(a):
+        return jnp.swapaxes(a.astype(dtype), -1, -2)
+    return t(obs), t(jnp.where(obs, X, 0.0)), t(jnp.where(obs, noise, 0.0))
+
+
+def _small_terms(means, covs, m, x, s, *, solve):
     """The batch-last form of :func:`_row_terms` for small d (:data:`xsift.kernels.smallmat.SMALL_D_MAX`).
 
-    Every matrix entry is one (K, c) array over components and rows (:mod:`xsift.kernels.smallmat`):
-    the masked ``T~ = M (V_k + S_i) M + (I - M)`` entry by entry, its Cholesky factor unrolled over d,
-    ``z = L^{-1} r`` by forward substitution (Mahalanobis term ``|z|^2``), the log-determinant from the
-    pivots. With ``solve``: also ``u = L^{-T} z`` (back substitution) and ``W = L^{-1}``. Returns
-    (u list of d (K, c) or None, W nested list or None, log N (K, c)).
+    m, x, s (d, c): a chunk from :func:`_batch_last`. Every matrix entry is one (K, c) array over
+    components and rows (:mod:`xsift.kernels.smallmat`): the masked ``T~ = M (V_k + S_i) M + (I - M)``
+    entry by entry, its Cholesky factor unrolled over d, ``z = L^{-1} r`` by forward substitution
+    (Mahalanobis term ``|z|^2``), the log-determinant from the pivots. With ``solve``: also
+    ``u = L^{-T} z`` (back substitution) and ``W = L^{-1}``. Returns (u list of d (K, c) or None,
+    W nested list or None, log N (K, c)).
     """
-    dtype = means.dtype
     d = means.shape[1]
-    m = obs.astype(dtype).T                                              # (d, c)
-    x = jnp.where(obs, X, 0.0).astype(dtype).T
-    s = jnp.where(obs, noise, 0.0).astype(dtype).T
     A = [[None] * d for _ in range(d)]
     for i in range(d):
         A[i][i] = m[i][None] * (covs[:, i, i][:, None] + s[i][None]) + (1.0 - m[i])[None]
@@ -172,7 +177,7 @@ def _small_terms(means, covs, X, noise, obs, *, solve):
 def _log_normals(means, covs, X, noise, obs):
     """log N(w_i | R_i m_k, T_ik) (c, K) of a chunk (see :func:`_row_terms`)."""
     if means.shape[1] <= SMALL_D_MAX:
-        return _small_terms(means, covs, X, noise, obs, solve=False)[2].T
+        return _small_terms(means, covs, *_batch_last(X, noise, obs, means.dtype), solve=False)[2].T
     return _row_terms(means, covs, X, noise, obs)[2]
 
 
@@ -219,11 +224,17 @@ def _lapack_chunk_stats(weights, means, covs, X, noise, obs, valid):
 
 
 def _small_chunk_stats(weights, means, covs, X, noise, obs, valid):
-    """:func:`_chunk_stats` for small d, batch-last (:func:`_small_terms`): the same statistics, with
-    ``sT = sum_i q W^T W`` accumulated entry by entry (``(W^T W)_ij = sum_{a >= i} W_ai W_aj``, i >= j)."""
+    """:func:`_chunk_stats` for small d, batch-last (:func:`_small_stats`)."""
+    return _small_stats(weights, means, covs, *_batch_last(X, noise, obs, means.dtype), valid)
+
+
+def _small_stats(weights, means, covs, m, x, s, valid):
+    """:class:`XDStats` of a batch-last chunk m, x, s (d, c) (:func:`_small_terms`), valid (c,) bool; the
+    same statistics as :func:`_lapack_chunk_stats`, with ``sT = sum_i q W^T W`` accumulated entry by
+    entry (``(W^T W)_ij = sum_{a >= i} W_ai W_aj``, i >= j)."""
     dtype = means.dtype
-    d = X.shape[1]
-    u, W, logn = _small_terms(means, covs, X, noise, obs, solve=True)
+    d = m.shape[0]
+    u, W, logn = _small_terms(means, covs, m, x, s, solve=True)
     log_q, log_norm = _responsibilities(weights, logn.T)
     q = jnp.where(valid[:, None], jnp.exp(log_q), 0.0).T                 # (K, c)
     nk = jnp.sum(q, axis=1)
@@ -238,7 +249,7 @@ def _small_chunk_stats(weights, means, covs, X, noise, obs, valid):
                 t = t + W[a][i] * W[a][j]
             entry[i, j] = jnp.sum(q * t, axis=1)                         # (K,)
     sT = jnp.stack([jnp.stack([entry[max(i, j), min(i, j)] for j in range(d)], axis=1) for i in range(d)], axis=1)
-    unobserved = jnp.einsum("kc,ci->ki", q, 1.0 - obs.astype(dtype))
+    unobserved = jnp.einsum("kc,ic->ki", q, 1.0 - m)
     sT = sT - unobserved[:, :, None] * jnp.eye(d, dtype=dtype)
     loglik = jnp.sum(jnp.where(valid, log_norm, 0.0))
     return XDStats(nk, su, suu, sT, loglik, jnp.sum(valid).astype(dtype))
@@ -256,11 +267,16 @@ def _zero_stats(K, d, dtype):
 def _data_stats(params, Xc, Sc, Oc, Vc):
     """Chunks Xc, Sc (n_chunks, c, d), Oc (n_chunks, c, d) bool, Vc (n_chunks, c) bool -> summed XDStats."""
     K, d = params.means.shape
+    if d <= SMALL_D_MAX:
+        # batch-last chunks once, outside the loop over chunks: the loop body reads contiguous rows
+        chunks, stats = _batch_last(Xc, Sc, Oc, params.means.dtype) + (Vc,), _small_stats
+    else:
+        chunks, stats = (Xc, Sc, Oc, Vc), _chunk_stats
 
     def body(acc, chunk):
-        return _add(acc, _chunk_stats(params.weights, params.means, params.covariances, *chunk)), None
+        return _add(acc, stats(params.weights, params.means, params.covariances, *chunk)), None
 
-    total, _ = lax.scan(body, _zero_stats(K, d, params.means.dtype), (Xc, Sc, Oc, Vc))
+    total, _ = lax.scan(body, _zero_stats(K, d, params.means.dtype), chunks)
     return total
 
 
