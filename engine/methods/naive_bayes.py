@@ -218,7 +218,8 @@ class NaiveBayesKDE(ParamsMixin):
     n_grid: KDE grid nodes per (property, class) pair.
     precision: ``"float32"`` or ``"float64"`` (the reference): the precision of the kernels and of
         the probabilities returned.
-    chunk_rows: rows per compiled KDE-evaluation block.
+    chunk_rows: the most rows per compiled KDE-evaluation block (fewer with many (property, class)
+        pairs, so that a block stays cache-sized: :func:`xsift.kernels.kde.evaluate_log_kde`).
     seed: seed of the ``"cv"`` bandwidth's hold-out split.
 
     The method as its authors' code CLAXBOI runs it (Tranin et al. 2022; equations in
