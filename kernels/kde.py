@@ -310,17 +310,24 @@ def _log_kde_one_pair(const: _PairConstants, kind, x):
 def _log_kde_chunk(grid: KDEGrid, xc, dtype):
     """xc: (c, m) one chunk of evaluation points, column j for pair j. Returns (c, m) log-density.
 
-    The pairs are evaluated one after the other (``lax.map`` over the pair-major transpose): each
-    pair's loop then gathers from its own small table and is vectorised, which a (c, m) gather over
-    every pair at once is not (about 5x slower per value for 32 pairs on a CPU)."""
+    On a CPU the pairs are evaluated one after the other (``lax.map`` over the pair-major
+    transpose): each pair's loop then gathers from its own small table and is vectorised, which a
+    (c, m) gather over every pair at once is not (about 5x slower per value for 32 pairs). On an
+    accelerator all pairs go in one batch (one kernel launch, not m)."""
     const = _pair_constants(grid, dtype)
     m = grid.density.shape[0]
     xt = jnp.broadcast_to(jnp.asarray(xc, dtype), (xc.shape[0], m)).T     # one column: every pair at it
+    batch = 1 if _PAIRS_ONE_AT_A_TIME.get(jax.default_backend(), False) else m
     if grid.kernel is None:
-        out = jax.lax.map(lambda a: _log_kde_one_pair(a[0], None, a[1]), (const, xt))
+        out = jax.lax.map(lambda a: _log_kde_one_pair(a[0], None, a[1]), (const, xt), batch_size=batch)
     else:
-        out = jax.lax.map(lambda a: _log_kde_one_pair(a[0], a[1], a[2]), (const, grid.kernel, xt))
+        out = jax.lax.map(lambda a: _log_kde_one_pair(a[0], a[1], a[2]), (const, grid.kernel, xt),
+                          batch_size=batch)
     return out.T
+
+
+# backends on which _log_kde_chunk maps over the pairs one at a time (else one batch of all pairs)
+_PAIRS_ONE_AT_A_TIME = {"cpu": True}
 
 
 @partial(jax.jit, static_argnames=("dtype",))

@@ -46,3 +46,20 @@ def test_streamed_blocks_equal_numpy_interpolation_and_tails():
         ok = ~np.isnan(xs)
         np.testing.assert_allclose(got[ok, j], ref[ok], rtol=1e-12, atol=1e-12)
         assert np.any(xs[ok] < nodes[0]) and np.any(xs[ok] > nodes[-1])   # both tails exercised
+
+
+def test_pairs_in_one_batch_equal_pairs_one_at_a_time(monkeypatch):
+    """The accelerator path (all pairs in one batch) gives the CPU path's values, for every kind."""
+    rng = np.random.default_rng(2)
+    x = np.stack([rng.normal(0, 1, 300), rng.exponential(1.0, 300), rng.integers(0, 4, 300).astype(float)])
+    w = np.ones_like(x)
+    g = KD.fit_binned_kde(x, w, KD.scott_bandwidth(x, w), n_grid=256, kernel="exponential")
+    kinds = np.array([KD.KERNELS["gaussian"], KD.KERNELS["exponential"], KD.KERNELS["histogram"]], np.int32)
+    grid = g._replace(kernel=kinds)
+    X = np.stack([rng.uniform(-8, 8, 3000), rng.uniform(-5, 12, 3000), rng.uniform(-1, 5, 3000)], axis=1)
+    X[::7, 1] = np.nan
+    one = KD.evaluate_log_kde(grid, X, [0, 1, 2], chunk_rows=1024)
+    monkeypatch.setitem(KD._PAIRS_ONE_AT_A_TIME, "cpu", False)
+    batched = KD.evaluate_log_kde(grid, X, [0, 1, 2], chunk_rows=2048)     # a new shape: traced again
+    np.testing.assert_allclose(batched, one, rtol=1e-13, atol=1e-13)
+    assert np.isnan(one[::7, 1]).all() and np.isfinite(one[:, [0, 2]]).all()
