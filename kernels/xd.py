@@ -47,8 +47,8 @@ How it is computed
     (no raw second moments), add up across chunks for the SAME parameters, and are all an M-step
     needs: :func:`xd_statistics` is the chunk function a Dask driver maps, :func:`xd_update` the step
     every driver calls with their sum. The per-row work is one factorisation and one triangular
-    inverse (~d^3 / 2); ``sT = sum_i q W^T W`` is one matrix product per component over the whole
-    chunk, and the ``V (.) V`` products run once per component in the M-step, not per row (a direct
+    inverse (~d^3 / 3); ``sT = sum_i q W^T W`` is accumulated entry by entry over the chunk (small
+    d) or as one matrix product per component (LAPACK path), and the ``V (.) V`` products run once per component in the M-step, not per row (a direct
     transcription forms ``b_ik`` and ``B_ik = V - V T^{-1} V`` for every row).
 
 Conventions as :mod:`xsift.kernels.gmm`: parameters are a :class:`~xsift.kernels.gmm.GMMParams`
