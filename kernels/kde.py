@@ -218,9 +218,8 @@ def _log_positive(v):
     """Natural log of positive, finite, normal numbers (v: any shape), in a form the CPU compiler
     vectorises.
 
-    XLA's float64 ``log`` is a scalar library call per element (about 3 ns a point on a 2-core
-    CPU, more than the rest of the KDE evaluation together); float32 has a vectorised one and uses
-    it. float64: ``v = 2**k m`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` read from the IEEE bits, and
+    XLA's float64 ``log`` on a CPU is a scalar library call per element, slower than the rest of
+    the KDE evaluation together; float32 has a vectorised one and uses it. float64: ``v = 2**k m`` with ``m`` in ``[sqrt(1/2), sqrt(2))`` read from the IEEE bits, and
     ``log m = 2 atanh(s)``, ``s = (m - 1) / (m + 1)``, ``|s| <= 0.172``, summed to ``s**19`` (next
     term < 2e-17 relative): within a few ulp of ``numpy.log`` over the whole normal range (tested).
     Zero, negative, subnormal, infinite or NaN inputs give meaningless values: callers clamp to
