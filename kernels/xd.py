@@ -528,7 +528,7 @@ def fit_xd(X, noise_var, observed=None, n_components=None, *, init="kmeans", see
     mean log-likelihood per row changes by less than ``tol``; ``reg_covar`` is added to the diagonal
     of every V_k after each M-step (0 = none, as astroML's ``XDGMM``). dtype: float64 (default unless
     X is float32) or float32. Rows run in chunks of ``chunk_size`` (default :func:`xd_chunk_rows`);
-    one compilation per (chunk shape, K, dtype) (a few seconds at d = 12: the factorisation is
+    one compilation per (chunk shape, K, dtype) (~8 s at d = 12 on CPU: the factorisation is
     unrolled, see the module docstring).
 
     Returns a :class:`~xsift.kernels.gmm.GMMResult` of host arrays: weights (K,), means (K, d), the
