@@ -104,13 +104,13 @@ class Columns:
     ra: str | None = None               # right ascension, degrees, ICRS
     dec: str | None = None              # declination, degrees, ICRS
     label: str | None = None            # reference class label of a row (may be null)
+    interval: str | None = None         # optional third part of the detection key, used when the table has
+                                        # it: CSC's ``obi`` (observation interval; one ObsID may hold several)
 
     def to_dict(self) -> dict:
         return {role: getattr(self, role) for role in _COLUMN_ROLES if getattr(self, role) is not None}
 
 
-    interval: str | None = None         # optional third part of the detection key, used when the table has
-                                        # it: CSC's ``obi`` (observation interval; one ObsID may hold several)
 @dataclass(frozen=True)
 class Feature:
     """One feature (the naive-Bayes paper's "property"): ``formula`` of ``columns``, then ``transform``
