@@ -344,6 +344,7 @@ def test_bic_sweep_finds_the_true_k_and_matches_sklearn():
     np.testing.assert_allclose(curve.bic_std, curve.bic.std(axis=1))
 
 
+@pytest.mark.slow      # the default suite stays under 5 minutes on 2 cores; CI runs it
 def test_bic_sweep_does_not_depend_on_how_ks_are_grouped():
     """Every fit starts from one initialisation program at the largest K and runs EM padded to its
     group's largest K: padded components must be inert, so one group, three groups or five give the
@@ -357,6 +358,7 @@ def test_bic_sweep_does_not_depend_on_how_ks_are_grouped():
         np.testing.assert_allclose(c.lower_bound, curves[0].lower_bound, rtol=1e-9)
 
 
+@pytest.mark.slow      # the default suite stays under 5 minutes on 2 cores; CI runs it
 def test_a_padded_sweep_fit_seeds_as_its_own_k():
     """k-means++ takes 2 + int(log K) local trials per centre with K the fit's own component count
     (scikit-learn's rule), also when bic_sweep pads the fit to a larger K: the K = 2 fits of a sweep up

@@ -40,6 +40,7 @@ def _fitted_attributes(gm):
     return {a: getattr(gm, a) for a in ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")}
 
 
+@pytest.mark.slow      # the default suite stays under 5 minutes on 2 cores; CI runs it
 def test_passes_scikit_learn_check_estimator():
     """Every check scikit-learn runs on its own GaussianMixture passes. The one it skips,
     check_array_api_input, needs SCIPY_ARRAY_API set and an array-API estimator; xsift takes NumPy,

@@ -272,6 +272,7 @@ def test_validate_takes_a_naive_bayes_estimator():
     assert 0 <= res["counts"]["ece"] <= 1 and res["counts"]["accuracy"] > 0.5
 
 
+@pytest.mark.slow      # the default suite stays under 5 minutes on 2 cores; CI runs it
 def test_validate_cli_calibrates_and_saves_the_temperature_with_the_model(tmp_path):
     from xsift.cli import main
     from xsift.data.io import write_table

@@ -4,11 +4,13 @@ runs over the other shards, and a rerun skips it like any finished shard."""
 import json
 
 import pandas as pd
+import pytest
 
 from xsift.cli import main
 from xsift.data.io import write_table
 
 
+@pytest.mark.slow      # the default suite stays under 5 minutes on 2 cores; CI runs it
 def test_an_empty_shard_is_recorded_and_the_vote_runs(tmp_path, capsys, catalogue, fitted_model):
     model, _ = fitted_model
     df = catalogue()

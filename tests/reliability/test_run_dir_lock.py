@@ -42,6 +42,7 @@ def test_the_lock_is_held_for_the_block_and_released_after(tmp_path):
         pass
 
 
+@pytest.mark.slow      # the default suite stays under 5 minutes on 2 cores; CI runs it
 def test_two_real_runs_into_one_directory(tmp_path, capsys, shards, fitted_model):
     """The second of two ``classify-shards`` into one directory refuses while the first runs; the first
     completes and its vote tables hold every source it classified."""
