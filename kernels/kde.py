@@ -91,6 +91,17 @@ class KDEGrid(NamedTuple):
     kernel: jax.Array | None = None
 
 
+def _holdout_split(key, x, w, holdout, dtype):
+    """x as ``dtype`` and the training and held-out weights of a seeded random hold-out (each value held
+    out with probability ``holdout``; non-finite values weigh 0 in both)."""
+    if isinstance(key, int):
+        key = jax.random.PRNGKey(key)
+    x = jnp.asarray(x, dtype)
+    w = jnp.where(jnp.isfinite(x), jnp.asarray(w, dtype), 0.0)
+    held = jax.random.uniform(key, x.shape) < holdout
+    return x, jnp.where(held, 0.0, w), jnp.where(held, w, 0.0)
+
+
 def _normalised_weights(x, w, dtype):
     x = jnp.asarray(x, dtype)
     w = jnp.asarray(w, dtype)
@@ -440,13 +451,7 @@ def fit_cv_bandwidth(x, w, key, *, n_steps: int = 200, learning_rate: float = 0.
     """
     import optax
 
-    if isinstance(key, int):
-        key = jax.random.PRNGKey(key)
-    x = jnp.asarray(x, dtype)
-    w = jnp.where(jnp.isfinite(x), jnp.asarray(w, dtype), 0.0)
-    held = jax.random.uniform(key, x.shape) < holdout
-    w_train = jnp.where(held, 0.0, w)
-    w_test = jnp.where(held, w, 0.0)
+    x, w_train, w_test = _holdout_split(key, x, w, holdout, dtype)
     w_test = w_test / jnp.maximum(jnp.sum(w_test, axis=-1, keepdims=True), jnp.finfo(dtype).tiny)
     x_clean = jnp.where(jnp.isfinite(x), x, 0.0)
 
@@ -494,13 +499,7 @@ def cv_grid_bandwidth(x, w, key, *, factors=(0.25, 0.35, 0.5, 0.7, 1.0, 1.4, 2.0
     pair is returned, (m,). A pair with no held-out or no remaining point keeps Scott's rule.
     Cost ``O(len(factors) m (n + n_grid log n_grid))``.
     """
-    if isinstance(key, int):
-        key = jax.random.PRNGKey(key)
-    x = jnp.asarray(x, dtype)
-    w = jnp.where(jnp.isfinite(x), jnp.asarray(w, dtype), 0.0)
-    held = jax.random.uniform(key, x.shape) < holdout
-    w_train = jnp.where(held, 0.0, w)
-    w_test = jnp.where(held, w, 0.0)
+    x, w_train, w_test = _holdout_split(key, x, w, holdout, dtype)
     usable = (jnp.sum(w_test, axis=-1) > 0) & (jnp.sum(w_train > 0, axis=-1) >= 2)
     w_test = w_test / jnp.maximum(jnp.sum(w_test, axis=-1, keepdims=True), jnp.finfo(dtype).tiny)
     scott = scott_bandwidth(x, w, dtype=dtype)

@@ -73,6 +73,21 @@ _CHUNKS_PER_CALL = 8
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+def _checked_clusters_and_covariances(cluster, means, covariances, n, K, L, d):
+    """(n,) int64 cluster labels in [0, K) and (K, L, d, d) float64 class covariances (NaN -> 0); raises
+    ValueError for a wrong shape or a label out of range."""
+    cluster = np.asarray(cluster, np.int64).reshape(-1)
+    if cluster.shape != (n,):
+        raise ValueError(f"cluster must have one label per row ({n}), got shape {cluster.shape}")
+    if cluster.min() < 0 or cluster.max() >= K:
+        raise ValueError(f"cluster labels must lie in [0, {K}), got [{cluster.min()}, {cluster.max()}]")
+    cov = np.nan_to_num(np.asarray(covariances, np.float64))
+    if cov.shape != (K, L, d, d) or np.shape(means) != (K, L, d):
+        raise ValueError(f"means and covariances must have shapes {(K, L, d)} and {(K, L, d, d)}, got "
+                         f"{np.shape(means)} and {cov.shape}")
+    return cluster, cov
+
+
 def _dtype(dtype, default=np.float64):
     if dtype is None:
         return np.dtype(default)
@@ -345,15 +360,7 @@ def marginal_classify_rows(X, observed, cluster, means, covariances, mask, *, sq
     used = observed.sum(axis=1).astype(np.int64)
     if n == 0:
         return np.zeros((0, L), dt), np.zeros(0, np.int64), used
-    cluster = np.asarray(cluster, np.int64).reshape(-1)
-    if cluster.shape != (n,):
-        raise ValueError(f"cluster must have one label per row ({n}), got shape {cluster.shape}")
-    if cluster.min() < 0 or cluster.max() >= K:
-        raise ValueError(f"cluster labels must lie in [0, {K}), got [{cluster.min()}, {cluster.max()}]")
-    cov = np.nan_to_num(np.asarray(covariances, np.float64))
-    if cov.shape != (K, L, d, d) or np.shape(means) != (K, L, d):
-        raise ValueError(f"means and covariances must have shapes {(K, L, d)} and {(K, L, d, d)}, got "
-                         f"{np.shape(means)} and {cov.shape}")
+    cluster, cov = _checked_clusters_and_covariances(cluster, means, covariances, n, K, L, d)
     patterns, index = missing_patterns(observed)
     patterns = _padded_patterns(patterns)
     prec = observed_pseudo_inverse(cov, patterns, rcond).reshape(len(patterns) * K, L, d, d)
@@ -499,15 +506,7 @@ def error_classify_rows(X, observed, noise_var, cluster, means, covariances, mas
         raise ValueError(f"noise_var is negative or not finite at observed entries in {rows.size} rows (first: "
                          f"{rows[:5].tolist()}); give variances >= 0 (0 for an exact value)")
     noise = np.where(observed, noise, 0.0)
-    cluster = np.asarray(cluster, np.int64).reshape(-1)
-    if cluster.shape != (n,):
-        raise ValueError(f"cluster must have one label per row ({n}), got shape {cluster.shape}")
-    if cluster.min() < 0 or cluster.max() >= K:
-        raise ValueError(f"cluster labels must lie in [0, {K}), got [{cluster.min()}, {cluster.max()}]")
-    cov = np.nan_to_num(np.asarray(covariances, np.float64))
-    if cov.shape != (K, L, d, d) or np.shape(means) != (K, L, d):
-        raise ValueError(f"means and covariances must have shapes {(K, L, d)} and {(K, L, d, d)}, got "
-                         f"{np.shape(means)} and {cov.shape}")
+    cluster, cov = _checked_clusters_and_covariances(cluster, means, covariances, n, K, L, d)
     probs = np.full((n, L), np.nan, dt)
     pred = np.full(n, -1, np.int64)
     noisy = (noise > 0).any(axis=1)
