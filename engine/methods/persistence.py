@@ -169,11 +169,14 @@ def read_model(directory: str | os.PathLike, *, kind: str | None = None) -> tupl
 
 
 def load_model(directory: str | os.PathLike):
-    """The fitted estimator saved in ``directory``, whatever its method (dispatch on ``kind``).
+    """The fitted estimator saved in ``directory``, whatever its method (dispatch on ``kind``), or a
+    model shipped with xsift by its name (``"csc-mw"``, :mod:`xsift.models`) when no such directory exists.
 
     Returns a fitted :class:`~xsift.ClusterThenLabel` or :class:`~xsift.NaiveBayesKDE`. Raises XsiftError.
     """
     import importlib
+    from xsift.models import resolve_model
+    directory = resolve_model(directory)
     kind = model_kind(directory)
     if kind not in KINDS:
         raise XsiftError(f"{pathlib.Path(directory) / 'model.json'}: unknown model kind {kind!r}; "

@@ -3,8 +3,10 @@
 
 * ``csc-mw``: the naive-Bayes classifier (:class:`xsift.methods.naive_bayes.NaiveBayesKDE`) with the
   ``nb_csc_mw`` preset (X-ray and Gaia / 2MASS / WISE properties, the eight MUWCLASS classes),
-  trained and tuned on the full MUWCLASS 2023 training set of 3,126 CSC sources (Yang et al. 2022);
-  rebuilt by ``scripts/build_csc_mw_model.py``. Use: ``xsift nb classify TABLE --model csc-mw``.
+  trained on the full MUWCLASS 2023 training set of 3,126 CSC sources (Yang et al. 2022; untuned: tuning
+  the weights for one rare class did not carry to held-out sources, benchmarks/nbayes_real.py); rebuilt
+  by ``scripts/build_csc_mw_model.py``. Use: ``xsift nb classify TABLE --model csc-mw``, or in Python
+  ``xsift.load_model("csc-mw")``.
 """
 from __future__ import annotations
 

@@ -122,3 +122,13 @@ def test_rebuilt_model_hash_equals_the_shipped_one(tmp_path):
     digest = build(shared_file("muwclass", "td_multiwavelength_2023.csv"), tmp_path / "csc-mw")
     assert digest == shipped
     read_model(tmp_path / "csc-mw", kind="naive_bayes")          # and it reads back (hash checked)
+
+
+def test_load_model_takes_a_shipped_models_name():
+    """`xsift.load_model("csc-mw")` gives the shipped naive-Bayes model, as `--model csc-mw` does on the
+    command line: the eight MUWCLASS classes of its preset."""
+    import xsift
+    from xsift.config import load_preset
+    model = xsift.load_model("csc-mw")
+    assert model.kind == "naive_bayes"
+    assert list(model.classes_) == list(load_preset("nb_csc_mw").classes.order)
