@@ -43,6 +43,7 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from typing import NamedTuple
 
@@ -50,7 +51,7 @@ from xsift.kernels import scoped_x64
 from xsift.kernels.evolution import DEResult, differential_evolution
 
 __all__ = ["category_log_likelihoods", "log_numerator", "posterior_and_outlier", "track_posteriors",
-           "f1_of_class", "negative_f1_objective", "tune_category_weights", "CategoryTerms", "error_exponents",
+           "f1_of_class", "f1_of_group", "target_membership", "negative_f1_objective", "tune_category_weights", "CategoryTerms", "error_exponents",
            "category_terms", "weighted_log_numerator", "weighted_posterior_and_outlier", "alternative_classes",
            "category_track_posteriors", "negative_f1_of_terms", "tune_weights_and_alpha"]
 
@@ -89,9 +90,25 @@ def _f1_of_class(y_true, y_pred, target):
     return jnp.where(tp > 0, 2.0 * tp / (2.0 * tp + fp + fn), 0.0)
 
 
+def _membership(target, n_classes):
+    """(K,) bool membership of the target group: a scalar class index is the group of that one class."""
+    target = jnp.asarray(target)
+    if target.ndim == 0:
+        return jnp.arange(n_classes) == target
+    return target > 0
+
+
+def _f1_of_group(y_true, y_pred, group):
+    in_true, in_pred = group[y_true], group[y_pred]
+    tp = jnp.sum(in_pred & in_true)
+    fp = jnp.sum(in_pred & ~in_true)
+    fn = jnp.sum(~in_pred & in_true)
+    return jnp.where(tp > 0, 2.0 * tp / (2.0 * tp + fp + fn), 0.0)
+
+
 def _negative_f1(weights, cat_ll, observed, log_prior, y_true, target):
     pred = jnp.argmax(_log_numerator(cat_ll, observed, weights, log_prior), axis=1)
-    return -_f1_of_class(y_true, pred, target).astype(cat_ll.dtype)
+    return -_f1_of_group(y_true, pred, _membership(target, cat_ll.shape[2])).astype(cat_ll.dtype)
 
 
 @scoped_x64
@@ -160,11 +177,36 @@ def f1_of_class(y_true, y_pred, target):
 
 @scoped_x64
 @jax.jit
+def f1_of_group(y_true, y_pred, group):
+    """F1 score of a group of classes (e.g. XRB = HMXB + LMXB): of "predicted class in the group"
+    against "true class in the group", the binary F1 of the labels mapped to in/out of the group.
+
+    y_true, y_pred: (n,) int class indices in ``0..K-1``; group: (K,) 0/1 membership of each class
+    (one class is the group of one: the same as :func:`f1_of_class`). Returns a scalar, 0 when no
+    row is a true positive.
+    """
+    return _f1_of_group(y_true, y_pred, jnp.asarray(group) > 0)
+
+
+def target_membership(target, n_classes: int) -> np.ndarray:
+    """(K,) float 0/1 membership vector of a tuning target: ``target`` an int class index (the group
+    of one) or a sequence of class indices (an aggregated class). Raises ValueError for an index
+    outside ``0..n_classes-1`` or an empty group."""
+    idx = np.atleast_1d(np.asarray(target, dtype=np.int64))
+    if idx.size == 0 or idx.min() < 0 or idx.max() >= int(n_classes):
+        raise ValueError(f"target classes {idx.tolist()}: expected indices in 0..{int(n_classes) - 1}")
+    out = np.zeros(int(n_classes))
+    out[idx] = 1.0
+    return out
+
+
+@scoped_x64
+@jax.jit
 def negative_f1_objective(weights, cat_ll, observed, log_prior, y_true, target):
     """The weight-tuning objective: ``-F1(target)`` of the argmax of Eq. 1 with these weights.
 
     weights: (T,); cat_ll: (n, T, K); observed: (n, T); log_prior: (K,); y_true: (n,) int;
-    target: int class index. Returns a scalar (to be minimised; piecewise constant in the weights).
+    target: int class index, or (K,) 0/1 membership of a group of classes (:func:`f1_of_group`). Returns a scalar (to be minimised; piecewise constant in the weights).
     """
     return _negative_f1(weights, cat_ll, observed, log_prior, y_true, target)
 
@@ -175,8 +217,8 @@ def tune_category_weights(cat_ll, observed, log_prior, y_true, target: int, key,
     """Category weights in ``[0, 1]^T`` maximising ``F1(target)`` by differential evolution.
 
     cat_ll: (n, T, K) out-of-fold per-category log-likelihoods; observed: (n, T); log_prior: (K,);
-    y_true: (n,) int class indices; target: class index; key: a ``jax.random`` key or an int seed.
-    The whole population of each generation is scored by one vmapped call of
+    y_true: (n,) int class indices; target: class index or (K,) 0/1 group membership;
+    key: a ``jax.random`` key or an int seed. The whole population of each generation is scored by one vmapped call of
     :func:`negative_f1_objective` (see :mod:`xsift.kernels.evolution`). Returns the
     :class:`~xsift.kernels.evolution.DEResult` (``x``: (T,) best weights, ``fun`` = -F1).
     """
@@ -186,7 +228,7 @@ def tune_category_weights(cat_ll, observed, log_prior, y_true, target: int, key,
     n_categories = cat_ll.shape[1]
     bounds = jnp.tile(jnp.asarray([[0.0, 1.0]], dtype), (n_categories, 1))
     args = (cat_ll, jnp.asarray(observed, bool), jnp.asarray(log_prior, dtype), jnp.asarray(y_true, jnp.int32),
-            jnp.asarray(target, jnp.int32))
+            jnp.asarray(target, jnp.int32))     # an int index, or a (K,) 0/1 group membership
     return differential_evolution(_negative_f1, bounds, key, args=args, popsize=popsize, maxiter=maxiter,
                                   tol=tol, dtype=dtype)
 
@@ -338,7 +380,8 @@ def _negative_f1_terms(params, terms, log_prior, y_true, target, alpha, tune_alp
     else:
         weights = params
     pred = jnp.argmax(_weighted_log_numerator(terms, weights, alpha, log_prior, claxboi), axis=1)
-    return -_f1_of_class(y_true, pred, target).astype(terms.observed_ll.dtype)
+    group = _membership(target, terms.observed_ll.shape[2])
+    return -_f1_of_group(y_true, pred, group).astype(terms.observed_ll.dtype)
 
 
 @scoped_x64
@@ -346,7 +389,8 @@ def _negative_f1_terms(params, terms, log_prior, y_true, target, alpha, tune_alp
 def negative_f1_of_terms(params, terms: CategoryTerms, log_prior, y_true, target, alpha, tune_alpha: bool = False,
                          claxboi: bool = False):
     """``-F1(target)`` of the argmax of :func:`weighted_log_numerator`. params: (T,) weights, or
-    (T + 1,) weights then ``a`` when ``tune_alpha`` (then ``alpha`` is ignored)."""
+    (T + 1,) weights then ``a`` when ``tune_alpha`` (then ``alpha`` is ignored). target: int class
+    index, or (K,) 0/1 membership of a group of classes (:func:`f1_of_group`: XRB = HMXB + LMXB)."""
     return _negative_f1_terms(params, terms, log_prior, y_true, target, alpha, tune_alpha, claxboi)
 
 
@@ -374,7 +418,7 @@ def tune_weights_and_alpha(terms: CategoryTerms, log_prior, y_true, target: int,
     ``[0, 1]``, CLAXBOI's bounds) maximising ``F1(target)`` by differential evolution.
 
     terms: out-of-fold :class:`CategoryTerms` (n rows); log_prior: (K,); y_true: (n,) int; target:
-    class index; key: ``jax.random`` key or int seed; alpha: the fixed ``a`` when not tuned.
+    class index, or (K,) 0/1 membership of a group of classes (:func:`target_membership`); key: ``jax.random`` key or int seed; alpha: the fixed ``a`` when not tuned.
     Returns the :class:`~xsift.kernels.evolution.DEResult` (``x``: (T,) or (T + 1,), last = ``a``).
     """
     if isinstance(key, int):

@@ -113,7 +113,8 @@ def _fit(args, tune: bool) -> int:
                               popsize=args.popsize, maxiter=args.maxiter, tune_alpha=args.tune_alpha, source=source)
         model.set_params(**result.params)       # the weights, and missing_alpha when tuned
         summary = result.as_dict()
-        print(f"tuned weights {summary['weights']}: cross-validated F1({result.target}) "
+        pooled = f" = {' + '.join(summary['target_classes'])}" if "target_classes" in summary else ""
+        print(f"tuned weights {summary['weights']}: cross-validated F1({result.target}{pooled}) "
               f"{result.f1_equal_weights:.3f} (equal) -> {result.f1_tuned:.3f}")
     args.progress("fit")
     model.fit(df, df[label], source=source)      # priors (if 'training') from the whole sample
@@ -328,7 +329,9 @@ def add_cli_arguments(parser) -> None:
                             "(default: the preset's [naive_bayes] bandwidth, else scott)")
         p.add_argument("--seed", type=int, default=0, help="random seed (folds, DE, cv bandwidth)")
         if name == "tune":
-            p.add_argument("--target", default=None, help="class whose F1 to maximise (default: preset's target)")
+            p.add_argument("--target", "--tune", dest="target", default=None,
+                           help="class, or aggregated class of the preset's [classes.aggregation] (XRB: F1 of "
+                                "HMXB + LMXB pooled), whose F1 to maximise (default: preset's target)")
             p.add_argument("--folds", type=int, default=5, help="stratified cross-validation folds")
             p.add_argument("--popsize", type=int, default=15, help="DE population = popsize x categories")
             p.add_argument("--maxiter", type=int, default=100, help="maximum DE generations")
@@ -344,7 +347,8 @@ def add_cli_arguments(parser) -> None:
     p.add_argument("--out", default="nb_validation", help="output directory")
     p.add_argument("--folds", type=int, default=5, help="folds (by source, stratified by class)")
     p.add_argument("--tune", default=None, metavar="CLASS",
-                   help="tune the weights of each training fold for this class's F1 (inner cross-validation)")
+                   help="tune the weights of each training fold for this class's F1, or an aggregated class's "
+                        "(XRB: HMXB + LMXB pooled) (inner cross-validation)")
     p.add_argument("--popsize", type=int, default=10, help="DE population = popsize x tuned parameters")
     p.add_argument("--maxiter", type=int, default=60, help="maximum DE generations")
     p.add_argument("--tune-alpha", action="store_true",

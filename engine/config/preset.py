@@ -22,7 +22,8 @@ features with a weight. Grammar::
     # cluster_then_label: uninformative = [...], [classes.aggregation] group = [classes],
     #              optionally [classes.labels] class = [catalogue labels] (default: its own name)
     # naive_bayes: [classes.labels] class = [catalogue labels] (or labels_from = "PRESET": the
-    #              aggregation of another preset), priors = "training" | [numbers], target = "CLASS"
+    #              aggregation of another preset), priors = "training" | [numbers], target = "CLASS" (or an
+    #              aggregated class of [classes.aggregation]: its members' F1 pooled)
 
     [categories.NAME]                  # naive_bayes only
     weight = 1.0
@@ -153,8 +154,8 @@ class Classes:
     own label); ``uninformative``: labels that count as unlabelled (cluster-then-label);
     ``aggregation``: aggregated class -> its classes (cluster-then-label's master-class vote);
     ``priors``: ``"training"`` (the training sample's proportions) or one number per class, as
-    written (naive Bayes; None for cluster-then-label); ``target``: the class whose F1 weight
-    tuning maximises (naive Bayes).
+    written (naive Bayes; None for cluster-then-label); ``target``: the class, or aggregated class
+    (F1 of its members pooled), whose F1 weight tuning maximises (naive Bayes).
     """
     order: tuple[str, ...]
     labels: FrozenDict
@@ -564,8 +565,6 @@ def _nb_classes(source: str, cls: Mapping, loading: tuple[str, ...]) -> Classes:
             _fail(source, "[classes] priors", f"expected {len(order)} positive numbers (one per class of "
                                               f"{list(order)}), got {list(priors)}")
     target = _string(source, "[classes] target", cls["target"]) if "target" in cls else order[-1]
-    if target not in order:
-        _fail(source, "[classes] target", f"{target!r} is not one of the classes {list(order)}")
     # optional aggregated classes (group -> classes): reported beside the classes, probabilities summed;
     # a class in no group keeps its own name
     aggregation = _groups(source, "[classes.aggregation]", cls.get("aggregation", {}))
@@ -576,5 +575,8 @@ def _nb_classes(source: str, cls: Mapping, loading: tuple[str, ...]) -> Classes:
                 _fail(source, f"[classes.aggregation] {group}", f"{m!r} is not a class of [classes] order "
                                                                 f"{list(order)} or is already in a group")
             group_of[m] = group
+    if target not in order and target not in aggregation:   # a class, or an aggregated class (its F1 pooled)
+        _fail(source, "[classes] target", f"{target!r} is not one of the classes {list(order)}"
+                                          + (f" or aggregated classes {list(aggregation)}" if aggregation else ""))
     return Classes(order=order, labels=FrozenDict({c: labels[c] for c in order}), priors=priors, target=target,
                    aggregation=FrozenDict(aggregation))

@@ -879,7 +879,8 @@ class NaiveBayesKDE(ParamsMixin):
         """Out-of-fold ``(CategoryTerms (n rows), folds: (n,), y: (n,) class indices)`` of the labelled rows
         (:class:`xsift.kernels.nbayes.CategoryTerms`: per-category sums of the log-likelihoods, error
         exponents and missing-value terms), the densities of each fold fitted on the other folds with
-        this estimator's parameters (stratified folds). ``self`` is not changed."""
+        this estimator's parameters (stratified folds; by source, as :func:`xsift.methods.nb_validation.source_folds`,
+        when the table has the preset's source column and some source has several rows). ``self`` is not changed."""
         from xsift.kernels.nbayes import CategoryTerms
         spec = _resolve_spec(self.preset)
         props, _, df = self._properties(X, spec, source)
@@ -889,7 +890,9 @@ class NaiveBayesKDE(ParamsMixin):
         keep = y_idx >= 0
         props, y_idx = props[keep], y_idx[keep]
         sigma = None if sigma is None else sigma[keep]
-        folds = stratified_folds(y_idx, int(n_folds), seed)
+        names = (df[spec.source_column].astype(str).to_numpy()[keep]
+                 if df is not None and spec.source_column and spec.source_column in df.columns else None)
+        folds = tuning_folds(y_idx, names, n_folds, seed)
         parts, where = [], []
         for k in range(int(n_folds)):
             train, test = folds != k, folds == k
@@ -920,7 +923,7 @@ class TuningResult:
 
     weights: category -> tuned weight, rescaled to a mean of 1 (the start weights if differential
         evolution found nothing better); apply with ``model.set_params(weights=result.weights)``.
-    target: the class whose F1 was maximised.
+    target: the class (or aggregated class: F1 of its pooled members) whose F1 was maximised.
     f1_start_weights, f1_equal_weights, f1_tuned: cross-validated F1 of ``target`` with the estimator's
         weights, with all weights equal, and with ``weights``.
     generations, evaluations, converged: of the differential evolution.
@@ -929,6 +932,7 @@ class TuningResult:
         predictions with ``weights`` (for :func:`xsift.methods.metrics.classification_metrics`).
     missing_alpha: the tuned missing-value exponent ``a`` (None when it was not tuned).
     tune_rows: rows whose F1 was maximised (all labelled rows, or the prior-proportioned subsample).
+    target_classes: the classes pooled into ``target`` (``(target,)`` for a class).
     """
     weights: dict
     target: str
@@ -944,6 +948,7 @@ class TuningResult:
     cross_validated_predictions: np.ndarray = field(repr=False)
     missing_alpha: float | None = None
     tune_rows: int | None = None
+    target_classes: tuple = ()
 
     @property
     def params(self) -> dict:
@@ -963,6 +968,8 @@ class TuningResult:
             out["missing_alpha"] = float(self.missing_alpha)
         if self.tune_rows is not None:
             out["tune_rows"] = int(self.tune_rows)
+        if tuple(self.target_classes) not in ((), (self.target,)):   # an aggregated class: its members
+            out["target_classes"] = list(self.target_classes)
         return out
 
 
@@ -984,6 +991,30 @@ def prior_proportioned_subsample(y_idx: np.ndarray, priors, seed: int = 0) -> np
     return np.sort(np.concatenate(picks)).astype(np.int64)
 
 
+def tuning_folds(y_idx: np.ndarray, sources, n_folds: int, seed: int) -> np.ndarray:
+    """(n,) inner fold of every labelled row for :func:`tune_weights`: stratified k-fold by source
+    (:func:`xsift.methods.nb_validation.source_folds`: the rows of one source in one fold) when some
+    source has several rows, else the row-stratified folds (:func:`xsift.methods.validation.stratified_folds`).
+    y_idx: (n,) class indices >= 0; sources: (n,) source keys or None."""
+    if sources is not None and len(np.unique(sources)) < len(sources):
+        from xsift.methods.nb_validation import source_folds
+        return source_folds(y_idx, sources, int(n_folds), int(seed))
+    return stratified_folds(y_idx, int(n_folds), int(seed))
+
+
+def target_classes(spec: NBSpec, target: str) -> tuple[str, ...]:
+    """The classes whose pooled F1 a tuning ``target`` names: a class of the preset (the group of one),
+    or an aggregated class of its ``[classes.aggregation]`` table (XRB -> HMXB, LMXB; a name that is
+    both a class and a group is the class). Raises XsiftError naming both lists for anything else."""
+    if target in spec.classes:
+        return (target,)
+    aggregation = dict(spec.preset.classes.aggregation) if spec.preset is not None else {}
+    if target in aggregation:
+        return tuple(aggregation[target])
+    groups = f" or aggregated classes {sorted(aggregation)}" if aggregation else ""
+    raise XsiftError(f"tuning target {target!r} is not one of the classes {list(spec.classes)}{groups}")
+
+
 def tune_weights(model: NaiveBayesKDE, X, y=None, *, target: str | None = None, n_folds: int = 5, seed: int = 0,
                  popsize: int = 15, maxiter: int = 100, tune_alpha: bool = False,
                  source: str = "catalogue") -> TuningResult:
@@ -992,7 +1023,9 @@ def tune_weights(model: NaiveBayesKDE, X, y=None, *, target: str | None = None, 
 
     model: a NaiveBayesKDE (fitted or not) whose parameters fit each fold; it is not changed.
     X, y: the labelled training sample, as :meth:`NaiveBayesKDE.fit` takes them.
-    target: the class to favour (default: the preset's ``[classes] target``).
+    target: the class to favour (default: the preset's ``[classes] target``), or an aggregated class of
+    the preset's ``[classes.aggregation]`` (:func:`target_classes`): then the F1 maximised is that of
+    "predicted class in the group" against "true class in the group" (XRB = HMXB + LMXB).
     n_folds, seed: stratified folds; seed also seeds the evolution (and the subsample). popsize,
     maxiter: of the evolution (population ``popsize x parameters``). Weights are searched in
     ``[0, 1]`` each (only ratios matter; the result is rescaled to a mean of 1), the exponent ``a``
@@ -1003,15 +1036,15 @@ def tune_weights(model: NaiveBayesKDE, X, y=None, *, target: str | None = None, 
     Returns a :class:`TuningResult` (apply with ``model.set_params(**result.params)``). Raises
     XsiftError for an unknown target, or ``tune_alpha`` without missing-value likelihoods.
     """
-    from xsift.kernels.nbayes import CategoryTerms, negative_f1_of_terms, tune_weights_and_alpha, weighted_log_numerator
+    from xsift.kernels.nbayes import (CategoryTerms, negative_f1_of_terms, target_membership, tune_weights_and_alpha,
+                                      weighted_log_numerator)
     spec = _resolve_spec(model.preset)
     opts = type(model)(**{**model.get_params(deep=False), "preset": spec}).options()
     target = target or spec.target
-    if target not in spec.classes:
-        raise XsiftError(f"tuning target {target!r} is not one of the classes {spec.classes}")
+    members = target_classes(spec, target)
     if tune_alpha and not opts["missing_likelihood"]:
         raise XsiftError("tune_alpha: the missing-value exponent is tuned only with missing_likelihood on")
-    t = spec.classes.index(target)
+    t = target_membership([spec.classes.index(c) for c in members], len(spec.classes))
     terms, folds, y_idx = model.cross_validated_terms(X, y, n_folds=n_folds, seed=seed, source=source)
     K = len(spec.classes)
     if spec.priors == "training":
@@ -1052,4 +1085,5 @@ def tune_weights(model: NaiveBayesKDE, X, y=None, *, target: str | None = None, 
                         generations=int(res.nit), evaluations=int(res.nfev), converged=bool(res.converged),
                         n_folds=int(n_folds), seed=int(seed), y=y_idx, cross_validated_predictions=pred,
                         missing_alpha=alpha if tune_alpha else None,
-                        tune_rows=int(len(rows)) if opts["tune_sample"] == "priors" else None)
+                        tune_rows=int(len(rows)) if opts["tune_sample"] == "priors" else None,
+                        target_classes=tuple(members))

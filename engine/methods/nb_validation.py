@@ -203,7 +203,8 @@ def validate_naive_bayes(table, preset, *, n_folds: int = 5, tune: str | None = 
     table: labelled catalogue (DataFrame or anything :func:`xsift.methods.estimator.as_frame` takes);
     preset: naive-Bayes preset (name, path, dict, Preset), reduced to the properties the table has
     (:func:`preset_for_columns`). n_folds, seed: the folds (:func:`source_folds`, by the preset's source
-    column when the table has it); tune: a class whose F1 the weights of each training fold are tuned for
+    column when the table has it); tune: a class (or an aggregated class of the preset: F1 of its members
+    pooled) whose F1 the weights of each training fold are tuned for
     (nested: an inner ``n_folds``-fold cross-validation of the training folds, seed ``seed + fold``), or None.
     label: the label column (default: the preset's). model_params: NaiveBayesKDE parameters besides the
     preset. tune_options: keywords of :func:`xsift.methods.naive_bayes.tune_weights` (``popsize``,
@@ -216,7 +217,7 @@ def validate_naive_bayes(table, preset, *, n_folds: int = 5, tune: str | None = 
     """
     from xsift.config import spec_from_preset
     from xsift.methods.estimator import as_frame
-    from xsift.methods.naive_bayes import NaiveBayesKDE, class_targets, tune_weights
+    from xsift.methods.naive_bayes import NaiveBayesKDE, class_targets, target_classes, tune_weights
     t0 = time.perf_counter()
     df = as_frame(table, source=source)
     reduced, facts = preset_for_columns(preset, df.columns, source=source)
@@ -230,8 +231,13 @@ def validate_naive_bayes(table, preset, *, n_folds: int = 5, tune: str | None = 
     df = df.loc[keep].reset_index(drop=True)
     y = y_all[keep]
     classes = list(spec.classes)
-    if tune is not None and tune not in classes:
-        raise XsiftError(f"--tune {tune!r}: expected one of the classes {', '.join(classes)}")
+    if tune is not None:
+        try:
+            target_classes(spec, tune)
+        except XsiftError:
+            groups = list(spec.preset.classes.aggregation)
+            raise XsiftError(f"--tune {tune!r}: expected one of the classes {', '.join(classes)}"
+                             + (f" or aggregated classes {', '.join(groups)}" if groups else "")) from None
     names = (df[spec.source_column].astype(str).to_numpy() if spec.source_column in df.columns
              else np.arange(len(df)).astype(str))
     folds = source_folds(y, names, n_folds, seed)

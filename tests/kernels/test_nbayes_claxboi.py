@@ -151,3 +151,30 @@ def test_options_off_is_eq1_as_before():
     post0, om0 = posterior_and_outlier(*category_log_likelihoods(ll, membership), weights, log_prior)
     np.testing.assert_array_equal(np.asarray(post), np.asarray(post0))
     np.testing.assert_array_equal(np.asarray(om), np.asarray(om0))
+
+
+def test_group_f1_objective_is_sklearn_f1_of_the_mapped_labels():
+    """Tuning for an aggregated class (XRB = HMXB + LMXB): the jitted objective's F1 is scikit-learn's
+    binary F1 of "true class in the group" against "predicted class in the group"; a class alone is
+    the group of one and gives the index objective's number exactly."""
+    from sklearn.metrics import f1_score
+    from xsift.kernels.nbayes import (CategoryTerms, f1_of_group, negative_f1_of_terms, target_membership,
+                                      weighted_log_numerator)
+    rng = np.random.default_rng(7)
+    n, T, K = 200, 3, 5
+    terms = CategoryTerms(rng.normal(0, 2, (n, T, K)), rng.normal(0, 1, (n, T, K)), rng.uniform(size=(n, T)) < 0.8,
+                          rng.integers(1, 6, n).astype(float), rng.integers(0, 3, n).astype(float))
+    y = rng.integers(0, K, n)
+    log_prior = np.log(rng.dirichlet(np.ones(K)))
+    for trial in range(4):
+        w, a = rng.uniform(size=T), rng.uniform()
+        pred = np.argmax(np.asarray(weighted_log_numerator(terms, w, a, log_prior)), axis=1)
+        for group in ([3, 4], [0, 2, 4], [1]):
+            member = target_membership(group, K)
+            want = f1_score(np.isin(y, group), np.isin(pred, group), zero_division=0.0)
+            assert float(f1_of_group(y, pred, member)) == pytest.approx(want, abs=1e-12)
+            assert -float(negative_f1_of_terms(w, terms, log_prior, y, member, a)) == pytest.approx(want, abs=1e-12)
+        assert float(negative_f1_of_terms(w, terms, log_prior, y, target_membership(2, K), a)) == \
+            float(negative_f1_of_terms(w, terms, log_prior, y, 2, a))
+    with pytest.raises(ValueError, match="expected indices"):
+        target_membership([5], K)

@@ -141,3 +141,63 @@ def test_tuning_alpha_on_a_prior_subsample(model, data):
     rows = prior_proportioned_subsample(res.y, [0.6, 0.3, 0.1], 0)
     assert f1_score(res.y[rows], res.cross_validated_predictions[rows], labels=[2], average=None)[0] == \
         pytest.approx(res.f1_tuned, abs=1e-12)
+
+
+def test_inner_folds_keep_a_source_together():
+    """tune_weights' inner folds split by the preset's source column when a source has several rows;
+    with one row per source (or no source column) they are the row-stratified folds as before."""
+    from xsift.methods.naive_bayes import tuning_folds
+    from xsift.methods.validation import stratified_folds
+    y = np.random.default_rng(2).integers(0, 3, 120)
+    np.testing.assert_array_equal(tuning_folds(y, None, 3, 1), stratified_folds(y, 3, 1))
+    np.testing.assert_array_equal(tuning_folds(y, [f"s{i}" for i in range(120)], 3, 1), stratified_folds(y, 3, 1))
+    names = np.array([f"s{i // 3}" for i in range(120)])        # three rows per source, one class each
+    y = np.repeat(y[::3], 3)
+    folds = tuning_folds(y, names, 3, 1)
+    assert (pd.Series(folds).groupby(names).nunique() == 1).all() and len(np.unique(folds)) == 3
+    assert np.abs(np.bincount(folds) - 40).max() <= 6          # balanced folds of whole sources
+
+
+XRB_TOY = ('name = "xrb_toy"\nmethod = "naive_bayes"\n[columns]\nsource = "name"\nlabel = "cls"\n'
+           '[classes]\norder = ["AGN", "HMXB", "LMXB"]\ntarget = "XRB"\n'
+           '[classes.labels]\nAGN = ["AGN"]\nHMXB = ["HMXB"]\nLMXB = ["LMXB"]\n[classes.aggregation]\nXRB = ["HMXB", "LMXB"]\n'
+           '[features.p0]\nformula = "column"\ncolumns = ["p0"]\n[features.p2]\nformula = "column"\ncolumns = ["p2"]\n'
+           '[categories.One]\nweight = 1.0\nfeatures = ["p0"]\n[categories.Two]\nweight = 1.0\nfeatures = ["p2"]\n')
+
+
+@pytest.fixture(scope="module")
+def xrb_toy(tmp_path_factory):
+    """A three-class table (AGN, HMXB, LMXB) and a preset whose tuning target is the aggregated XRB."""
+    d = tmp_path_factory.mktemp("xrb_toy")
+    rng = np.random.default_rng(5)
+    y = rng.choice(3, 150, p=[0.5, 0.25, 0.25])
+    df = pd.DataFrame({"p0": rng.normal(y, 1.0), "p2": rng.normal(-1.5 * (y > 0), 1.0),
+                       "cls": np.asarray(["AGN", "HMXB", "LMXB"])[y], "name": [f"s{i}" for i in range(150)]})
+    df.to_csv(d / "t.csv", index=False)
+    (d / "p.toml").write_text(XRB_TOY)
+    return d, df
+
+
+def test_tuning_for_an_aggregated_class(xrb_toy):
+    """The preset's ``target`` (or ``target=``) may name an aggregated class (issue 19's XRB = HMXB + LMXB):
+    the F1 tuned is scikit-learn's binary F1 of the out-of-fold predictions mapped to in/out of the group
+    (a class alone is the group of one: test_nbayes_claxboi's kernel test, and test_nbayes's tuning tests)."""
+    from sklearn.metrics import f1_score
+    d, df = xrb_toy
+    res = tune_weights(NaiveBayesKDE(str(d / "p.toml"), n_grid=64), df, n_folds=2, popsize=3, maxiter=3)
+    assert res.target == "XRB" and res.as_dict()["target_classes"] == ["HMXB", "LMXB"]
+    assert res.f1_tuned >= res.f1_start_weights
+    assert f1_score(np.isin(res.y, [1, 2]), np.isin(res.cross_validated_predictions, [1, 2])) == \
+        pytest.approx(res.f1_tuned, abs=1e-12)
+    with pytest.raises(XsiftError, match=r"aggregated classes \['XRB'\]"):
+        tune_weights(NaiveBayesKDE(str(d / "p.toml"), n_grid=64), df, target="Star", n_folds=2)
+
+
+def test_nb_tune_cli_targets_an_aggregated_class(xrb_toy, capsys):
+    """``xsift nb tune --tune XRB``: tunes for the F1 of HMXB + LMXB pooled and says so."""
+    from xsift.cli import main
+    d, _ = xrb_toy
+    assert main(["nb", "tune", str(d / "t.csv"), "--config", str(d / "p.toml"), "--tune", "XRB",
+                 "--out", str(d / "m"), "--folds", "2", "--popsize", "3", "--maxiter", "3", "--grid", "64",
+                 "--quiet"]) == 0
+    assert "F1(XRB = HMXB + LMXB)" in capsys.readouterr().out
