@@ -18,7 +18,7 @@ The scikit-learn classifiers take the preset's property matrix (all properties, 
 missing values natively), fixed seeds, default hyper-parameters. Folds:
 :func:`xsift.methods.nb_validation.source_folds`.
 
-    nice python benchmarks/nbayes_real.py [--seed 0] [--popsize 8] [--maxiter 40] [--only csc|xmm]
+    nice python benchmarks/nbayes_real.py [--seed 0] [--popsize 8] [--maxiter 40] [--only csc|xmm] [--target LMXB|XRB]
 """
 from __future__ import annotations
 
@@ -146,6 +146,9 @@ def main() -> None:
     ap.add_argument("--maxiter", type=int, default=40, help="DE generations per training fold")
     ap.add_argument("--only", choices=["csc", "xmm"], default=None, help="run one sample")
     ap.add_argument("--no-tuning", action="store_true", help="skip the (slow) nested tuning rows")
+    ap.add_argument("--target", default="LMXB",
+                    help="tuning target of the MUWCLASS sample: a class, or an aggregated class of nb_csc_mw "
+                         "(XRB: F1 of HMXB + LMXB pooled)")
     args = ap.parse_args()
     import jax
     print(f"cpu_count={os.cpu_count()}  jax.devices()={jax.devices()}")
@@ -153,7 +156,7 @@ def main() -> None:
     if args.only in (None, "csc"):
         path = DATA / "muwclass" / "td_multiwavelength_2023.csv"
         print(f"{path.name}, preset nb_csc_mw, 5-fold CV by source")
-        rows, classes, _ = run_sample(path, "nb_csc_mw", target="LMXB", seed=args.seed, popsize=args.popsize,
+        rows, classes, _ = run_sample(path, "nb_csc_mw", target=args.target, seed=args.seed, popsize=args.popsize,
                                       maxiter=args.maxiter, tune_variant=not args.no_tuning)
         out.append(table(rows, classes, MUWCLASS_F1))
     if args.only in (None, "xmm"):
