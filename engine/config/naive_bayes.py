@@ -23,7 +23,8 @@ class NBSpec:
     """What a naive-Bayes preset declares, in the classifier's terms.
 
     classes: the K classes in output order; labels: catalogue label -> class; priors: ``"training"``
-    or K numbers normalised to sum 1; target: the class whose F1 weight tuning maximises;
+    or K numbers normalised to sum 1; target: the class (or aggregated class)
+    whose F1 weight tuning maximises;
     properties: name -> ``{"formula", "columns", "transform"}`` (JSON-ready, model order);
     categories: name -> ``{"weight", "properties"}``; source_column / label_column: the
     preset's ``source`` and ``label`` columns (label may be None).
