@@ -228,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if argv is None:
         _catch_swallowed_interrupts(args.command)
+        # the program's own setting: a Dask gather cut short by Ctrl-C leaves asyncio tasks whose
+        # exception nobody retrieves, and asyncio logs each with a traceback when it is collected
+        import logging
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
     try:
         if getattr(args, "out", None) is not None:
             check_output_path(args.out, is_file=args.command in OUT_IS_FILE)
@@ -244,7 +248,11 @@ def main(argv: list[str] | None = None) -> int:
                 # a directory of outputs is kept whole or not at all (xsift.report.outputs.all_or_nothing)
                 from xsift.report.outputs import all_or_nothing
                 stack.enter_context(all_or_nothing(args.out))
-            status = int(args._run(args) or 0)
+            try:
+                status = int(args._run(args) or 0)
+            except KeyboardInterrupt:
+                _silence_shutdown_logs()     # before the contexts above close the Dask client
+                raise
         sys.stdout.flush()
         return status
     except BrokenPipeError:
@@ -267,6 +275,15 @@ def main(argv: list[str] | None = None) -> int:
         if argv is None:
             _exit_now(130)
         return 130
+
+
+def _silence_shutdown_logs() -> None:
+    """After Ctrl-C, the Dask client's cancelled gathers are logged by asyncio ('Task exception was never
+    retrieved', with a traceback) as the client closes: noise about an interrupt the user asked for, so
+    asyncio's and Dask's loggers keep only critical records from then on."""
+    import logging
+    for name in ("asyncio", "distributed", "tornado"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _catch_swallowed_interrupts(command: str) -> None:

@@ -176,6 +176,10 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
                              key=[f"xsift-classify-{f.stem}-{digest[:8]}-{time.time_ns()}" for f in pending])
         show_progress(futures, "classify: shards")
         wait(futures)
+        if any(fut.status == "cancelled" for fut in futures):
+            # a Ctrl-C that Dask's wait absorbed cancels the shards still running: the run was interrupted
+            # (never reported as a finished run with rows missing); the shards done are kept for a rerun
+            raise KeyboardInterrupt
         failures = []
         for f, fut in zip(pending, futures):
             if fut.status == "error":
