@@ -9,7 +9,8 @@ each step is one elementwise operation over the whole batch (vectorised over B) 
 LAPACK calls: on CPU, XLA's batched Cholesky costs ~0.8 us per 12 x 12 matrix in per-matrix call
 overhead, the unrolled form a fraction of that. The traced program grows as ``d^3`` (about 1,500
 operations at d = 12), so this is for small ``d`` (:data:`SMALL_D_MAX`); compile time at d = 12 is
-~8 s for extreme deconvolution's whole EM program.
+~2 s for extreme deconvolution's whole EM program (see :mod:`xsift.kernels.xd` for arranging the
+caller so that XLA fuses the unrolled steps into one loop).
 
 Inside the kernels the entries travel as nested Python lists (``A[i][j]``, only ``i >= j`` used for
 a symmetric or lower-triangular matrix), which costs no stacking; the public functions take and
@@ -33,7 +34,7 @@ __all__ = ["SMALL_D_MAX", "cholesky_entries", "forward_entries", "back_entries",
            "small_cholesky", "small_cho_solve", "small_lower_inverse"]
 
 # largest d for which callers use the unrolled factorisation: the traced program grows as d^3 (fit_xd's
-# first call at d = 12 compiles in ~8 s against ~1.3 s with LAPACK's batched calls)
+# first call at d = 12 compiles in ~2 s against ~1.3 s with LAPACK's batched calls)
 SMALL_D_MAX = 12
 
 

@@ -28,13 +28,20 @@ How it is computed
     components of them) are held batch-last, one (K, rows) array per matrix entry, and factored
     ``T~ = L L^T`` by the Cholesky of :mod:`xsift.kernels.smallmat`, unrolled over d at trace time:
     every step is one elementwise operation over the whole batch, where LAPACK's batched Cholesky
-    (``jnp.linalg.cholesky``) pays ~0.8 us of per-matrix call overhead on a 12 x 12 matrix; XLA spreads
-    those elementwise steps over the CPU cores, the LAPACK loop runs on one. ``z = L^{-1} r`` by forward
-    substitution gives the Mahalanobis term ``|z|^2``, ``u = L^{-T} z`` by back substitution, the
-    log-determinant is the sum of the logs of the pivots, and ``W = L^{-1}`` is the triangular inverse.
-    The e-step alone (:func:`xd_e_step`) stops after the forward substitution. For larger d the
-    batch is factored by LAPACK's batched Cholesky and ``W`` by one batched triangular solve (an
-    unrolled Gauss-Jordan sweep was ~50x less accurate: 5e-14 vs 1e-15 relative in float64).
+    (``jnp.linalg.cholesky``) pays ~0.8 us of per-matrix call overhead on a 12 x 12 matrix.
+    ``z = L^{-1} r`` by forward substitution gives the Mahalanobis term ``|z|^2``, the
+    log-determinant is the sum of the logs of the pivots, ``W = L^{-1}`` is the triangular inverse
+    and ``u = W^T (W r)``. The work is arranged so that XLA compiles each pass over a chunk into ONE
+    loop that keeps every matrix entry of a row in registers and writes only its results: pass 1
+    computes log N (K, rows) of every chunk (:func:`_small_log_normals`; the e-step of
+    :func:`xd_e_step` stops here), the responsibilities follow for all rows at once, and pass 2 factors
+    each ``T~`` again and sums ``q u``, ``q u u^T`` and ``q W^T W`` over the chunk's rows in one
+    variadic reduction (:func:`_small_weighted_sums`). Recomputing the factor costs less than writing
+    it out; a loop body doing both passes, or one reduction per statistic, makes XLA write every
+    shared matrix entry to memory in a loop of its own (hundreds of small loops per chunk: 2-2.5x
+    slower, and compiling took ~8 s at d = 12 against ~2 s now). For larger d the batch is factored
+    by LAPACK's batched Cholesky and ``W`` by one batched triangular solve (an unrolled Gauss-Jordan
+    sweep was ~50x less accurate: 5e-14 vs 1e-15 relative in float64).
 
     Only ``u_ik = T+_ik r_ik`` (``r_ik = M_i (w_i - m_k)``) and ``T+_ik`` are needed per row: with
     ``b_ik = m_k + V_k u_ik`` and ``B_ik = V_k - V_k T+_ik V_k`` the sums over rows the M-step needs are
@@ -46,9 +53,10 @@ How it is computed
     ``su = sum q u``, ``suu = sum q u u^T``, ``sT = sum q T+``. They are centred on the current means
     (no raw second moments), add up across chunks for the SAME parameters, and are all an M-step
     needs: :func:`xd_statistics` is the chunk function a Dask driver maps, :func:`xd_update` the step
-    every driver calls with their sum. The per-row work is one factorisation and one triangular
-    inverse (~d^3 / 3); ``sT = sum_i q W^T W`` is accumulated entry by entry over the chunk (small
-    d) or as one matrix product per component (LAPACK path), and the ``V (.) V`` products run once per component in the M-step, not per row (a direct
+    every driver calls with their sum. The per-row work is two factorisations (small d), one
+    triangular inverse and ``W^T W`` (~d^3 / 2 multiply-adds); ``sT = sum_i q W^T W`` is accumulated
+    entry by entry in pass 2 (small d) or as one matrix product per component (LAPACK path), and the
+    ``V (.) V`` products run once per component in the M-step, not per row (a direct
     transcription forms ``b_ik`` and ``B_ik = V - V T^{-1} V`` for every row).
 
 Conventions as :mod:`xsift.kernels.gmm`: parameters are a :class:`~xsift.kernels.gmm.GMMParams`
@@ -77,8 +85,7 @@ from jax import lax
 
 from xsift.kernels import scoped_x64
 from xsift.kernels.gmm import EMState, GMMParams, GMMResult, em_start, fit_gmm
-from xsift.kernels.smallmat import (SMALL_D_MAX, back_entries, cholesky_entries, forward_entries,
-                                     lower_inverse_entries)
+from xsift.kernels.smallmat import SMALL_D_MAX, cholesky_entries, forward_entries, lower_inverse_entries
 
 __all__ = ["XDStats", "xd_statistics", "xd_update", "xd_start", "fit_xd", "xd_e_step",
            "xd_score_samples", "xd_chunk_rows"]
@@ -87,10 +94,10 @@ _LOG_2PI = math.log(2.0 * math.pi)
 # bytes of one chunk's largest work array (rows x K x d x d values): the batch of masked matrices
 # being factored
 XD_CHUNK_BYTES = 2 << 20
-# bytes of one (K, c) entry array of the batch-last small-d path: each elementwise step streams a few
-# of them, so they stay small; sizes that are multiples of 4 KiB are avoided (cache-set conflicts
-# between entry arrays made those chunk shapes ~2x slower)
-XD_SMALL_ENTRY_BYTES = 14 << 10
+# bytes of one (K, c) array of the batch-last small-d path (its per-row results: log N, q): each pass
+# over a chunk is one fused loop; 64 KiB (1,365 rows at K = 6, float64) was fastest at N = 10k and 100k
+# (16 KiB: 1.1-1.2x slower from per-loop costs; 192 KiB: XLA splits the e-step's loop into ~40)
+XD_SMALL_ENTRY_BYTES = 64 << 10
 
 
 class XDStats(NamedTuple):
@@ -146,38 +153,83 @@ def _batch_last(X, noise, obs, dtype):
     return t(obs), t(jnp.where(obs, X, 0.0)), t(jnp.where(obs, noise, 0.0))
 
 
-def _small_terms(means, covs, m, x, s, *, solve):
-    """The batch-last form of :func:`_row_terms` for small d (:data:`xsift.kernels.smallmat.SMALL_D_MAX`).
-
-    m, x, s (d, c): a chunk from :func:`_batch_last`. Every matrix entry is one (K, c) array over
-    components and rows (:mod:`xsift.kernels.smallmat`): the masked ``T~ = M (V_k + S_i) M + (I - M)``
-    entry by entry, its Cholesky factor unrolled over d, ``z = L^{-1} r`` by forward substitution
-    (Mahalanobis term ``|z|^2``), the log-determinant from the pivots. With ``solve``: also
-    ``u = L^{-T} z`` (back substitution) and ``W = L^{-1}``. Returns (u list of d (K, c) or None,
-    W nested list or None, log N (K, c)).
-    """
+def _small_masked(means, covs, m, x, s):
+    """Entries of the masked ``T~ = M (V_k + S_i) M + (I - M)`` (nested list, i >= j) and of
+    ``r = M (w_i - m_k)`` (list of d) as (K, c) arrays, for a batch-last chunk m, x, s (d, c)."""
     d = means.shape[1]
     A = [[None] * d for _ in range(d)]
     for i in range(d):
         A[i][i] = m[i][None] * (covs[:, i, i][:, None] + s[i][None]) + (1.0 - m[i])[None]
         for j in range(i):
             A[i][j] = (m[i] * m[j])[None] * covs[:, i, j][:, None]
-    L, inv, logdet = cholesky_entries(A)
     r = [m[i][None] * (x[i][None] - means[:, i][:, None]) for i in range(d)]
+    return A, r
+
+
+def _small_log_normals(means, covs, m, x, s):
+    """log N(w_i | R_i m_k, T_ik) as (K, c) for a batch-last chunk m, x, s (d, c) from :func:`_batch_last`:
+    every matrix entry is one (K, c) array over components and rows (:mod:`xsift.kernels.smallmat`),
+    the Cholesky factor of ``T~`` unrolled over d, ``z = L^{-1} r`` by forward substitution
+    (Mahalanobis term ``|z|^2``), the log-determinant from the pivots. XLA compiles this whole
+    expression into one loop over the chunk (nothing but the result is written to memory)."""
+    A, r = _small_masked(means, covs, m, x, s)
+    L, inv, logdet = cholesky_entries(A)
     z = forward_entries(L, inv, r)
     maha = z[0] * z[0]
-    for i in range(1, d):
+    for i in range(1, len(z)):
         maha = maha + z[i] * z[i]
-    logn = -0.5 * (jnp.sum(m, axis=0)[None] * _LOG_2PI + maha + logdet)
-    if not solve:
-        return None, None, logn
-    return back_entries(L, inv, z), lower_inverse_entries(L, inv), logn
+    return -0.5 * (jnp.sum(m, axis=0)[None] * _LOG_2PI + maha + logdet)
+
+
+def _small_weighted_sums(means, covs, m, x, s, q):
+    """The row sums of :class:`XDStats` (su, suu, sT before the unobserved-feature correction) of a
+    batch-last chunk, given its responsibilities q (K, c): per (component, row) ``W = chol(T~)^{-1}``
+    (the unrolled Cholesky and triangular inverse), ``T~^{-1} = W^T W``, ``u = W^T (W r)``, summed over
+    the rows with weights q by ONE variadic reduction (``lax.reduce``), so that XLA fuses the whole
+    per-row computation into that reduction's loop: nothing per row is written to memory. Returns
+    (su (K, d), suu (K, d, d), sT (K, d, d))."""
+    d = means.shape[1]
+    A, r = _small_masked(means, covs, m, x, s)
+    L, inv, _ = cholesky_entries(A)
+    W = lower_inverse_entries(L, inv)
+    z = []
+    for i in range(d):
+        t = W[i][0] * r[0]
+        for j in range(1, i + 1):
+            t = t + W[i][j] * r[j]
+        z.append(t)
+    u = []
+    for j in range(d):
+        t = W[j][j] * z[j]
+        for a in range(j + 1, d):
+            t = t + W[a][j] * z[a]
+        u.append(t)
+    lower = [(i, j) for i in range(d) for j in range(i + 1)]
+    terms = []
+    for i, j in lower:                                                  # (W^T W)_ij = sum_{a >= i} W_ai W_aj
+        t = W[i][i] * W[i][j]
+        for a in range(i + 1, d):
+            t = t + W[a][i] * W[a][j]
+        terms.append(q * t)
+    qu = [q * ui for ui in u]
+    terms += qu
+    terms += [qu[i] * u[j] for i, j in lower]
+    zero = jnp.zeros((), q.dtype)
+    sums = lax.reduce(terms, [zero] * len(terms), lambda a, b: tuple(x + y for x, y in zip(a, b)), (1,))
+    n = len(lower)
+    idx = np.zeros((d, d), np.int32)
+    for e, (i, j) in enumerate(lower):
+        idx[i, j] = idx[j, i] = e
+    sT = jnp.stack(sums[:n], axis=1)[:, idx]                            # (K, d, d)
+    su = jnp.stack(sums[n:n + d], axis=1)
+    suu = jnp.stack(sums[n + d:], axis=1)[:, idx]
+    return su, suu, sT
 
 
 def _log_normals(means, covs, X, noise, obs):
     """log N(w_i | R_i m_k, T_ik) (c, K) of a chunk (see :func:`_row_terms`)."""
     if means.shape[1] <= SMALL_D_MAX:
-        return _small_terms(means, covs, *_batch_last(X, noise, obs, means.dtype), solve=False)[2].T
+        return _small_log_normals(means, covs, *_batch_last(X, noise, obs, means.dtype)).T
     return _row_terms(means, covs, X, noise, obs)[2]
 
 
@@ -224,35 +276,43 @@ def _lapack_chunk_stats(weights, means, covs, X, noise, obs, valid):
 
 
 def _small_chunk_stats(weights, means, covs, X, noise, obs, valid):
-    """:func:`_chunk_stats` for small d, batch-last (:func:`_small_stats`)."""
-    return _small_stats(weights, means, covs, *_batch_last(X, noise, obs, means.dtype), valid)
+    """:func:`_chunk_stats` for small d: :func:`_small_data_stats` on the chunk as one batch-last chunk."""
+    m, x, s = _batch_last(X[None], noise[None], obs[None], means.dtype)
+    return _small_data_stats(weights, means, covs, m, x, s, valid[None])
 
 
-def _small_stats(weights, means, covs, m, x, s, valid):
-    """:class:`XDStats` of a batch-last chunk m, x, s (d, c) (:func:`_small_terms`), valid (c,) bool; the
-    same statistics as :func:`_lapack_chunk_stats`, with ``sT = sum_i q W^T W`` accumulated entry by
-    entry (``(W^T W)_ij = sum_{a >= i} W_ai W_aj``, i >= j)."""
+def _small_stats_from(means, covs, m, x, s, q, valid):
+    """Second pass: :class:`XDStats` of a batch-last chunk given its responsibilities q (K, c); loglik 0
+    (the first pass sums it)."""
     dtype = means.dtype
     d = m.shape[0]
-    u, W, logn = _small_terms(means, covs, m, x, s, solve=True)
-    log_q, log_norm = _responsibilities(weights, logn.T)
-    q = jnp.where(valid[:, None], jnp.exp(log_q), 0.0).T                 # (K, c)
-    nk = jnp.sum(q, axis=1)
-    U = jnp.stack(u, axis=1)                                             # (K, d, c)
-    su = jnp.einsum("kc,kic->ki", q, U)
-    suu = jnp.einsum("kic,kjc->kij", q[:, None] * U, U)
-    entry = {}
-    for i in range(d):
-        for j in range(i + 1):
-            t = W[i][i] * W[i][j]
-            for a in range(i + 1, d):
-                t = t + W[a][i] * W[a][j]
-            entry[i, j] = jnp.sum(q * t, axis=1)                         # (K,)
-    sT = jnp.stack([jnp.stack([entry[max(i, j), min(i, j)] for j in range(d)], axis=1) for i in range(d)], axis=1)
+    su, suu, sT = _small_weighted_sums(means, covs, m, x, s, q)
     unobserved = jnp.einsum("kc,ic->ki", q, 1.0 - m)
     sT = sT - unobserved[:, :, None] * jnp.eye(d, dtype=dtype)
-    loglik = jnp.sum(jnp.where(valid, log_norm, 0.0))
-    return XDStats(nk, su, suu, sT, loglik, jnp.sum(valid).astype(dtype))
+    return XDStats(jnp.sum(q, axis=1), su, suu, sT, jnp.zeros((), dtype), jnp.sum(valid).astype(dtype))
+
+
+def _small_data_stats(weights, means, covs, m, x, s, valid):
+    """:class:`XDStats` summed over batch-last chunks m, x, s (n_chunks, d, c), valid (n_chunks, c), in
+    two passes over all chunks: log N of every chunk (:func:`_small_log_normals`; kept with the
+    responsibilities: n_chunks x K x c values each), then the weighted sums (:func:`_small_stats_from`),
+    which factor every T~ again (see the module docstring for why two loops)."""
+    K, d = means.shape
+    nc, _, c = m.shape
+    logn = lax.map(lambda chunk: _small_log_normals(means, covs, *chunk), (m, x, s))     # (nc, K, c)
+    # the responsibilities of all rows at once, outside the loops (a body with both would split the
+    # factorisation into many loops: logn would have several consumers)
+    log_q, log_norm = _responsibilities(weights, jnp.swapaxes(logn, 1, 2).reshape(nc * c, K))
+    valid_rows = valid.reshape(nc * c)
+    q = jnp.where(valid_rows[:, None], jnp.exp(log_q), 0.0)
+    q = jnp.swapaxes(q.reshape(nc, c, K), 1, 2)                                           # (nc, K, c)
+    loglik = jnp.sum(jnp.where(valid_rows, log_norm, 0.0))
+
+    def second(acc, chunk):
+        return _add(acc, _small_stats_from(means, covs, *chunk)), None
+
+    total, _ = lax.scan(second, _zero_stats(K, d, means.dtype), (m, x, s, q, valid))
+    return total._replace(loglik=loglik)
 
 
 def _add(a, b):
@@ -268,15 +328,14 @@ def _data_stats(params, Xc, Sc, Oc, Vc):
     """Chunks Xc, Sc (n_chunks, c, d), Oc (n_chunks, c, d) bool, Vc (n_chunks, c) bool -> summed XDStats."""
     K, d = params.means.shape
     if d <= SMALL_D_MAX:
-        # batch-last chunks once, outside the loop over chunks: the loop body reads contiguous rows
-        chunks, stats = _batch_last(Xc, Sc, Oc, params.means.dtype) + (Vc,), _small_stats
-    else:
-        chunks, stats = (Xc, Sc, Oc, Vc), _chunk_stats
+        # batch-last chunks once, outside the loops over chunks: the loop bodies read contiguous rows
+        return _small_data_stats(params.weights, params.means, params.covariances,
+                                 *_batch_last(Xc, Sc, Oc, params.means.dtype), Vc)
 
     def body(acc, chunk):
-        return _add(acc, stats(params.weights, params.means, params.covariances, *chunk)), None
+        return _add(acc, _lapack_chunk_stats(params.weights, params.means, params.covariances, *chunk)), None
 
-    total, _ = lax.scan(body, _zero_stats(K, d, params.means.dtype), chunks)
+    total, _ = lax.scan(body, _zero_stats(K, d, params.means.dtype), (Xc, Sc, Oc, Vc))
     return total
 
 
@@ -334,9 +393,7 @@ def xd_start(params) -> EMState:
     return em_start(params)
 
 
-@jax.jit
-def _statistics_program(params, X, noise, obs, valid):
-    return _chunk_stats(params.weights, params.means, params.covariances, X, noise, obs, valid)
+_statistics_program = jax.jit(_data_stats)
 
 
 def _as_device_params(params, dtype=None):
@@ -356,22 +413,36 @@ def xd_statistics(params, X_chunk, noise_var_chunk, observed_chunk, mask_chunk) 
     dtype); X_chunk (c, d) (anything, NaN included, at unobserved entries); noise_var_chunk (c, d)
     measurement variances (>= 0 where observed); observed_chunk (c, d) bool; mask_chunk (c,) bool,
     False for padding rows. Inputs are not checked here (see :func:`fit_xd`). Sum the results over
-    all chunks and pass them with the state to :func:`xd_update`.
+    all chunks and pass them with the state to :func:`xd_update`. The chunk runs in sub-chunks of
+    :func:`xd_chunk_rows` rows, as :func:`fit_xd`'s rows do (one compilation per sub-chunk layout).
     """
     p = _as_device_params(params)
-    dt = p.means.dtype
-    return _statistics_program(p, jnp.asarray(X_chunk, dt), jnp.asarray(noise_var_chunk, dt),
-                               jnp.asarray(observed_chunk, bool), jnp.asarray(mask_chunk, bool))
+    dt = np.dtype(p.means.dtype)
+    X = np.asarray(X_chunk)
+    K, d = p.means.shape
+    c = _chunk_layout(X.shape[0], None, K, d, dt.itemsize)
+    (Xc, Sc, Oc), Vc = _chunked(c, dt, X, np.asarray(noise_var_chunk), np.asarray(observed_chunk, bool))
+    Vc = Vc & jnp.asarray(np.pad(np.asarray(mask_chunk, bool), (0, Vc.size - X.shape[0])).reshape(Vc.shape))
+    return _statistics_program(p, Xc, Sc, Oc, Vc)
 
 
 def _xd_em(params, Xc, Sc, Oc, Vc, max_iter, tol, reg_covar):
     active = jnp.ones(params.weights.shape, bool)
+    K, d = params.means.shape
+    if d <= SMALL_D_MAX:
+        chunks = _batch_last(Xc, Sc, Oc, params.means.dtype)           # once, before the iterations
+
+        def stats_of(p):
+            return _small_data_stats(p.weights, p.means, p.covariances, *chunks, Vc)
+    else:
+        def stats_of(p):
+            return _data_stats(p, Xc, Sc, Oc, Vc)
 
     def cond(state):
         return (state.n_iter < max_iter) & jnp.logical_not(state.converged)
 
     def body(state):
-        stats = _data_stats(state.params, Xc, Sc, Oc, Vc)
+        stats = stats_of(state.params)
         return xd_update(state, stats, tol=tol, reg_covar=reg_covar, active=active)
 
     state = lax.while_loop(cond, body, em_start(params))
@@ -452,21 +523,11 @@ def xd_chunk_rows(n_components, n_features, itemsize) -> int:
     return int(min(8192, max(64, XD_CHUNK_BYTES // per_row)))
 
 
-def _off_page_multiple(c, K, itemsize):
-    """c rounded up (by 8s) until a (K, c) entry array is not within 1/8 of a multiple of 4 KiB."""
-    while True:
-        rem = (K * c * itemsize) % 4096
-        if 512 <= rem <= 4096 - 512:
-            return c
-        c += 8
-
-
 def _chunk_layout(n, chunk_size, K, d, itemsize):
     if chunk_size is None:
         bound = xd_chunk_rows(K, d, itemsize)
         nc = -(-n // bound)
-        c = max(8, -(-(-(-n // nc)) // 8) * 8)             # fewest chunks, balanced, multiple of 8
-        return _off_page_multiple(c, K, itemsize) if d <= SMALL_D_MAX and nc > 1 else c
+        return max(8, -(-(-(-n // nc)) // 8) * 8)          # fewest chunks, balanced, multiple of 8
     c = int(chunk_size)
     if c < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -528,8 +589,8 @@ def fit_xd(X, noise_var, observed=None, n_components=None, *, init="kmeans", see
     mean log-likelihood per row changes by less than ``tol``; ``reg_covar`` is added to the diagonal
     of every V_k after each M-step (0 = none, as astroML's ``XDGMM``). dtype: float64 (default unless
     X is float32) or float32. Rows run in chunks of ``chunk_size`` (default :func:`xd_chunk_rows`);
-    one compilation per (chunk shape, K, dtype) (~8 s at d = 12 on CPU: the factorisation is
-    unrolled, see the module docstring).
+    one compilation per (chunk shape, K, dtype) (the first fit at d = 12 takes ~4.5 s on CPU, the
+    k-means start included: the factorisation is unrolled, see the module docstring).
 
     Returns a :class:`~xsift.kernels.gmm.GMMResult` of host arrays: weights (K,), means (K, d), the
     deconvolved covariances V_k (K, d, d), precisions_cholesky (K, d, d), lower_bound (mean
@@ -568,9 +629,12 @@ def fit_xd(X, noise_var, observed=None, n_components=None, *, init="kmeans", see
 
 @jax.jit
 def _e_step_program(params, Xc, Sc, Oc):
-    def one(chunk):
-        return _responsibilities(params.weights, _log_normals(params.means, params.covariances, *chunk))
-    return lax.map(one, (Xc, Sc, Oc))
+    # log N of every chunk first, then the responsibilities of all rows: in one loop body XLA would
+    # split the fused factorisation (see the module docstring)
+    logn = lax.map(lambda chunk: _log_normals(params.means, params.covariances, *chunk), (Xc, Sc, Oc))
+    nc, c, K = logn.shape
+    log_q, log_norm = _responsibilities(params.weights, logn.reshape(nc * c, K))
+    return log_q.reshape(nc, c, K), log_norm.reshape(nc, c)
 
 
 @scoped_x64
