@@ -31,15 +31,19 @@ How it is computed
     (``jnp.linalg.cholesky``) pays ~0.8 us of per-matrix call overhead on a 12 x 12 matrix.
     ``z = L^{-1} r`` by forward substitution gives the Mahalanobis term ``|z|^2``, the
     log-determinant is the sum of the logs of the pivots, ``W = L^{-1}`` is the triangular inverse
-    and ``u = W^T (W r)``. The work is arranged so that XLA compiles each pass over a chunk into ONE
-    loop that keeps every matrix entry of a row in registers and writes only its results: pass 1
-    computes log N (K, rows) of every chunk (:func:`_small_log_normals`; the e-step of
-    :func:`xd_e_step` stops here), the responsibilities follow for all rows at once, and pass 2 factors
-    each ``T~`` again and sums ``q u``, ``q u u^T`` and ``q W^T W`` over the chunk's rows in one
-    variadic reduction (:func:`_small_weighted_sums`). Recomputing the factor costs less than writing
-    it out; a loop body doing both passes, or one reduction per statistic, makes XLA write every
-    shared matrix entry to memory in a loop of its own (hundreds of small loops per chunk: 2-2.5x
-    slower, and compiling took ~8 s at d = 12 against ~2 s now). For larger d the batch is factored
+    and ``u = W^T (W r)``. The work is arranged so that XLA compiles each pass over the rows into ONE
+    loop that keeps a row's matrix entries in registers and writes only its results: pass 1 computes
+    each row's log-likelihood log p(w_i) over all chunks at once, the components combined by a running
+    log-sum-exp inside the same loop (:func:`_small_log_norms`); pass 2, chunk by chunk, factors each
+    ``T~`` again, forms ``q = alpha N / p`` and sums ``q``, ``q u``, ``q u u^T`` and ``q T+`` over the
+    rows in one variadic reduction (:func:`_small_weighted_sums`). Recomputing the factor costs less
+    than writing it out. What splits such a loop, so that XLA writes every shared matrix entry to
+    memory in a loop of its own (hundreds of small loops per chunk, 2.5-3x slower; compiling took ~8 s
+    at d = 12): a result with several consumers (log N feeding both the max and the sum of a
+    log-sum-exp), a reduction inside the cone (XLA hands reductions to its YNNPACK fusions), or one
+    reduction per statistic. Inside a loop over chunks a fused loop also runs on one core, hence pass 1
+    over all chunks at once. :func:`xd_e_step` returns log N from one program and the responsibilities
+    from a second for the same reason. For larger d the batch is factored
     by LAPACK's batched Cholesky and ``W`` by one batched triangular solve (an unrolled Gauss-Jordan
     sweep was ~50x less accurate: 5e-14 vs 1e-15 relative in float64).
 
@@ -94,9 +98,9 @@ _LOG_2PI = math.log(2.0 * math.pi)
 # bytes of one chunk's largest work array (rows x K x d x d values): the batch of masked matrices
 # being factored
 XD_CHUNK_BYTES = 2 << 20
-# bytes of one (K, c) array of the batch-last small-d path (its per-row results: log N, q): each pass
-# over a chunk is one fused loop; 64 KiB (1,365 rows at K = 6, float64) was fastest at N = 10k and 100k
-# (16 KiB: 1.1-1.2x slower from per-loop costs; 192 KiB: XLA splits the e-step's loop into ~40)
+# bytes of one (K, c) array of the batch-last small-d path, which sets the rows of pass 2's chunks (pass
+# 1 runs over all rows at once): 64 KiB (1,365 rows at K = 6, float64); 680 to 2,736 rows timed within
+# 10 % of each other at N = 10k and 100k
 XD_SMALL_ENTRY_BYTES = 64 << 10
 
 
@@ -175,22 +179,46 @@ def _small_log_normals(means, covs, m, x, s):
     A, r = _small_masked(means, covs, m, x, s)
     L, inv, logdet = cholesky_entries(A)
     z = forward_entries(L, inv, r)
-    maha = z[0] * z[0]
+    maha, n_obs = z[0] * z[0], m[0]
     for i in range(1, len(z)):
-        maha = maha + z[i] * z[i]
-    return -0.5 * (jnp.sum(m, axis=0)[None] * _LOG_2PI + maha + logdet)
+        maha, n_obs = maha + z[i] * z[i], n_obs + m[i]
+    # n_obs as a sum of entries, not a reduction: XLA hands a reduction to its YNNPACK fusion, whose
+    # producers (the whole factorisation) then no longer fuse into one loop
+    return -0.5 * (n_obs[None] * _LOG_2PI + maha + logdet)
 
 
-def _small_weighted_sums(means, covs, m, x, s, q):
-    """The row sums of :class:`XDStats` (su, suu, sT before the unobserved-feature correction) of a
-    batch-last chunk, given its responsibilities q (K, c): per (component, row) ``W = chol(T~)^{-1}``
-    (the unrolled Cholesky and triangular inverse), ``T~^{-1} = W^T W``, ``u = W^T (W r)``, summed over
-    the rows with weights q by ONE variadic reduction (``lax.reduce``), so that XLA fuses the whole
-    per-row computation into that reduction's loop: nothing per row is written to memory. Returns
-    (su (K, d), suu (K, d, d), sT (K, d, d))."""
+def _log_sum_exp_pairs(a, b):
+    """Reducer of a running log-sum-exp: (max, sum of exp(value - max)) pairs -> their combination."""
+    (ma, sa), (mb, sb) = a, b
+    top = jnp.maximum(ma, mb)
+    safe = jnp.where(jnp.isfinite(top), top, 0.0)
+    return top, sa * jnp.exp(ma - safe) + sb * jnp.exp(mb - safe)
+
+
+def _small_log_norms(weights, means, covs, m, x, s):
+    """log p(w_i) = log sum_k alpha_k N(w_i | R_i m_k, T_ik) (n_chunks, c) for batch-last chunks m, x, s
+    (n_chunks, d, c): :func:`_small_log_normals` of every chunk and component reduced over the
+    components by one running log-sum-exp (``lax.reduce`` with (max, sum) pairs), so that XLA fuses the
+    whole computation into one loop over all rows that writes only log p (see the module docstring)."""
+    wlp = jax.vmap(lambda *chunk: _small_log_normals(means, covs, *chunk))(m, x, s) \
+        + _log_weights(weights)[None, :, None]                          # (n_chunks, K, c)
+    dt = wlp.dtype
+    top, total = lax.reduce((wlp, jnp.ones_like(wlp)), (jnp.asarray(-jnp.inf, dt), jnp.zeros((), dt)),
+                            _log_sum_exp_pairs, (1,))
+    return jnp.log(total) + jnp.where(jnp.isfinite(top), top, 0.0)
+
+
+def _small_weighted_sums(weights, means, covs, m, x, s, log_norm, valid):
+    """The row sums of :class:`XDStats` of a batch-last chunk m, x, s (d, c) (nk, su, suu, and sT before
+    the unobserved-feature correction), given each row's log p(w_i) (c,) (:func:`_small_log_norms`) and
+    valid (c,) bool. Per (component, row): the unrolled Cholesky of ``T~`` and its triangular inverse
+    ``W = L^{-1}``, ``z = W r``, log N (for ``q = alpha N / p``), ``u = W^T z`` and ``T~^{-1} = W^T W``,
+    summed over the rows with weights q by ONE variadic reduction (``lax.reduce``), so that XLA fuses
+    the whole per-row computation into that reduction's loop: nothing per row is written to memory.
+    Returns (nk (K,), su (K, d), suu (K, d, d), sT (K, d, d))."""
     d = means.shape[1]
     A, r = _small_masked(means, covs, m, x, s)
-    L, inv, _ = cholesky_entries(A)
+    L, inv, logdet = cholesky_entries(A)
     W = lower_inverse_entries(L, inv)
     z = []
     for i in range(d):
@@ -198,6 +226,12 @@ def _small_weighted_sums(means, covs, m, x, s, q):
         for j in range(1, i + 1):
             t = t + W[i][j] * r[j]
         z.append(t)
+    maha, n_obs = z[0] * z[0], m[0]
+    for i in range(1, d):
+        maha, n_obs = maha + z[i] * z[i], n_obs + m[i]
+    logn = -0.5 * (n_obs[None] * _LOG_2PI + maha + logdet)
+    log_q = logn + _log_weights(weights)[:, None] - log_norm[None]
+    q = jnp.where(valid[None], jnp.exp(log_q), 0.0)                      # (K, c)
     u = []
     for j in range(d):
         t = W[j][j] * z[j]
@@ -205,17 +239,20 @@ def _small_weighted_sums(means, covs, m, x, s, q):
             t = t + W[a][j] * z[a]
         u.append(t)
     lower = [(i, j) for i in range(d) for j in range(i + 1)]
-    terms = []
+    terms = [q]
     for i, j in lower:                                                  # (W^T W)_ij = sum_{a >= i} W_ai W_aj
         t = W[i][i] * W[i][j]
         for a in range(i + 1, d):
             t = t + W[a][i] * W[a][j]
+        if i == j:                                                      # T+ = T~^{-1} - (I - M)
+            t = t - (1.0 - m[i])[None]
         terms.append(q * t)
     qu = [q * ui for ui in u]
     terms += qu
     terms += [qu[i] * u[j] for i, j in lower]
     zero = jnp.zeros((), q.dtype)
     sums = lax.reduce(terms, [zero] * len(terms), lambda a, b: tuple(x + y for x, y in zip(a, b)), (1,))
+    nk, sums = sums[0], sums[1:]
     n = len(lower)
     idx = np.zeros((d, d), np.int32)
     for e, (i, j) in enumerate(lower):
@@ -223,7 +260,7 @@ def _small_weighted_sums(means, covs, m, x, s, q):
     sT = jnp.stack(sums[:n], axis=1)[:, idx]                            # (K, d, d)
     su = jnp.stack(sums[n:n + d], axis=1)
     suu = jnp.stack(sums[n + d:], axis=1)[:, idx]
-    return su, suu, sT
+    return nk, su, suu, sT
 
 
 def _log_normals(means, covs, X, noise, obs):
@@ -281,37 +318,27 @@ def _small_chunk_stats(weights, means, covs, X, noise, obs, valid):
     return _small_data_stats(weights, means, covs, m, x, s, valid[None])
 
 
-def _small_stats_from(means, covs, m, x, s, q, valid):
-    """Second pass: :class:`XDStats` of a batch-last chunk given its responsibilities q (K, c); loglik 0
+def _small_stats_from(weights, means, covs, m, x, s, log_norm, valid):
+    """Second pass: :class:`XDStats` of a batch-last chunk given its rows' log p(w_i) (c,); loglik 0
     (the first pass sums it)."""
     dtype = means.dtype
-    d = m.shape[0]
-    su, suu, sT = _small_weighted_sums(means, covs, m, x, s, q)
-    unobserved = jnp.einsum("kc,ic->ki", q, 1.0 - m)
-    sT = sT - unobserved[:, :, None] * jnp.eye(d, dtype=dtype)
-    return XDStats(jnp.sum(q, axis=1), su, suu, sT, jnp.zeros((), dtype), jnp.sum(valid).astype(dtype))
+    nk, su, suu, sT = _small_weighted_sums(weights, means, covs, m, x, s, log_norm, valid)
+    return XDStats(nk, su, suu, sT, jnp.zeros((), dtype), jnp.sum(valid).astype(dtype))
 
 
 def _small_data_stats(weights, means, covs, m, x, s, valid):
     """:class:`XDStats` summed over batch-last chunks m, x, s (n_chunks, d, c), valid (n_chunks, c), in
-    two passes over all chunks: log N of every chunk (:func:`_small_log_normals`; kept with the
-    responsibilities: n_chunks x K x c values each), then the weighted sums (:func:`_small_stats_from`),
-    which factor every T~ again (see the module docstring for why two loops)."""
+    two passes: log p(w_i) of every row (:func:`_small_log_norms`, all chunks at once), then the
+    weighted sums chunk by chunk (:func:`_small_stats_from`), which factor every T~ again (see the
+    module docstring for why two passes)."""
     K, d = means.shape
-    nc, _, c = m.shape
-    logn = lax.map(lambda chunk: _small_log_normals(means, covs, *chunk), (m, x, s))     # (nc, K, c)
-    # the responsibilities of all rows at once, outside the loops (a body with both would split the
-    # factorisation into many loops: logn would have several consumers)
-    log_q, log_norm = _responsibilities(weights, jnp.swapaxes(logn, 1, 2).reshape(nc * c, K))
-    valid_rows = valid.reshape(nc * c)
-    q = jnp.where(valid_rows[:, None], jnp.exp(log_q), 0.0)
-    q = jnp.swapaxes(q.reshape(nc, c, K), 1, 2)                                           # (nc, K, c)
-    loglik = jnp.sum(jnp.where(valid_rows, log_norm, 0.0))
+    log_norm = _small_log_norms(weights, means, covs, m, x, s)                    # (n_chunks, c)
+    loglik = jnp.sum(jnp.where(valid, log_norm, 0.0))
 
     def second(acc, chunk):
-        return _add(acc, _small_stats_from(means, covs, *chunk)), None
+        return _add(acc, _small_stats_from(weights, means, covs, *chunk)), None
 
-    total, _ = lax.scan(second, _zero_stats(K, d, means.dtype), (m, x, s, q, valid))
+    total, _ = lax.scan(second, _zero_stats(K, d, means.dtype), (m, x, s, log_norm, valid))
     return total._replace(loglik=loglik)
 
 
@@ -628,13 +655,20 @@ def fit_xd(X, noise_var, observed=None, n_components=None, *, init="kmeans", see
 
 
 @jax.jit
-def _e_step_program(params, Xc, Sc, Oc):
-    # log N of every chunk first, then the responsibilities of all rows: in one loop body XLA would
-    # split the fused factorisation (see the module docstring)
-    logn = lax.map(lambda chunk: _log_normals(params.means, params.covariances, *chunk), (Xc, Sc, Oc))
-    nc, c, K = logn.shape
-    log_q, log_norm = _responsibilities(params.weights, logn.reshape(nc * c, K))
-    return log_q.reshape(nc, c, K), log_norm.reshape(nc, c)
+def _log_normals_program(params, Xc, Sc, Oc):
+    """log N (n_chunks, K, c) of chunks Xc, Sc, Oc (n_chunks, c, d): the program's only result, so that
+    for small d XLA keeps the whole factorisation in one loop over all rows (module docstring)."""
+    if params.means.shape[1] <= SMALL_D_MAX:
+        m, x, s = _batch_last(Xc, Sc, Oc, params.means.dtype)
+        return jax.vmap(lambda *chunk: _small_log_normals(params.means, params.covariances, *chunk))(m, x, s)
+    logn = lax.map(lambda chunk: _row_terms(params.means, params.covariances, *chunk)[2], (Xc, Sc, Oc))
+    return jnp.swapaxes(logn, 1, 2)
+
+
+@jax.jit
+def _responsibilities_program(weights, logn):
+    nc, K, c = logn.shape
+    return _responsibilities(weights, jnp.swapaxes(logn, 1, 2).reshape(nc * c, K))
 
 
 @scoped_x64
@@ -651,7 +685,7 @@ def xd_e_step(params, X, noise_var, observed=None, *, chunk_size=None):
     K = p.means.shape[0]
     c = _chunk_layout(n, chunk_size, K, d, dt.itemsize)
     (Xc, Sc, Oc), _ = _chunked(c, dt, X, noise, observed)
-    log_q, log_norm = jax.device_get(_e_step_program(p, Xc, Sc, Oc))
+    log_q, log_norm = jax.device_get(_responsibilities_program(p.weights, _log_normals_program(p, Xc, Sc, Oc)))
     return np.asarray(log_q).reshape(-1, K)[:n], np.asarray(log_norm).reshape(-1)[:n]
 
 
