@@ -892,9 +892,13 @@ class ClusterThenLabel(ParamsMixin):
 
     # -- what the Dask layer asks of every classifier (xsift.methods.base.Classifier) -----------
     def wanted_columns(self) -> list[str]:
-        """The catalogue columns classifying reads: identity, sky, reference type, raw features."""
+        """The catalogue columns classifying reads: identity, sky, reference type, raw features, the
+        preset's optional interval column (read where a shard has it: part of the detection key), and
+        the error columns of an ``errors`` model."""
         self._check_fitted()
         cols = input_columns(self.preset_)
+        interval = self.preset_.columns.interval
+        cols = cols + ([interval] if interval and interval not in cols else [])
         return cols + ([c for c in self.preset_.error_columns if c not in cols] if self.errors else [])
 
     @property

@@ -132,3 +132,32 @@ def test_naive_bayes_model_classifies_shards_as_in_memory(client, catalog, whole
     assert again["shards_classified_now"] == 0
     assert main(["vote-shards", str(run), "--scheduler", client.scheduler.address]) == 2
     assert "naive-Bayes" in capsys.readouterr().err
+
+
+def test_observation_intervals_keep_their_detections_apart(client, whole, model_dir, tmp_path):
+    """A CSC ObsID can hold several observation intervals (``obi``), each its own detection: the shards
+    are read with the preset's interval column, so two detections sharing (name, obsid) are classified
+    as two rows, keyed and equal to the in-memory classification of the same table."""
+    from xsift import ClusterThenLabel
+    from xsift.data.io import write_table
+    rng = np.random.default_rng(11)
+    table = whole.copy()
+    table["obi"] = 0
+    # 40 detections get a second interval in the same ObsID: the same source, other measured values
+    second = table.iloc[rng.choice(len(table), 40, replace=False)].copy()
+    second["obi"] = 1
+    for col in ("hard_hs", "hard_hm", "hard_ms"):
+        second[col] = np.clip(second[col] + rng.normal(0, 0.2, len(second)), -1, 1)
+    table = pd.concat([table, second], ignore_index=True).sample(frac=1.0, random_state=3).reset_index(drop=True)
+    cat = tmp_path / "cat"
+    for i, idx in enumerate(np.array_split(np.arange(len(table)), 3)):
+        write_table(table.iloc[idx].reset_index(drop=True), cat / f"part-{i:05d}.parquet")
+    expected = ClusterThenLabel.load(model_dir).classify(table).detections
+    assert expected.duplicated(["name", "obsid"]).sum() > 0          # the in-memory table keys by obi too
+    run = tmp_path / "run"
+    D.classify_shards(client, cat, model_dir, run, log=lambda m: None)
+    got = concat_outputs(run, D.OUTPUT_DIR)
+    key = ["name", "obsid", "obi"]
+    assert "obi" in got.columns and not got.duplicated(key).any()
+    pd.testing.assert_frame_equal(sorted_rows(got, key), sorted_rows(expected[got.columns], key), check_dtype=False,
+                                  check_exact=False, rtol=1e-12, atol=1e-12)
