@@ -24,6 +24,7 @@ import time
 
 from xsift.distributed.cluster import show_progress
 from xsift.distributed.rundir import (OUTPUT_DIR, check_unique_names, input_identity, ledger_records,
+                                      lock_run_dir,
                                       output_name, prepare_run, remove_stale_results, shard_done,
                                       write_ledger_record)
 from xsift.errors import XsiftError
@@ -149,8 +150,15 @@ def classify_shards(client, catalog: str | os.PathLike, model_dir: str | os.Path
     the 0-row shards, recorded with no output), ``model_hash``,
     ``one_row_per_source`` (True for a method without a vote) and ``seconds``.
     Raises XsiftError when ``run_dir`` holds another model's results (unless ``force``), when two
-    shards share a name, or when a shard fails (after every other shard has finished).
+    shards share a name, when a shard fails (after every other shard has finished), or when another
+    process is writing into ``run_dir`` (the run directory is locked while this runs:
+    :func:`xsift.distributed.rundir.lock_run_dir`).
     """
+    with lock_run_dir(run_dir, command="classify_shards"):
+        return _classify_shards(client, catalog, model_dir, run_dir, force=force, missing=missing, log=log)
+
+
+def _classify_shards(client, catalog, model_dir, run_dir, *, force, missing, log) -> dict:
     from distributed import wait
     from xsift.data.shards import ShardedCatalog
     t0 = time.perf_counter()

@@ -12,9 +12,10 @@ A ledger record holds the model hash, the input's path, size and modification ti
 name and the row counts. A shard is *done* when its record matches the run's model hash and the
 input's current size and mtime, and its output exists; a rerun skips done shards and redoes the
 others (the output name is fixed by the input name, so a redo overwrites, never duplicates).
-One command at a time writes into a run directory: ``xsift classify-shards`` and ``xsift vote-shards``
-hold :func:`lock_run_dir` for the whole command, and a second one into the same directory refuses
-at once (two runs sharing it would overwrite each other's vote). A run directory holds the results of one model only: :func:`prepare_run` refuses another model
+One command at a time writes into a run directory: :func:`xsift.distributed.classify_shards` and
+:func:`~xsift.distributed.vote_shards` hold :func:`lock_run_dir` while they run (``xsift
+classify-shards`` and ``xsift vote-shards`` for the whole command), and a second one into the same
+directory, from another process, refuses at once (two runs sharing it would overwrite each other's vote). A run directory holds the results of one model only: :func:`prepare_run` refuses another model
 unless forced, and then clears the old results.
 """
 from __future__ import annotations
@@ -42,15 +43,30 @@ VOTE_RECORD = "vote.json"
 LOCK_FILE = ".lock"
 
 
+# run directories this process holds locked -> nesting depth (a command holding the lock calls the
+# library functions that take it too: a second flock of the same file from this process would refuse)
+_HELD: dict[str, int] = {}
+
+
 @contextlib.contextmanager
 def lock_run_dir(run_dir: str | os.PathLike, *, command: str = "xsift") -> Iterator[pathlib.Path]:
     """Hold an exclusive lock on ``run_dir`` (``fcntl.flock`` on ``run_dir/.lock``, created with the
-    directory if need be) while the block runs; released when it ends or the process dies.
+    directory if need be) while the block runs; released when it ends or the process dies. Re-entrant
+    within a process (:func:`xsift.distributed.classify_shards` and :func:`~xsift.distributed.vote_shards`
+    take it themselves, and the command line holds it for the whole command).
 
     Raises XsiftError at once, naming the directory, when another process holds it. A directory this
     call created is removed again if the block wrote nothing into it (a command refused before any work
     leaves no empty run directory)."""
     run_dir = pathlib.Path(run_dir)
+    key = str(run_dir.resolve())
+    if key in _HELD:                        # this process holds it already (the directory exists)
+        _HELD[key] += 1
+        try:
+            yield run_dir
+        finally:
+            _HELD[key] -= 1
+        return
     created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -64,11 +80,13 @@ def lock_run_dir(run_dir: str | os.PathLike, *, command: str = "xsift") -> Itera
         raise XsiftError(f"{run_dir}: another xsift command is writing into this run directory "
                          f"(it holds {run_dir / LOCK_FILE}); wait for it to finish, or use another "
                          f"directory for {command}") from None
+    _HELD[key] = 1
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {command}\n".encode())
         yield run_dir
     finally:
+        del _HELD[key]
         if created and os.listdir(run_dir) == [LOCK_FILE]:
             (run_dir / LOCK_FILE).unlink()       # while still held: no other command is using the directory
             run_dir.rmdir()

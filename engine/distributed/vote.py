@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from xsift.distributed.cluster import show_progress
-from xsift.distributed.rundir import AMBIGUOUS_DIR, OUTPUT_DIR, UNIQUE_DIR, VOTE_RECORD, read_run_record
+from xsift.distributed.rundir import (AMBIGUOUS_DIR, OUTPUT_DIR, UNIQUE_DIR, VOTE_RECORD, lock_run_dir,
+                                      read_run_record)
 from xsift.errors import XsiftError
 
 __all__ = ["vote_shards", "vote_run"]
@@ -107,7 +108,18 @@ def vote_shards(client, run_dir: str | os.PathLike, *, classes: list[str], aggre
     kappa between hard and soft votes), ``partitions``, ``seconds``. Before anything replaces the
     previous vote, the tables written are checked against the inputs (:func:`_check_vote_counts`:
     uniquely classified + ambiguous == the distinct voted sources of the detection-level outputs).
-    Raises XsiftError when the run has no classified shard or that check fails (nothing is saved then)."""
+    Raises XsiftError when the run has no classified shard or that check fails (nothing is saved then), or
+    when another process is writing into ``run_dir`` (locked while this runs:
+    :func:`xsift.distributed.rundir.lock_run_dir`)."""
+    if not pathlib.Path(run_dir).is_dir():        # nothing to lock: the checks below name what is missing
+        return _vote_shards(client, run_dir, classes=classes, aggregation=aggregation,
+                            n_partitions=n_partitions, log=log, provenance=provenance)
+    with lock_run_dir(run_dir, command="vote_shards"):
+        return _vote_shards(client, run_dir, classes=classes, aggregation=aggregation,
+                            n_partitions=n_partitions, log=log, provenance=provenance)
+
+
+def _vote_shards(client, run_dir, *, classes, aggregation, n_partitions, log, provenance) -> dict:
     import dask
     import dask.dataframe as dd
     from xsift.data.io import write_json
