@@ -62,28 +62,30 @@ def add_fit_shards_arguments(parser) -> None:
                         help="keep the transformed features in worker memory during full-data EM "
                              "(auto: when they fit in a third of it) or re-read the shards each iteration")
     add_missing_option(parser)
-    _add_shards_errors_option(parser)
+    parser.add_argument("--errors", action="store_true",
+                        help="use each detection's measurement errors (the preset's error columns, CSC's "
+                             "_lolim/_hilim bounds): cluster by extreme deconvolution (on the sample, or over every "
+                             "shard with --full-em) and deconvolve the class covariances; saved with the model")
     _add_cluster_options(parser)
 
 
 def _add_shards_errors_option(parser) -> None:
     parser.add_argument("--errors", action="store_true",
-                        help="not supported on shards: fit with `xsift fit CATALOG --errors`; classify-shards then "
-                             "uses the errors the model was saved with")
+                        help="not an option of classify-shards: it uses the errors its model was saved with "
+                             "(`xsift fit-shards --errors` or `xsift fit --errors`)")
 
 
 def _refuse_errors(args, command: str) -> None:
     if args.errors:
-        raise XsiftError(f"--errors is not supported by {command} (nor the other Dask commands); fit with `xsift fit "
-                         "CATALOG --errors` (a directory of shards is read whole), and classify-shards classifies "
-                         "with the errors that model was saved with")
+        raise XsiftError(f"--errors is not an option of {command}: it classifies with the errors its model was "
+                         "saved with; fit the model with `xsift fit-shards CATALOG --errors` (or `xsift fit "
+                         "--errors`)")
 
 
 def run_fit_shards(args) -> int:
     from xsift.distributed import dask_client, fit_shards
     from xsift.config import load_preset
     from xsift.report import write_manifest
-    _refuse_errors(args, "fit-shards")
     preset = load_preset(args.config or "csc")
     persist = {"auto": None, "yes": True, "no": False}[args.persist]
     t0 = time.perf_counter()
@@ -91,11 +93,11 @@ def run_fit_shards(args) -> int:
         model, report = fit_shards(client, args.catalog, args.out, preset=preset, fit_sample=args.fit_sample,
                                    full_em=args.full_em, n_components=args.k, seed=args.seed,
                                    max_iter=args.max_iter, tol=args.tol, dtype=np.dtype(args.precision),
-                                   persist=persist, missing=args.missing, log=_log)
+                                   persist=persist, missing=args.missing, errors=args.errors, log=_log)
     write_manifest(args.out, command="fit-shards", inputs=[str(args.catalog)], scheduler=args.scheduler,
                    config={"fit_sample": args.fit_sample, "full_em": args.full_em, "k": args.k,
                            "seed": args.seed, "precision": args.precision, "preset": preset.source,
-                           "missing": args.missing},
+                           "missing": args.missing, "errors": bool(args.errors)},
                    report=report, seconds=time.perf_counter() - t0)
     print(f"model {report['model_hash'][:12]} written to {args.out} "
           f"({'full-data EM' if args.full_em else 'fitted on a sample'} of {report['fit_sample']:,} detections)")

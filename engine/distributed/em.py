@@ -1,4 +1,5 @@
-"""Full-data EM of the Gaussian mixture over every complete detection of a sharded catalogue.
+"""Full-data EM of the Gaussian mixture over every complete detection of a sharded catalogue, or of the
+extreme-deconvolution mixture with each detection's measurement errors (``errors=True``).
 
 The feature rows of every shard are transformed on the workers into fixed-size padded chunks and
 *persisted* there when they fit in the workers' memory (re-read from the shards at every iteration
@@ -8,6 +9,10 @@ otherwise). Each iteration maps the GMM kernel's jitted
 (:func:`tree_sum`) and makes ONE call of :func:`xsift.kernels.gmm.em_update` on the client — the same
 update step the in-memory loop of :func:`xsift.kernels.gmm.fit_gmm` runs, so both give the same
 parameters, lower bound, iteration count and convergence from the same start, to float rounding.
+With ``errors`` the chunks also carry each row's measurement variances (the preset's error columns
+propagated through the transform, as :meth:`xsift.ClusterThenLabel.fit` does), the statistics are
+:func:`xsift.kernels.xd.xd_statistics` and the step :func:`xsift.kernels.xd.xd_update`: the in-memory
+:func:`xsift.kernels.xd.fit_xd` runs that same step.
 """
 from __future__ import annotations
 
@@ -36,36 +41,51 @@ def pad_chunks(X: np.ndarray, chunk_rows: int, dtype=np.float64) -> tuple[np.nda
     return Xc.reshape(m, chunk_rows, d), mask.reshape(m, chunk_rows)
 
 
-def _feature_chunks(path, preset, transform_dict, chunk_rows, dtype_name):
-    """Worker: a shard's complete, transformed feature rows as (Xc (m, c, d), maskc (m, c)), padded."""
-    from xsift.data.features import FeatureTransform, complete_rows, derive_features
+def _feature_chunks(path, preset, transform_dict, chunk_rows, dtype_name, errors=False):
+    """Worker: a shard's complete, transformed feature rows as (Xc (m, c, d), maskc (m, c)), padded; with
+    ``errors`` also their measurement variances Sc (m, c, d) (0 where a feature has no error)."""
+    from xsift.data.features import FeatureTransform, complete_rows, derive_features, feature_errors
     from xsift.data.shards import read_shard
-    df = read_shard(path, preset.feature_columns)
+    df = read_shard(path, preset.feature_columns + (preset.error_columns if errors else []))
     feats = derive_features(df, preset, source=str(path))
-    X = FeatureTransform.from_dict(transform_dict).transform(feats)
-    X = X[complete_rows(X)]
-    return pad_chunks(X, chunk_rows, np.dtype(dtype_name))
+    transform = FeatureTransform.from_dict(transform_dict)
+    X = transform.transform(feats)
+    keep = complete_rows(X)
+    Xc, maskc = pad_chunks(X[keep], chunk_rows, np.dtype(dtype_name))
+    if not errors:
+        return Xc, maskc
+    var = transform.transform_errors(feats, feature_errors(df, preset, source=str(path))) ** 2
+    Sc, _ = pad_chunks(np.where(np.isfinite(var), var, 0.0)[keep], chunk_rows, np.dtype(dtype_name))
+    return Xc, maskc, Sc
 
 
 def partition_statistics(params, chunks) -> tuple:
-    """Worker: the GMM sufficient statistics of one partition's chunks, summed, as float64 NumPy arrays.
+    """Worker: the sufficient statistics of one partition's chunks, summed, as float64 NumPy arrays.
 
     ``params``: a :class:`~xsift.kernels.gmm.GMMParams` (NumPy arrays; the dtype of ``means`` is the
-    compute dtype); ``chunks``: ``(Xc (m, c, d), maskc (m, c))``. Returns the five
-    :class:`~xsift.kernels.gmm.SuffStats` fields ``(nk (K,), sx (K, d), sxx (K, d, d), loglik (), n ())``.
+    compute dtype); ``chunks``: ``(Xc (m, c, d), maskc (m, c))`` -> the five
+    :class:`~xsift.kernels.gmm.SuffStats` fields ``(nk (K,), sx (K, d), sxx (K, d, d), loglik (), n ())``;
+    or ``(Xc, maskc, Sc (m, c, d))`` with measurement variances -> the six
+    :class:`~xsift.kernels.xd.XDStats` fields of extreme deconvolution (every feature observed).
     Every call of the jitted kernel has the same shape (c, d), so it compiles once per worker."""
     from xsift.kernels.gmm import sufficient_statistics
-    Xc, maskc = chunks
+    from xsift.kernels.xd import xd_statistics
+    Xc, maskc = chunks[:2]
     total = None
-    for x, m in zip(Xc, maskc):
-        s = tuple(np.asarray(v, dtype=np.float64) for v in sufficient_statistics(params, x, m))
+    for i, (x, m) in enumerate(zip(Xc, maskc)):
+        if len(chunks) == 3:
+            parts = xd_statistics(params, x, chunks[2][i], np.ones(x.shape, bool), m)
+        else:
+            parts = sufficient_statistics(params, x, m)
+        s = tuple(np.asarray(v, dtype=np.float64) for v in parts)
         total = s if total is None else tuple(a + b for a, b in zip(total, s))
     return total
 
 
-def _file_statistics(params, path, preset, transform_dict, chunk_rows, dtype_name):
+def _file_statistics(params, path, preset, transform_dict, chunk_rows, dtype_name, errors=False):
     """Worker: statistics of a shard re-read from disk (when the data are not persisted)."""
-    return partition_statistics(params, _feature_chunks(path, preset, transform_dict, chunk_rows, dtype_name))
+    return partition_statistics(params, _feature_chunks(path, preset, transform_dict, chunk_rows, dtype_name,
+                                                        errors))
 
 
 def _sum_statistics(*parts):
@@ -100,7 +120,7 @@ def _host_params(params):
 def distributed_em(client, catalog: str | os.PathLike, preset, transform, init, *,
                    max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6,
                    dtype=np.float64, chunk_rows: int = EM_CHUNK_ROWS, persist: bool | None = None,
-                   on_iteration=None):
+                   on_iteration=None, errors: bool = False):
     """Full-data EM over every complete detection of a sharded catalogue; returns a ``GMMResult``.
 
     ``preset``: a preset name, TOML path or :class:`xsift.config.Preset` (loaded once here, shipped to
@@ -112,7 +132,10 @@ def distributed_em(client, catalog: str | os.PathLike, preset, transform, init, 
     the iteration; stop when it changes by less than ``tol``). ``persist``: keep the transformed
     chunks in worker memory (default: when they take less than a third of the workers' memory), else
     re-read the shards at every iteration. ``on_iteration(i, lower_bound, seconds)`` is called after
-    each iteration. Raises XsiftError when the catalogue has no complete detection.
+    each iteration. ``errors``: extreme deconvolution (Bovy, Hogg & Roweis 2011) with each detection's
+    measurement variances (the preset's error columns through ``transform``), the update of
+    :func:`xsift.kernels.xd.fit_xd` (covariances are then the deconvolved ``V_k``). Raises XsiftError
+    when the catalogue has no complete detection, or (``errors``) a shard lacks an error column.
     """
     from xsift.config import load_preset
     from xsift.data.shards import ShardedCatalog
@@ -128,12 +151,14 @@ def distributed_em(client, catalog: str | os.PathLike, preset, transform, init, 
         mem = _worker_memory_bytes(client)
         persist = mem == 0 or need < mem / 3
     if persist:
-        parts = [client.submit(_feature_chunks, str(f), preset, tdict, chunk_rows, dtype_name, pure=False)
+        parts = [client.submit(_feature_chunks, str(f), preset, tdict, chunk_rows, dtype_name, errors, pure=False)
                  for f in files]
     K = np.shape(init.means)[0]
     start = gmm.GMMParams(np.asarray(init.weights, dtype), np.asarray(init.means, dtype),
                           np.asarray(getattr(init, "covariances", np.zeros((K, d, d))), dtype),
                           np.asarray(init.precisions_cholesky, dtype))
+    from xsift.kernels import xd
+    Stats, update = (xd.XDStats, xd.xd_update) if errors else (gmm.SuffStats, gmm.em_update)
     state = gmm.em_start(start)
     try:
         while int(state.n_iter) < int(max_iter) and not bool(state.converged):
@@ -143,12 +168,11 @@ def distributed_em(client, catalog: str | os.PathLike, preset, transform, init, 
                 stats = [client.submit(partition_statistics, params, p, pure=False) for p in parts]
             else:
                 stats = [client.submit(_file_statistics, params, str(f), preset, tdict, chunk_rows,
-                                       dtype_name, pure=False) for f in files]
-            total = gmm.SuffStats(*tree_sum(client, stats).result())
+                                       dtype_name, errors, pure=False) for f in files]
+            total = Stats(*tree_sum(client, stats).result())
             if total.n <= 0:
                 raise XsiftError(f"{catalog}: no complete detection to fit the mixture on")
-            state = gmm.em_update(state, gmm.SuffStats(*(np.asarray(v, dtype) for v in total)),
-                                  tol=tol, reg_covar=reg_covar)
+            state = update(state, Stats(*(np.asarray(v, dtype) for v in total)), tol=tol, reg_covar=reg_covar)
             if on_iteration is not None:
                 on_iteration(int(state.n_iter), float(state.lower_bound), time.perf_counter() - t0)
     finally:

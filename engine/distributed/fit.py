@@ -20,7 +20,8 @@ __all__ = ["fit_shards"]
 def fit_shards(client, catalog: str | os.PathLike, out_dir: str | os.PathLike, *, preset="csc",
                fit_sample: int = 1_000_000, full_em: bool = False, n_components: int = 6, seed: int = 0,
                max_iter: int = 100, tol: float = 1e-3, reg_covar: float = 1e-6, dtype=np.float64,
-               persist: bool | None = None, missing: str = "marginalise", log=print) -> tuple[object, dict]:
+               persist: bool | None = None, missing: str = "marginalise", errors: bool = False,
+               log=print) -> tuple[object, dict]:
     """Fit the cluster-then-label model (:class:`xsift.ClusterThenLabel`) on a sharded catalogue and
     save it in ``out_dir``.
 
@@ -31,7 +32,11 @@ def fit_shards(client, catalog: str | os.PathLike, out_dir: str | os.PathLike, *
     :func:`~xsift.distributed.em.distributed_em` over every complete detection (at most ``max_iter``
     iterations, ``tol`` on the mean log-likelihood), and the model is refitted on the sample with the
     full-data mixture. ``dtype``: float64 (reference) or float32. ``missing``: the model's
-    missing-feature mode (``drop``, ``median``, ``marginalise``; saved with it, the fit uses complete rows). Returns (fitted estimator, report);
+    missing-feature mode (``drop``, ``median``, ``marginalise``; saved with it, the fit uses complete rows).
+    ``errors``: use each detection's measurement errors (the preset's error columns; saved with the
+    model): the mixture is fitted by extreme deconvolution, on the sample or, with ``full_em``, over
+    every complete detection (:func:`~xsift.distributed.em.distributed_em` with ``errors``), and the
+    class covariances are deconvolved. Returns (fitted estimator, report);
     the report is the estimator's fit report plus ``fit_sample`` (rows sampled), ``full_em`` (False,
     or the EM's ``n_iter``, ``converged``, ``lower_bound``, ``iteration_s``), ``model_hash`` and
     ``timings`` (seconds). Raises XsiftError (unreadable shards, a sample without references ...).
@@ -49,13 +54,17 @@ def fit_shards(client, catalog: str | os.PathLike, out_dir: str | os.PathLike, *
     check_shard_features(cat.files, raw_feature_columns(preset), source=str(catalog))
     check_shard_names(cat.files, preset.columns.source or "name", source=str(catalog))
     t0 = time.perf_counter()
-    sample = cat.sample(client, fit_sample, seed=seed, columns=catalog_columns(preset, cat.files))
+    columns = catalog_columns(preset, cat.files)
+    if errors:                       # the error columns too (a shard lacking one is named by the fit)
+        from xsift.data.shards import shard_columns
+        columns = shard_columns(columns + [c for c in preset.error_columns if c not in columns], cat.files)
+    sample = cat.sample(client, fit_sample, seed=seed, columns=columns)
     t_sample = time.perf_counter() - t0
     log(f"sampled {len(sample):,} detections from {len(cat.files)} shards in {t_sample:.1f} s")
     t0 = time.perf_counter()
     source = f"a sample of {catalog}"
     model = ClusterThenLabel(preset=preset, n_components=n_components, seed=seed,
-                             precision=precision, missing=missing).fit(sample, source=source)
+                             precision=precision, missing=missing, errors=errors).fit(sample, source=source)
     t_fit = time.perf_counter() - t0
     report = dict(model.fit_report_)
     timings = {"sample_s": t_sample, "fit_sample_s": t_fit}
@@ -69,14 +78,14 @@ def fit_shards(client, catalog: str | os.PathLike, out_dir: str | os.PathLike, *
 
         em = distributed_em(client, catalog, preset, model.transform_, model.gmm_, max_iter=max_iter,
                             tol=tol, reg_covar=reg_covar, dtype=dtype, persist=persist,
-                            on_iteration=on_iteration)
+                            on_iteration=on_iteration, errors=errors)
         timings["full_em_s"] = time.perf_counter() - t0
         full = {"n_iter": int(em.n_iter), "converged": bool(em.converged),
                 "lower_bound": float(em.lower_bound), "iteration_s": iterations}
         if not em.converged:
             log(f"warning: full-data EM did not converge in {max_iter} iterations (tol {tol})")
         model = ClusterThenLabel(preset=preset, n_components=n_components, seed=seed, precision=precision,
-                                 gmm=em, missing=missing).fit(sample, source=source)
+                                 gmm=em, missing=missing, errors=errors).fit(sample, source=source)
         report.update(model.fit_report_)
         report["full_em"] = full
     model_hash = model.save(out_dir)

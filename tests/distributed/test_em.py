@@ -113,3 +113,56 @@ def test_worker_compiles_em_kernel_once(client, whole, model_dir):
 
     counts = client.submit(count_compiles, model.gmm_, parts, compile_counter, pure=False).result()
     assert counts[1] == counts[0] and counts[2] == counts[0], f"recompiled per partition: {counts}"
+
+
+@pytest.fixture(scope="module")
+def error_catalog(tmp_path_factory, preset):
+    """A small simulated catalogue with CSC-like measurement errors in 3 shards, and in memory: the
+    transform, complete transformed rows X and their measurement variances S (as ClusterThenLabel.fit
+    derives them)."""
+    from xsift.data.features import feature_errors
+    from xsift.data.io import read_catalog
+    from xsift.simulate import write_simulated_catalog
+    out = tmp_path_factory.mktemp("error_catalog")
+    write_simulated_catalog(out, 6000, n_shards=3, seed=4, errors=True)
+    whole = read_catalog(out)
+    feats = derive_features(whole, preset)
+    transform = FeatureTransform.from_preset(preset).fit(feats)
+    X = transform.transform(feats)
+    keep = complete_rows(X)
+    var = transform.transform_errors(feats, feature_errors(whole, preset)) ** 2
+    return out, transform, X[keep], np.where(np.isfinite(var), var, 0.0)[keep]
+
+
+@pytest.mark.slow      # ~20 s: the default suite stays under 5 minutes on 2 cores; CI runs it
+def test_full_data_extreme_deconvolution_equals_in_memory_fit_xd(client, preset, error_catalog):
+    """errors=True: from the same start, the Dask EM (xsift.kernels.xd statistics summed over the shards,
+    xd_update on the client) equals the in-memory fit_xd on the whole catalogue to 1e-9, shards persisted
+    or re-read; fit_shards --errors --full-em saves an errors model whose mixture is that EM's."""
+    from xsift.kernels.gmm import GMMParams
+    from xsift.kernels.xd import fit_xd
+    out, transform, X, S = error_catalog
+    assert (S > 0).any(axis=1).mean() > 0.5
+    first = fit_xd(X, S, None, 3, seed=2, max_iter=1)
+    start = GMMParams(first.weights, first.means, first.covariances, first.precisions_cholesky)
+    iters = 3
+    expected = fit_xd(X, S, None, 3, init=start, max_iter=iters, tol=0.0)
+    for persist in (True, False):
+        got = D.distributed_em(client, out, preset, transform, start, max_iter=iters, tol=0.0, chunk_rows=512,
+                               persist=persist, errors=True)
+        assert got.n_iter == expected.n_iter == iters
+        np.testing.assert_allclose(got.weights, expected.weights, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got.means, expected.means, rtol=1e-9, atol=1e-11)
+        np.testing.assert_allclose(got.covariances, expected.covariances, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(got.lower_bound, expected.lower_bound, rtol=1e-9)
+    # the plain EM on the same shards differs: the errors are used
+    plain = D.distributed_em(client, out, preset, transform, start, max_iter=iters, tol=0.0, chunk_rows=512)
+    assert np.abs(plain.covariances - got.covariances).max() > 1e-4
+
+    from xsift import ClusterThenLabel
+    model, report = D.fit_shards(client, out, out.parent / "xd_model", preset=preset, fit_sample=6000,
+                                 full_em=True, n_components=3, seed=2, max_iter=iters, tol=0.0, errors=True,
+                                 log=lambda m: None)
+    loaded = ClusterThenLabel.load(out.parent / "xd_model")
+    assert loaded.errors and report["full_em"]["n_iter"] == iters
+    assert set(preset.error_columns) <= set(loaded.wanted_columns())
