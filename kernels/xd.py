@@ -283,16 +283,9 @@ def _responsibilities(weights, logn):
     return wlp - log_norm[:, None], log_norm
 
 
-def _chunk_stats(weights, means, covs, X, noise, obs, valid):
-    """One chunk (c rows) -> :class:`XDStats`; rows with valid False contribute nothing. d <= SMALL_D_MAX:
-    :func:`_small_chunk_stats`; else :func:`_lapack_chunk_stats`."""
-    if X.shape[1] <= SMALL_D_MAX:
-        return _small_chunk_stats(weights, means, covs, X, noise, obs, valid)
-    return _lapack_chunk_stats(weights, means, covs, X, noise, obs, valid)
-
-
 def _lapack_chunk_stats(weights, means, covs, X, noise, obs, valid):
-    """:func:`_chunk_stats` with LAPACK's batched Cholesky and triangular solve (:func:`_row_terms`)."""
+    """:class:`XDStats` of one chunk (c rows; rows with valid False contribute nothing) with LAPACK's
+    batched Cholesky and triangular solve (:func:`_row_terms`): the path for d > SMALL_D_MAX."""
     dtype = means.dtype
     c, d = X.shape
     K = means.shape[0]
@@ -313,7 +306,7 @@ def _lapack_chunk_stats(weights, means, covs, X, noise, obs, valid):
 
 
 def _small_chunk_stats(weights, means, covs, X, noise, obs, valid):
-    """:func:`_chunk_stats` for small d: :func:`_small_data_stats` on the chunk as one batch-last chunk."""
+    """:class:`XDStats` of one chunk for small d: :func:`_small_data_stats` on it as one batch-last chunk."""
     m, x, s = _batch_last(X[None], noise[None], obs[None], means.dtype)
     return _small_data_stats(weights, means, covs, m, x, s, valid[None])
 
