@@ -64,8 +64,15 @@ def source_classes(labels: np.ndarray, groups) -> tuple[np.ndarray, np.ndarray]:
     return codes, np.where(votes.sum(axis=1) > 0, votes.argmax(axis=1), -1)
 
 
+# the split's own random stream: numpy.random.default_rng([seed, SPLIT_STREAM]). Not default_rng(seed): the
+# simulator draws its first block from default_rng([seed, 0]), which is the same stream (SeedSequence pads
+# the entropy with zeros), and split keys drawn from it followed the simulated sources' detection counts
+# (with seed 0 for both, only single-detection sources were held out)
+SPLIT_STREAM = 0x73706C74
+
+
 def _split_items(labels: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([int(seed), SPLIT_STREAM])
     keys = rng.random(len(labels))
     order = np.lexsort((keys, labels))
     lab_sorted = labels[order]
@@ -96,7 +103,8 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int, *, gro
     """Boolean held-out mask over the rows of ``labels`` (class indices; < 0: no label).
 
     groups None: rows are split one by one: in each class, the first ``round(test_fraction * n)`` rows of
-    a seeded random order; unlabelled rows are never held out.
+    a seeded random order (``numpy.random.default_rng([seed, SPLIT_STREAM])``, a stream no other seeded
+    draw of xsift uses); unlabelled rows are never held out.
     groups (n,) source keys (any hashable values, e.g. source names): whole sources are split, each
     with the class :func:`source_classes` gives it: in each class, ``round(test_fraction * n_sources)``
     sources of a seeded random order are held out, with *all* their rows (labelled or not); sources

@@ -162,16 +162,37 @@ def test_split_by_source_puts_every_source_on_one_side_stratified_and_seeded(sim
     for c, group in cls.groupby(cls):
         assert sum(n in test_names for n in group.index) == round(0.3 * len(group))
     # the detection-level class mix of the held-out part stays close to the whole labelled sample's (sources
-    # with many detections make it lumpy: at 6,000 detections a class's share moves by up to ~0.04)
+    # with many detections make it lumpy: at 6,000 detections the largest move of a class's share is 0.044
+    # for the median split seed and 0.097 for the worst of seeds 0-39)
     lab = labels >= 0
     whole = np.bincount(labels[lab], minlength=len(CLASSES)) / lab.sum()
     part = np.bincount(labels[held & lab], minlength=len(CLASSES)) / (held & lab).sum()
-    assert np.abs(whole - part).max() < 0.05
+    assert np.abs(whole - part).max() < 0.1
     # sources without a label are never held out; seeded
     unlabelled = set(names) - set(cls.index)
     assert not (unlabelled & test_names)
     assert (held == stratified_split(labels, 0.3, 7, groups=df["name"])).all()
     assert not (held == stratified_split(labels, 0.3, 8, groups=df["name"])).all()
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_split_is_independent_of_the_simulation_with_the_same_seed(seed):
+    """A simulated catalogue split with the seed it was simulated with: the held-out labelled sources have
+    as many multi-detection sources as the labelled sources overall (within 0.05). The split once drew
+    from the simulator's own first stream (default_rng(seed) == default_rng([seed, 0])) and then held
+    out only single-detection sources."""
+    from xsift.methods.cluster_then_label import reference_labels
+    from xsift.simulate import simulate_catalog
+    df = simulate_catalog(20_000, seed=seed)
+    labels, _ = reference_labels(df, PRESET)
+    held = stratified_split(labels, 0.3, seed, groups=df["name"])
+    names = df["name"].to_numpy()
+    size = pd.Series(names).value_counts()
+    labelled = pd.unique(names[labels >= 0])
+    test = pd.unique(names[held])
+    overall = float((size[labelled] > 1).mean())
+    assert overall > 0.1
+    assert abs(float((size[test] > 1).mean()) - overall) < 0.05
 
 
 def _ece_numpy(conf, correct, n_bins):
