@@ -86,9 +86,9 @@ def run_demo(out, *, detections: int = 20000, seed: int = 0, k: int = 6, validat
     if figures:
         written.update(run_figures(tables, model.n_clusters_, out))
     fit, cls, vote = report["fit"], report["classify"], report["voting"]
-    log(f"{fit['complete']:,} complete detections ({fit['dropped_incomplete']:,} with a missing feature "
-        f"dropped); {fit['references_complete']:,} references; {len(fit['excluded'])} excluded "
-        f"(cluster, class) pairs; model {digest[:12]} -> {out / 'model'}")
+    log(f"fitted on {fit['complete']:,} complete detections ({fit['dropped_incomplete']:,} with a missing feature "
+        f"left out of the fit, classified on their observed features); {fit['references_complete']:,} references; "
+        f"{len(fit['excluded'])} excluded (cluster, class) pairs; model {digest[:12]} -> {out / 'model'}")
     log(f"{cls['classified']:,} unlabelled detections classified; {vote['uniquely_classified']:,} sources "
         f"uniquely classified, {vote['ambiguous']:,} ambiguous (Cohen's kappa {vote['cohen_kappa_hard_soft']:.3f})")
 

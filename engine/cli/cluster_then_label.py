@@ -48,11 +48,15 @@ ERRORS_HELP = ("use each detection's measurement errors (the preset's error colu
 
 
 def add_errors_option(parser, *, classify: bool = False) -> None:
-    """``--errors``: saved with a fitted model; when classifying with a saved model, turns errors on for this run
-    (default: the model's own setting)."""
+    """``--errors``: saved with a fitted model; when classifying with a saved model, turns errors on for this run,
+    ``--no-errors`` off (default: the model's own setting)."""
     parser.add_argument("--errors", action="store_true", default=None if classify else False,
                         help=ERRORS_HELP + (" (default: as saved with the model)" if classify
                                             else "; saved with the model"))
+    if classify:
+        parser.add_argument("--no-errors", dest="errors", action="store_false",
+                            help="classify without measurement errors although the model was fitted with them "
+                                 "(a table without the error columns): its deconvolved class covariances alone")
 
 
 fit_help = "fit the cluster-then-label model (feature transform, GMM, per-cluster class statistics)"
@@ -248,8 +252,8 @@ def run_classify(args) -> int:
     model = ClusterThenLabel.load(args.model).set_params(precision=args.precision)
     if args.missing is not None:
         model.set_params(missing=args.missing)
-    if args.errors:
-        model.set_params(errors=True)
+    if args.errors is not None:
+        model.set_params(errors=bool(args.errors))
     args.progress("read")
     df = read_catalog(args.catalog)
     result = model.classify(df, source=str(args.catalog), progress=args.progress)

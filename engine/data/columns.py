@@ -91,6 +91,8 @@ REGISTRY: dict[str, ColumnInfo] = {
     "predicted_class": ColumnInfo(None, "most probable class", "src.class"),
     "no_usable_class": ColumnInfo(None, "true when the detection's cluster has no class with enough references",
                                   "meta.code.qual"),
+    "n_features_used": ColumnInfo(None, "number of the model's features the detection was classified on "
+                                        "(the observed ones under --missing marginalise)", "meta.number"),
     "master_class": ColumnInfo(None, "class agreed by the hard and soft votes over the source's detections",
                                "src.class"),
     "agg_master_class": ColumnInfo(None, "aggregated class of master_class (AGN, Seyfert, XB, YSO)", "src.class"),

@@ -587,7 +587,11 @@ class ClusterThenLabel(ParamsMixin):
         missing: a value filled by ``missing="median"`` is exact, a marginalised one unused). Raises
         SchemaError naming ``source`` when an error column is absent."""
         preset = getattr(self, "preset_", None) or resolve_preset(self.preset)
-        sigma = feature_errors(df, preset, source=source)
+        try:
+            sigma = feature_errors(df, preset, source=source)
+        except SchemaError as exc:
+            raise SchemaError(f"{exc}; this model uses each detection's measurement errors (errors=True): give a "
+                              "table with them, or turn them off (errors=False; --no-errors when classifying)") from None
         var = (transform or self.transform_).transform_errors(feats, sigma) ** 2
         return np.where(np.isfinite(var), var, 0.0)
 

@@ -228,6 +228,7 @@ def test_run_and_validate_write_votable_and_fits_with_metadata(tmp_path):
     for stem in ("clusters", "detection_level", "uniquely_classified", "ambiguous"):
         t = _read_astropy(tmp_path / "r" / f"{stem}.vot", "votable")
         assert t["ra"].meta["ucd"] == "pos.eq.ra;meta.main", stem
+        assert [c for c in t.colnames if not t[c].description] == [], stem      # every column described
     t = _read_astropy(tmp_path / "r" / "detection_level.vot", "votable")
     assert t["LMXB"].meta["ucd"] == "stat.probability" and "LMXB" in t["LMXB"].description
     u = _read_astropy(tmp_path / "r" / "uniquely_classified.vot", "votable")

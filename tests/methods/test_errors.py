@@ -169,7 +169,8 @@ def test_without_errors_in_the_table_errors_change_nothing(catalogue):
 
 def test_errors_need_the_error_columns(catalogue):
     df, model, _ = catalogue
-    with pytest.raises(SchemaError, match=r"cat\.csv: column 'hard_hm_lolim' \(error of feature 'hard_hm'\) not found"):
+    with pytest.raises(SchemaError, match=r"cat\.csv: column 'hard_hm_lolim' \(error of feature 'hard_hm'\) not found.*"
+                                          r"turn them off \(errors=False; --no-errors when classifying\)"):
         model.classify(df.drop(columns=["hard_hm_lolim"]), source="cat.csv")
 
 
@@ -195,3 +196,11 @@ def test_cli_fit_classify_with_errors(tmp_path, capsys):
                  str(tmp_path / "r2"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bb_kt_hilim" in err[0] and "Traceback" not in err[0]
+    assert "--no-errors" in err[0]
+    # --no-errors: the same table classified without the errors, as the model with errors=False does
+    assert main(["classify", str(tmp_path / "bad.parquet"), "--model", str(tmp_path / "m"), "--out",
+                 str(tmp_path / "r3"), "--quiet", "--no-figures", "--no-errors"]) == 0
+    got = pd.read_parquet(tmp_path / "r3" / "detection_level.parquet")
+    plain = model.set_params(errors=False).classify(df.drop(columns=["bb_kt_hilim"])).detections
+    assert json.loads((tmp_path / "r3" / "manifest.json").read_text())["config"]["errors"] is False
+    np.testing.assert_array_equal(got["predicted_class"].astype(str), plain["predicted_class"].astype(str))
