@@ -237,7 +237,17 @@ def run_fit(args) -> int:
     print(f"model {digest[:12]} -> {out} ({report['complete']:,} complete detections, "
           f"{report['references_complete']:,} references, {len(report['excluded'])} excluded "
           f"(cluster, class) pairs)")
+    _note_negative_errors(report, args.catalog)
     return 0
+
+
+def _note_negative_errors(report: dict, catalog) -> None:
+    """One line when measurement errors were negative (bounds reversed) and so ignored."""
+    bad = report.get("negative_errors_ignored")
+    if bad:
+        each = ", ".join(f"{feature} {n:,}" for feature, n in bad.items())
+        print(f"  {catalog}: {sum(bad.values()):,} measurement error(s) negative (upper bound below the lower, e.g. "
+              f"*_hilim < *_lolim), taken as no error: {each}")
 
 
 @with_progress("classify")
@@ -288,6 +298,7 @@ def run_classify(args) -> int:
     for what, count in not_classified.items():
         if count:
             print(f"  {count:,} detection(s) {what}")
+    _note_negative_errors(report, args.catalog)
     empty = report.get("schema", {}).get("all_null_features", [])
     empty = [c for c in empty if c not in report.get("features_missing", [])]
     if report.get("features_missing"):

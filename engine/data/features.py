@@ -163,10 +163,13 @@ def feature_values(df: pd.DataFrame, preset: str | Preset, *, source: str = "cat
     return out, dropped
 
 
-def feature_errors(df: pd.DataFrame, preset: str | Preset, *, source: str = "catalogue") -> pd.DataFrame:
+def feature_errors(df: pd.DataFrame, preset: str | Preset, *, source: str = "catalogue",
+                   counts: dict | None = None) -> pd.DataFrame:
     """``(n, F)`` 1-sigma measurement errors of the preset's features, in the units of each feature's
     formula value (before any transform), NaN where the feature declares no ``error`` or the row's
-    error is missing, not finite or negative.
+    error is missing, not finite or negative. ``counts``: gets ``negative_errors_ignored``
+    ({feature: rows}) when some errors are negative (bounds reversed, lolim > hilim, or a negative
+    symmetric error): a data problem, so they are counted rather than turned around.
 
     A feature's ``error`` (:class:`xsift.config.Feature`) is one symmetric error column, sigma = the
     column, or the lower and upper confidence bounds (CSC's ``_lolim``/``_hilim``), sigma =
@@ -188,7 +191,10 @@ def feature_errors(df: pd.DataFrame, preset: str | Preset, *, source: str = "cat
             cols = [_as_float(df, c, feature.name, source) for c in feature.error]
             with np.errstate(invalid="ignore"):
                 sigma = cols[0] if len(cols) == 1 else (cols[1] - cols[0]) / 2.0
+                negative = int((np.isfinite(sigma) & (sigma < 0)).sum())
                 sigma = np.where(np.isfinite(sigma) & (sigma >= 0), sigma, np.nan)
+            if negative and counts is not None:
+                counts.setdefault("negative_errors_ignored", {})[feature.name] = negative
         out[feature.name] = sigma
     return pd.DataFrame(out, index=df.index)
 

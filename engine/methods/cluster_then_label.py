@@ -464,7 +464,8 @@ class ClusterThenLabel(ParamsMixin):
         transform = FeatureTransform.from_preset(preset).fit(feats[ok])
         medians = feats[ok].median().to_numpy(dtype=np.float64)      # raw units, for missing="median"
         X = transform.transform(feats[ok])
-        noise = self._noise_var(df, feats, transform, source)[ok] if self.errors else None
+        error_counts: dict = {}
+        noise = self._noise_var(df, feats, transform, source, error_counts)[ok] if self.errors else None
         timings["features_s"] = time.perf_counter() - t0
 
         t1 = time.perf_counter()
@@ -518,6 +519,7 @@ class ClusterThenLabel(ParamsMixin):
             "excluded": [[int(k), classes[j]] for k, j in zip(*np.nonzero(~mask))],
             "clusters_without_usable_class": [int(k) for k in np.flatnonzero(~mask.any(axis=1))],
             "min_references": d,
+            **error_counts,
             "timings": {k: round(v, 4) for k, v in timings.items()},
         })
         self._set_fitted(preset, transform, gmm, classes, means, prec, mask, counts,
@@ -581,14 +583,15 @@ class ClusterThenLabel(ParamsMixin):
         usable = observed.all(axis=1) & finite.all(axis=1)
         return X, usable, np.where(usable, X.shape[1], finite.sum(axis=1)).astype(np.int64)
 
-    def _noise_var(self, df: pd.DataFrame, feats: pd.DataFrame, transform=None, source: str = "catalogue"):
+    def _noise_var(self, df: pd.DataFrame, feats: pd.DataFrame, transform=None, source: str = "catalogue",
+                   counts: dict | None = None):
         """(n, d) measurement variances of the transformed features of every row of ``df`` (the preset's
         error columns, propagated through the transform; 0 where no error is given, and where the value is
         missing: a value filled by ``missing="median"`` is exact, a marginalised one unused). Raises
         SchemaError naming ``source`` when an error column is absent."""
         preset = getattr(self, "preset_", None) or resolve_preset(self.preset)
         try:
-            sigma = feature_errors(df, preset, source=source)
+            sigma = feature_errors(df, preset, source=source, counts=counts)
         except SchemaError as exc:
             raise SchemaError(f"{exc}; this model uses each detection's measurement errors (errors=True): give a "
                               "table with them, or turn them off (errors=False; --no-errors when classifying)") from None
@@ -748,7 +751,9 @@ class ClusterThenLabel(ParamsMixin):
         X_all, usable, used = self._model_inputs(feats, beyond)
         target = np.flatnonzero(usable & (labels == UNLABELLED))
         X = X_all[target]
-        noise = self._noise_var(df.iloc[target], feats.iloc[target], source=source) if self.errors else None
+        error_counts: dict = {}
+        noise = (self._noise_var(df.iloc[target], feats.iloc[target], source=source, counts=error_counts)
+                 if self.errors else None)
         t1 = time.perf_counter()
         _stage(progress, "cluster")
         cluster = self._clusters(X, noise)
@@ -783,6 +788,7 @@ class ClusterThenLabel(ParamsMixin):
             "no_usable_class": int((pred < 0).sum()),
             **({"beyond_precision_to_missing": beyond["beyond_precision_to_missing"]} if beyond else {}),
             **({"non_finite_probabilities": int(unusable.sum())} if unusable.any() else {}),
+            **error_counts,
             "model_hash": self.model_hash,
             "distance": self.distance,
             "timings": {"check_s": round(t_check - t0, 4), "features_s": round(t1 - t_check, 4),

@@ -204,3 +204,28 @@ def test_cli_fit_classify_with_errors(tmp_path, capsys):
     plain = model.set_params(errors=False).classify(df.drop(columns=["bb_kt_hilim"])).detections
     assert json.loads((tmp_path / "r3" / "manifest.json").read_text())["config"]["errors"] is False
     np.testing.assert_array_equal(got["predicted_class"].astype(str), plain["predicted_class"].astype(str))
+
+
+def test_reversed_error_bounds_are_counted_not_used(catalogue, tmp_path, capsys):
+    """A row whose upper bound lies below its lower bound has no usable error: counted per feature in the
+    fit and classify reports (and printed by the command line), its variance 0, as a row without error."""
+    df, model, _ = catalogue
+    bad = df.copy()
+    rows = np.flatnonzero(bad["main_type"].isna().to_numpy())[:7]
+    lo, hi = bad["hard_hm_lolim"].to_numpy().copy(), bad["hard_hm_hilim"].to_numpy().copy()
+    lo[rows], hi[rows] = hi[rows], lo[rows]
+    bad["hard_hm_lolim"], bad["hard_hm_hilim"] = lo, hi
+    swapped = int((np.isfinite(lo) & np.isfinite(hi) & (hi < lo)).sum())
+    assert swapped == int((np.isfinite(lo[rows]) & np.isfinite(hi[rows]) & (hi[rows] < lo[rows])).sum()) > 0
+    report = model.classify(bad, source="bad.csv").report["classify"]
+    assert report["negative_errors_ignored"] == {"hard_hm": swapped}
+    sigma = feature_errors(bad, PRESET)
+    assert np.isnan(sigma["hard_hm"].to_numpy()[rows][np.isfinite(lo[rows]) & np.isfinite(hi[rows])]).all()
+    assert "negative_errors_ignored" not in model.classify(df, source="ok.csv").report["classify"]
+    from xsift.cli import main
+    path = tmp_path / "bad.parquet"
+    bad.to_parquet(path)
+    model.save(tmp_path / "m")
+    assert main(["classify", str(path), "--model", str(tmp_path / "m"), "--out", str(tmp_path / "r"),
+                 "--no-figures"]) == 0
+    assert f"{swapped:,} measurement error(s) negative" in capsys.readouterr().out
