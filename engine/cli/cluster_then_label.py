@@ -36,11 +36,16 @@ def add_missing_option(parser, *, classify: bool = False) -> None:
     """``--missing drop|median|marginalise``: saved with a fitted model (default marginalise); when classifying
     with a saved model, default: the model's own mode."""
     if classify:
-        parser.add_argument("--missing", choices=MISSING, default=None,
+        parser.add_argument("--missing", choices=MISSING, default=None, type=_missing_mode,
                             help=MISSING_HELP + " (default: the mode saved with the model)")
     else:
-        parser.add_argument("--missing", choices=MISSING, default="marginalise",
+        parser.add_argument("--missing", choices=MISSING, default="marginalise", type=_missing_mode,
                             help=MISSING_HELP + "; saved with the model (default: %(default)s)")
+
+
+def _missing_mode(value: str) -> str:
+    """The --missing value, with the American spelling accepted: marginalize -> marginalise."""
+    return "marginalise" if value == "marginalize" else value
 
 ERRORS_HELP = ("use each detection's measurement errors (the preset's error columns, CSC's _lolim/_hilim bounds): "
                "cluster with extreme deconvolution and measure class distances with the class covariance plus "
@@ -299,6 +304,9 @@ def run_classify(args) -> int:
         if count:
             print(f"  {count:,} detection(s) {what}")
     _note_negative_errors(report, args.catalog)
+    if report.get("schema", {}).get("duplicates_dropped"):
+        print(f"  {report['schema']['duplicates_dropped']:,} duplicate row(s) dropped (the same detection with the same "
+              "values in every column read; see manifest.json)")
     empty = report.get("schema", {}).get("all_null_features", [])
     empty = [c for c in empty if c not in report.get("features_missing", [])]
     if report.get("features_missing"):

@@ -116,3 +116,7 @@ def test_command_choices_are_the_librarys():
     for command in ("fit", "run", "validate"):
         args = parser.parse_args([command, "cat.parquet", "--out", "o", "--distance", "mahalanobis"])
         assert args.distance == "mahalanobis"
+        # the American spelling of the missing-feature mode is the library's marginalise
+        assert parser.parse_args([command, "c.parquet", "--out", "o", "--missing", "marginalize"]).missing == "marginalise"
+    assert parser.parse_args(["classify", "c.parquet", "--model", "m", "--out", "o", "--missing",
+                              "marginalize"]).missing == "marginalise"
