@@ -48,6 +48,7 @@ def _run_in_pty(argv, env, timeout=240) -> tuple[int, str]:
     return proc.wait(timeout=60), b"".join(chunks).decode("utf-8", "replace")
 
 
+@pytest.mark.slow      # a whole demo run (~6 s): the default suite stays under 5 minutes on 2 cores
 def test_demo_at_a_terminal_shows_the_stages(tmp_path):
     rc, text = _run_in_pty(DEMO + ["--out", str(tmp_path / "d")], _env())
     assert rc == 0, text
@@ -59,6 +60,7 @@ def test_demo_at_a_terminal_shows_the_stages(tmp_path):
     assert "unlabelled detections classified" in plain
 
 
+@pytest.mark.slow      # a whole demo run (~6 s): the default suite stays under 5 minutes on 2 cores
 def test_demo_into_a_pipe_prints_no_progress(tmp_path):
     proc = subprocess.run(DEMO + ["--out", str(tmp_path / "d")], env=_env(), capture_output=True, text=True,
                           timeout=240)
