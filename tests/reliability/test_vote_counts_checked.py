@@ -8,12 +8,14 @@ import json
 import logging
 
 import pandas as pd
+import pytest
 
 from reliability_checks import refused
 from xsift.cli import main
 from xsift.data.io import write_table
 
 
+@pytest.mark.slow      # a Dask run and a vote (~6 s): the default suite stays under 5 minutes on 2 cores
 def test_a_vote_that_lost_sources_is_refused_and_the_previous_vote_kept(tmp_path, capsys, catalogue, fitted_model,
                                                                         monkeypatch):
     import distributed

@@ -29,6 +29,7 @@ def _mollweide_axes(fig):
     return [ax for ax in fig.axes if ax.name == "mollweide"]
 
 
+@pytest.mark.slow      # 2M detections (~5 s): the default suite stays under 5 minutes on 2 cores
 def test_two_million_detections_sky_map(tmp_path):
     classes = ["AGN", "YSO", "XRB", "CV", "star"]
     ra, dec, cls = _clustered_sky(2_000_000, classes)
