@@ -178,12 +178,17 @@ def _small_log_normals(means, covs, m, x, s):
     expression into one loop over the chunk (nothing but the result is written to memory)."""
     A, r = _small_masked(means, covs, m, x, s)
     L, inv, logdet = cholesky_entries(A)
-    z = forward_entries(L, inv, r)
+    return _small_log_density(forward_entries(L, inv, r), m, logdet)
+
+
+def _small_log_density(z, m, logdet):
+    """log N (K, c) from the whitened residual z (list of d (K, c) arrays, ``|z|^2`` the Mahalanobis term),
+    the observed mask m (d, c) and log det T~ (K, c). The number of observed features is a sum of
+    entries, not a reduction: XLA hands a reduction to its YNNPACK fusion, whose producers (the whole
+    factorisation) then no longer fuse into one loop."""
     maha, n_obs = z[0] * z[0], m[0]
     for i in range(1, len(z)):
         maha, n_obs = maha + z[i] * z[i], n_obs + m[i]
-    # n_obs as a sum of entries, not a reduction: XLA hands a reduction to its YNNPACK fusion, whose
-    # producers (the whole factorisation) then no longer fuse into one loop
     return -0.5 * (n_obs[None] * _LOG_2PI + maha + logdet)
 
 
@@ -209,13 +214,11 @@ def _small_log_norms(weights, means, covs, m, x, s):
 
 
 def _small_weighted_sums(weights, means, covs, m, x, s, log_norm, valid):
-    """The row sums of :class:`XDStats` of a batch-last chunk m, x, s (d, c) (nk, su, suu, and sT before
-    the unobserved-feature correction), given each row's log p(w_i) (c,) (:func:`_small_log_norms`) and
-    valid (c,) bool. Per (component, row): the unrolled Cholesky of ``T~`` and its triangular inverse
+    """Second pass: :class:`XDStats` of a batch-last chunk m, x, s (d, c), given each row's log p(w_i)
+    (c,) (:func:`_small_log_norms`) and valid (c,) bool; loglik 0 (the first pass sums it). Per (component, row): the unrolled Cholesky of ``T~`` and its triangular inverse
     ``W = L^{-1}``, ``z = W r``, log N (for ``q = alpha N / p``), ``u = W^T z`` and ``T~^{-1} = W^T W``,
     summed over the rows with weights q by ONE variadic reduction (``lax.reduce``), so that XLA fuses
-    the whole per-row computation into that reduction's loop: nothing per row is written to memory.
-    Returns (nk (K,), su (K, d), suu (K, d, d), sT (K, d, d))."""
+    the whole per-row computation into that reduction's loop: nothing per row is written to memory."""
     d = means.shape[1]
     A, r = _small_masked(means, covs, m, x, s)
     L, inv, logdet = cholesky_entries(A)
@@ -226,11 +229,7 @@ def _small_weighted_sums(weights, means, covs, m, x, s, log_norm, valid):
         for j in range(1, i + 1):
             t = t + W[i][j] * r[j]
         z.append(t)
-    maha, n_obs = z[0] * z[0], m[0]
-    for i in range(1, d):
-        maha, n_obs = maha + z[i] * z[i], n_obs + m[i]
-    logn = -0.5 * (n_obs[None] * _LOG_2PI + maha + logdet)
-    log_q = logn + _log_weights(weights)[:, None] - log_norm[None]
+    log_q = _small_log_density(z, m, logdet) + _log_weights(weights)[:, None] - log_norm[None]
     q = jnp.where(valid[None], jnp.exp(log_q), 0.0)                      # (K, c)
     u = []
     for j in range(d):
@@ -260,7 +259,8 @@ def _small_weighted_sums(weights, means, covs, m, x, s, log_norm, valid):
     sT = jnp.stack(sums[:n], axis=1)[:, idx]                            # (K, d, d)
     su = jnp.stack(sums[n:n + d], axis=1)
     suu = jnp.stack(sums[n + d:], axis=1)[:, idx]
-    return nk, su, suu, sT
+    dtype = means.dtype
+    return XDStats(nk, su, suu, sT, jnp.zeros((), dtype), jnp.sum(valid).astype(dtype))
 
 
 def _log_normals(means, covs, X, noise, obs):
@@ -311,25 +311,17 @@ def _small_chunk_stats(weights, means, covs, X, noise, obs, valid):
     return _small_data_stats(weights, means, covs, m, x, s, valid[None])
 
 
-def _small_stats_from(weights, means, covs, m, x, s, log_norm, valid):
-    """Second pass: :class:`XDStats` of a batch-last chunk given its rows' log p(w_i) (c,); loglik 0
-    (the first pass sums it)."""
-    dtype = means.dtype
-    nk, su, suu, sT = _small_weighted_sums(weights, means, covs, m, x, s, log_norm, valid)
-    return XDStats(nk, su, suu, sT, jnp.zeros((), dtype), jnp.sum(valid).astype(dtype))
-
-
 def _small_data_stats(weights, means, covs, m, x, s, valid):
     """:class:`XDStats` summed over batch-last chunks m, x, s (n_chunks, d, c), valid (n_chunks, c), in
     two passes: log p(w_i) of every row (:func:`_small_log_norms`, all chunks at once), then the
-    weighted sums chunk by chunk (:func:`_small_stats_from`), which factor every T~ again (see the
+    weighted sums chunk by chunk (:func:`_small_weighted_sums`), which factor every T~ again (see the
     module docstring for why two passes)."""
     K, d = means.shape
     log_norm = _small_log_norms(weights, means, covs, m, x, s)                    # (n_chunks, c)
     loglik = jnp.sum(jnp.where(valid, log_norm, 0.0))
 
     def second(acc, chunk):
-        return _add(acc, _small_stats_from(weights, means, covs, *chunk)), None
+        return _add(acc, _small_weighted_sums(weights, means, covs, *chunk)), None
 
     total, _ = lax.scan(second, _zero_stats(K, d, means.dtype), (m, x, s, log_norm, valid))
     return total._replace(loglik=loglik)

@@ -47,7 +47,7 @@ from xsift.data.schema import checked_declinations, constant_to_rounding
 from xsift.errors import SchemaError, XsiftError
 
 __all__ = ["FORMULA_FUNCTIONS", "FeatureTransform", "complete_rows", "derive_features", "feature_names",
-           "feature_errors", "feature_values", "raw_feature_columns"]
+           "feature_errors", "feature_values", "measurement_variances", "raw_feature_columns"]
 
 
 def _hardness_ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -197,6 +197,18 @@ def feature_errors(df: pd.DataFrame, preset: str | Preset, *, source: str = "cat
                 counts.setdefault("negative_errors_ignored", {})[feature.name] = negative
         out[feature.name] = sigma
     return pd.DataFrame(out, index=df.index)
+
+
+def measurement_variances(df: pd.DataFrame, feats: pd.DataFrame, preset: str | Preset, transform,
+                          *, source: str = "catalogue", counts: dict | None = None) -> np.ndarray:
+    """``(n, d)`` measurement variances of the transformed features of the rows of ``df``: the preset's
+    error columns (:func:`feature_errors`) propagated through the fitted ``transform``
+    (:meth:`FeatureTransform.transform_errors`), squared; 0 where no error is given and where the value
+    is missing (what extreme deconvolution and the error-convolved distances take as ``S_i``).
+    ``feats``: ``df``'s derived features (:func:`derive_features`); ``counts`` as :func:`feature_errors`.
+    Raises :class:`SchemaError` naming ``source`` and the column when an error column is absent."""
+    var = transform.transform_errors(feats, feature_errors(df, preset, source=source, counts=counts)) ** 2
+    return np.where(np.isfinite(var), var, 0.0)
 
 
 def _as_float(df: pd.DataFrame, column: str, feature: str, source: str) -> np.ndarray:

@@ -44,7 +44,7 @@ def pad_chunks(X: np.ndarray, chunk_rows: int, dtype=np.float64) -> tuple[np.nda
 def _feature_chunks(path, preset, transform_dict, chunk_rows, dtype_name, errors=False):
     """Worker: a shard's complete, transformed feature rows as (Xc (m, c, d), maskc (m, c)), padded; with
     ``errors`` also their measurement variances Sc (m, c, d) (0 where a feature has no error)."""
-    from xsift.data.features import FeatureTransform, complete_rows, derive_features, feature_errors
+    from xsift.data.features import FeatureTransform, complete_rows, derive_features, measurement_variances
     from xsift.data.shards import read_shard
     df = read_shard(path, preset.feature_columns + (preset.error_columns if errors else []))
     feats = derive_features(df, preset, source=str(path))
@@ -54,8 +54,8 @@ def _feature_chunks(path, preset, transform_dict, chunk_rows, dtype_name, errors
     Xc, maskc = pad_chunks(X[keep], chunk_rows, np.dtype(dtype_name))
     if not errors:
         return Xc, maskc
-    var = transform.transform_errors(feats, feature_errors(df, preset, source=str(path))) ** 2
-    Sc, _ = pad_chunks(np.where(np.isfinite(var), var, 0.0)[keep], chunk_rows, np.dtype(dtype_name))
+    var = measurement_variances(df, feats, preset, transform, source=str(path))
+    Sc, _ = pad_chunks(var[keep], chunk_rows, np.dtype(dtype_name))
     return Xc, maskc, Sc
 
 

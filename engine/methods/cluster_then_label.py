@@ -80,7 +80,7 @@ import numpy as np
 import pandas as pd
 
 from xsift.errors import SchemaError, XsiftError
-from xsift.data.features import (FeatureTransform, complete_rows, derive_features, feature_errors, feature_names,
+from xsift.data.features import (FeatureTransform, complete_rows, derive_features, feature_names, measurement_variances,
                                  raw_feature_columns)
 from xsift.methods.base import Classification, NotFittedError
 from xsift.methods.calibration import apply_temperature, calibration_meta, temperature_from_meta, temperature_of
@@ -591,12 +591,11 @@ class ClusterThenLabel(ParamsMixin):
         SchemaError naming ``source`` when an error column is absent."""
         preset = getattr(self, "preset_", None) or resolve_preset(self.preset)
         try:
-            sigma = feature_errors(df, preset, source=source, counts=counts)
+            return measurement_variances(df, feats, preset, transform or self.transform_, source=source,
+                                         counts=counts)
         except SchemaError as exc:
             raise SchemaError(f"{exc}; this model uses each detection's measurement errors (errors=True): give a "
                               "table with them, or turn them off (errors=False; --no-errors when classifying)") from None
-        var = (transform or self.transform_).transform_errors(feats, sigma) ** 2
-        return np.where(np.isfinite(var), var, 0.0)
 
     def _clusters(self, X: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
         """(m,) most probable component of rows X (m, d), NaN where a feature is missing: complete rows
