@@ -147,7 +147,7 @@ def distributed_em(client, catalog: str | os.PathLike, preset, transform, init, 
     tdict = transform.to_dict()
     d = len(tdict["features"])
     if persist is None:
-        need = cat.n_rows * d * np.dtype(dtype).itemsize
+        need = cat.n_rows * d * np.dtype(dtype).itemsize * (2 if errors else 1)     # values (and variances)
         mem = _worker_memory_bytes(client)
         persist = mem == 0 or need < mem / 3
     if persist:
